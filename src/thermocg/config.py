@@ -1,0 +1,137 @@
+"""Configuration: schema validation with readable errors, cross-key checks, derived quantities.
+
+The schema (``config.schema.yaml`` beside this file) is the single definition of every key. The
+Snakefile validates with it through ``snakemake.utils.validate``; :func:`check` gives the same
+verdict from plain Python with messages that name the key and the allowed range, and adds the
+checks a JSON schema cannot express (box versus cutoff, T0 among the temperatures, ...).
+"""
+
+import copy
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from thermocg import units
+
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the key and what is allowed."""
+
+
+def load_schema():
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _key_path(error):
+    parts = []
+    for part in error.absolute_path:
+        parts.append(f"[{part}]" if isinstance(part, int) else ("." if parts else "") + str(part))
+    return "".join(parts) or "<top level>"
+
+
+def _explain(error):
+    """One line per schema violation: key, offending value, allowed range or values."""
+    key = _key_path(error)
+    rule, limit = error.validator, error.validator_value
+    allowed = {
+        "minimum": f">= {limit}",
+        "maximum": f"<= {limit}",
+        "exclusiveMinimum": f"> {limit}",
+        "exclusiveMaximum": f"< {limit}",
+        "enum": f"one of {limit}",
+        "type": f"of type {limit}",
+        "minItems": f"a list of at least {limit} item(s)",
+        "uniqueItems": "a list without repeats",
+    }.get(rule)
+    if rule == "additionalProperties":
+        return f"config key '{key}': {error.message} (see config/README.md for the keys)"
+    if rule == "required":
+        return f"config key '{key}': {error.message}"
+    if allowed:
+        return f"config key '{key}' = {error.instance!r}: must be {allowed}"
+    return f"config key '{key}': {error.message}"
+
+
+def _fill_defaults(config, schema):
+    """Insert schema defaults for missing keys (recursively), like snakemake's validate does."""
+    for key, sub in schema.get("properties", {}).items():
+        if key not in config and "default" in sub:
+            config[key] = copy.deepcopy(sub["default"])
+        if sub.get("type") == "object":
+            config.setdefault(key, {})
+            if isinstance(config[key], dict):
+                _fill_defaults(config[key], sub)
+
+
+def check(config):
+    """Validate a config dict; return a copy with defaults filled. Raise ConfigError on any problem."""
+    config = copy.deepcopy(config)
+    schema = load_schema()
+    _fill_defaults(config, schema)
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=_key_path)
+    if errors:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(_explain(e) for e in errors))
+    problems = _physics_problems(config)
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    return config
+
+
+def _physics_problems(config):
+    water, fg, obs = config["water"], config["fg"], config["observables"]
+    problems = []
+    box = box_length(config)
+    if box <= 2 * water["cutoff"]:
+        problems.append(
+            f"config keys 'water.n_molecules' = {water['n_molecules']} and 'water.density' = "
+            f"{water['density']} g/cm^3 give a {box:.3f} nm box, which must exceed twice "
+            f"'water.cutoff' = {water['cutoff']} nm: use at least "
+            f"{minimum_molecules(water['density'], water['cutoff'])} molecules or a shorter cutoff"
+        )
+    if config["reference_temperature"] not in config["temperatures"]:
+        problems.append(
+            f"config key 'reference_temperature' = {config['reference_temperature']}: must be one of "
+            f"'temperatures' = {config['temperatures']}"
+        )
+    steps_per_frame = fg["frame_interval"] / fg["timestep"]
+    if abs(steps_per_frame - round(steps_per_frame)) > 1e-6 or round(steps_per_frame) < 1:
+        problems.append(
+            f"config key 'fg.frame_interval' = {fg['frame_interval']} ps: must be a whole multiple "
+            f"of 'fg.timestep' = {fg['timestep']} ps"
+        )
+    if fg["production"] < 2 * fg["frame_interval"]:
+        problems.append(f"config key 'fg.production' = {fg['production']} ps: must hold at least 2 frames")
+    if not obs["msd_fit_start"] < obs["msd_fit_end"] <= fg["production"]:
+        problems.append(
+            f"config keys 'observables.msd_fit_start' = {obs['msd_fit_start']} ps and "
+            f"'observables.msd_fit_end' = {obs['msd_fit_end']} ps: need start < end <= "
+            f"'fg.production' = {fg['production']} ps"
+        )
+    return problems
+
+
+def load(path):
+    """Read a YAML config file and :func:`check` it."""
+    with open(path) as handle:
+        return check(yaml.safe_load(handle) or {})
+
+
+def box_length(config):
+    """Edge of the cubic FG box, nm."""
+    water = config["water"]
+    return units.cubic_box_length(water["n_molecules"], water["density"])
+
+
+def minimum_molecules(density, cutoff):
+    """Smallest molecule count whose box edge exceeds twice the cutoff at this density."""
+    volume = (2 * cutoff) ** 3
+    return int(volume * density * units.G_PER_CM3_IN_AMU_PER_NM3 / units.WATER_MASS) + 1
+
+
+def temperature_label(temperature):
+    """Text form of a temperature used in paths (``300`` for 300.0, ``300.5`` otherwise)."""
+    temperature = float(temperature)
+    return str(int(temperature)) if temperature.is_integer() else repr(temperature)

@@ -1,0 +1,116 @@
+"""Every on-disk format of thermocg in one place, with units.
+
+Frame files are NumPy ``.npz`` archives. Array names, shapes and units:
+
+FG frames (``results/fg/T<T>/frames.npz``, written by :mod:`thermocg.fg`)
+    positions         (F, n_particles, 3) float64  nm, continuous in time (never wrapped)
+    forces            (F, n_particles, 3) float64  kJ/(mol nm), no constraint forces
+    potential_energy  (F,)                float64  kJ/mol
+    box               (F, 3)              float64  nm, orthorhombic edge lengths
+    time              (F,)                float64  ps since the start of production
+    masses            (n_particles,)      float64  amu (0 for virtual sites)
+    molecule_index    (n_particles,)      int64    molecule each particle belongs to
+    temperature       ()                  float64  K
+
+CG frames (``results/cg/T<T>/beads.npz``, written by :mod:`thermocg.mapping`)
+    positions         (F, N, 3)  nm, bead = molecule centre of mass, continuous in time
+    forces            (F, N, 3)  kJ/(mol nm), mapped force (sum over the molecule)
+    potential_energy  (F,)       kJ/mol, the FG potential energy of the frame
+    box, time, temperature as above; masses (N,) amu
+
+Every archive also holds ``units``: a JSON string mapping array names to units, so that a file
+read without this module still states them.
+"""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+UNITS = {
+    "positions": "nm",
+    "forces": "kJ/(mol nm)",
+    "potential_energy": "kJ/mol",
+    "box": "nm",
+    "time": "ps",
+    "masses": "amu",
+    "molecule_index": "1",
+    "temperature": "K",
+}
+
+
+def atomic_write(path, write):
+    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_frames(path, **arrays):
+    """Save named arrays (see the module docstring) atomically, with their units."""
+    units = {name: UNITS.get(name, "see producer") for name in arrays}
+
+    def write(tmp):
+        with open(tmp, "wb") as handle:
+            np.savez(handle, units=json.dumps(units), **arrays)
+
+    atomic_write(path, write)
+
+
+def load_frames(path):
+    """Load a frame archive into a dict of arrays (``units`` decoded to a dict)."""
+    with np.load(path, allow_pickle=False) as data:
+        out = {name: data[name] for name in data.files}
+    out["units"] = json.loads(str(out["units"]))
+    return out
+
+
+def write_json(path, obj):
+    """Write a JSON document atomically."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
+
+
+def write_table(path, frame, comment=None):
+    """Write a pandas DataFrame as TSV atomically; ``comment`` lines go first, prefixed '# '."""
+
+    def write(tmp):
+        with open(tmp, "w") as handle:
+            for line in (comment or "").splitlines():
+                handle.write(f"# {line}\n")
+            frame.to_csv(handle, sep="\t", index=False, float_format="%.8g")
+
+    atomic_write(path, write)
+
+
+def read_table(path):
+    """Read a TSV written by :func:`write_table`."""
+    import pandas as pd
+
+    return pd.read_csv(path, sep="\t", comment="#")
+
+
+def write_cg_trajectory(trajectory_path, topology_path, positions, box, time):
+    """Bead trajectory (DCD, nm) and PDB topology that mdtraj reads: one residue HOH, one atom W per bead."""
+    import mdtraj
+
+    positions = np.asarray(positions)
+    topology = mdtraj.Topology()
+    chain = topology.add_chain()
+    for _ in range(positions.shape[1]):
+        topology.add_atom("W", mdtraj.element.virtual, topology.add_residue("HOH", chain))
+    trajectory = mdtraj.Trajectory(
+        positions.astype(np.float32), topology, time=np.asarray(time),
+        unitcell_lengths=np.asarray(box), unitcell_angles=np.full((len(positions), 3), 90.0),
+    )
+    atomic_write(trajectory_path, trajectory.save_dcd)
+    atomic_write(topology_path, lambda tmp: trajectory[0].save_pdb(tmp))

@@ -1,0 +1,178 @@
+"""Structural and dynamical observables, one definition shared by FG and CG (METHOD.md).
+
+Plain functions over arrays in nm and ps, in the spirit of mdtraj's analysis functions:
+positions (F, N, 3), box (F, 3) orthorhombic edge lengths.
+
+- :func:`rdf`: g(r), 0 < r <= min(L)/2, bins of 0.002 nm by default.
+- :func:`adf`: p(theta) of the angle J-I-K for J, K within 0.33 nm of I, in 1/deg.
+- :func:`msd` and :func:`diffusion_coefficient`: Einstein relation on unwrapped positions.
+- :func:`energy_statistics`: mean, spread and block standard error of the potential energy.
+"""
+
+import numpy as np
+import vesin
+
+from thermocg.mapping import minimum_image
+
+
+def _half_pairs(points, box, cutoff, quantities):
+    calculator = vesin.NeighborList(cutoff=float(cutoff), full_list=False)
+    return calculator.compute(points, np.diag(box), periodic=True, quantities=quantities)
+
+
+def rdf_bins(box, bin_width=0.002, r_max=None):
+    """Bin edges (nm) from 0 to r_max (default: half the smallest box edge, whole bins only)."""
+    limit = 0.5 * float(np.min(box))
+    r_max = limit if r_max is None else min(float(r_max), limit)
+    n_bins = int(np.floor(r_max / bin_width + 1e-9))
+    if n_bins < 1:
+        raise ValueError(f"r_max {r_max} nm is shorter than one bin of {bin_width} nm")
+    return np.arange(n_bins + 1) * bin_width
+
+
+def rdf(positions, box, bin_width=0.002, r_max=None):
+    """Radial distribution function of identical particles.
+
+    Returns (r bin centres in nm, g(r)). Each frame is normalised by its own volume, so
+    g -> 1 at large r in an ideal gas.
+    """
+    positions, box = np.asarray(positions, dtype=np.float64), np.asarray(box, dtype=np.float64)
+    edges = rdf_bins(box, bin_width, r_max)
+    shell = 4.0 / 3.0 * np.pi * (edges[1:] ** 3 - edges[:-1] ** 3)
+    n = positions.shape[1]
+    g = np.zeros(len(edges) - 1)
+    for frame, lengths in zip(positions, box):
+        (distances,) = _half_pairs(frame, lengths, edges[-1], "d")
+        counts = np.histogram(distances, bins=edges)[0]
+        pair_density = 0.5 * n * (n - 1) / np.prod(lengths)
+        g += counts / (pair_density * shell)
+    return 0.5 * (edges[1:] + edges[:-1]), g / len(positions)
+
+
+def adf(positions, box, r_shell=0.33, bin_width_deg=1.0):
+    """Angular distribution of J-I-K angles for J, K within ``r_shell`` of I.
+
+    Returns (theta bin centres in degrees, p(theta) in 1/deg with sum(p) * bin_width = 1).
+    """
+    positions, box = np.asarray(positions, dtype=np.float64), np.asarray(box, dtype=np.float64)
+    edges = np.linspace(0.0, 180.0, int(round(180.0 / bin_width_deg)) + 1)
+    counts = np.zeros(len(edges) - 1)
+    calculator = vesin.NeighborList(cutoff=float(r_shell), full_list=True, sorted=True)
+    for frame, lengths in zip(positions, box):
+        i, vectors = calculator.compute(frame, np.diag(lengths), periodic=True, quantities="iD")
+        counts += np.histogram(_triplet_angles(i, vectors, len(frame)), bins=edges)[0]
+    total = counts.sum()
+    if total == 0:
+        raise ValueError(f"no triplets within r_shell = {r_shell} nm: is the shell too small?")
+    return 0.5 * (edges[1:] + edges[:-1]), counts / (total * bin_width_deg)
+
+
+def _triplet_angles(centre, vectors, n_particles):
+    """All angles (degrees) between pairs of neighbour vectors that share a centre particle."""
+    per_centre = np.bincount(centre, minlength=n_particles)
+    width = per_centre.max(initial=0)
+    if width < 2:
+        return np.zeros(0)
+    slot = np.arange(len(centre)) - np.repeat(np.cumsum(per_centre) - per_centre, per_centre)
+    units = np.zeros((n_particles, width, 3))
+    units[centre, slot] = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    valid = np.zeros((n_particles, width), dtype=bool)
+    valid[centre, slot] = True
+    cosines = np.einsum("nad,nbd->nab", units, units)
+    upper = np.triu(np.ones((width, width), dtype=bool), k=1)
+    keep = valid[:, :, None] & valid[:, None, :] & upper[None]
+    return np.degrees(np.arccos(np.clip(cosines[keep], -1.0, 1.0)))
+
+
+def unwrap_in_time(positions, box):
+    """Continuous trajectories: accumulate minimum-image displacements between frames.
+
+    Correct as long as no particle moves more than half a box edge between two frames.
+    """
+    positions, box = np.asarray(positions, dtype=np.float64), np.asarray(box, dtype=np.float64)
+    steps = minimum_image(np.diff(positions, axis=0), box[1:, None, :])
+    return np.concatenate([positions[:1], positions[:1] + np.cumsum(steps, axis=0)])
+
+
+def msd(positions, box, time):
+    """Mean squared displacement over all time origins (FFT, O(F log F)).
+
+    Returns (lag times in ps, MSD in nm^2), lag 0 included. Frames must be evenly spaced in time.
+    """
+    time = np.asarray(time, dtype=np.float64)
+    if len(time) > 2 and not np.allclose(np.diff(time), time[1] - time[0], rtol=1e-6):
+        raise ValueError("msd needs evenly spaced frames")
+    x = unwrap_in_time(positions, box)
+    n_frames = len(x)
+    squared = (x**2).sum(axis=2)  # (F, N)
+    # sum over origins of |x(t+m)|^2 + |x(t)|^2, by a running sum
+    padded = np.concatenate([squared, np.zeros((1, squared.shape[1]))])
+    running = 2 * squared.sum(axis=0)
+    s1 = np.empty((n_frames, squared.shape[1]))
+    for m in range(n_frames):
+        running = running - padded[m - 1] - padded[n_frames - m] if m else running
+        s1[m] = running / (n_frames - m)
+    # sum over origins of x(t+m).x(t), by FFT autocorrelation
+    spectrum = np.fft.rfft(x, n=2 * n_frames, axis=0)
+    autocorrelation = np.fft.irfft(spectrum * spectrum.conj(), axis=0)[:n_frames].sum(axis=2)
+    s2 = autocorrelation / (n_frames - np.arange(n_frames))[:, None]
+    return time - time[0], (s1 - 2 * s2).mean(axis=1)
+
+
+def diffusion_coefficient(lag, msd_values, fit_start, fit_end):
+    """Self-diffusion coefficient D (nm^2/ps) from the slope of MSD(lag) over [fit_start, fit_end] ps.
+
+    Einstein relation in 3D: MSD = 6 D t + c. Returns a dict with D, the intercept and the window.
+    """
+    window = (lag >= fit_start) & (lag <= fit_end)
+    if window.sum() < 2:
+        raise ValueError(f"MSD fit window {fit_start}-{fit_end} ps holds fewer than 2 points")
+    slope, intercept = np.polyfit(lag[window], msd_values[window], 1)
+    return {"D_nm2_per_ps": slope / 6.0, "intercept_nm2": intercept, "fit_start_ps": fit_start, "fit_end_ps": fit_end}
+
+
+def energy_statistics(energy, n_molecules, n_blocks=5):
+    """Mean, standard deviation and block-average standard error of a potential energy series (kJ/mol)."""
+    energy = np.asarray(energy, dtype=np.float64)
+    blocks = np.array_split(energy, min(n_blocks, len(energy)))
+    block_means = np.array([b.mean() for b in blocks])
+    sem = block_means.std(ddof=1) / np.sqrt(len(blocks)) if len(blocks) > 1 else float("nan")
+    return {
+        "mean_kJ_per_mol": energy.mean(),
+        "std_kJ_per_mol": energy.std(ddof=1) if len(energy) > 1 else 0.0,
+        "sem_kJ_per_mol": sem,
+        "mean_per_molecule_kJ_per_mol": energy.mean() / n_molecules,
+        "n_frames": len(energy),
+    }
+
+
+def compute_all(beads, settings, oxygen_positions=None):
+    """Every observable of one temperature's bead trajectory, as tables and a summary dict.
+
+    ``beads`` is a CG frame dict (see :mod:`thermocg.io`); ``settings`` the config's
+    ``observables`` section; ``oxygen_positions`` (F, N, 3), when given, adds the O-O RDF.
+    """
+    import pandas as pd
+
+    positions, box, time = beads["positions"], beads["box"], beads["time"]
+    r, g = rdf(positions, box, settings["rdf_bin_width"])
+    theta, p = adf(positions, box, settings["adf_shell"], settings["adf_bin_width"])
+    lag, msd_values = msd(positions, box, time)
+    tables = {
+        "rdf_com": pd.DataFrame({"r_nm": r, "g": g}),
+        "adf": pd.DataFrame({"theta_deg": theta, "p_per_deg": p}),
+        "msd": pd.DataFrame({"lag_ps": lag, "msd_nm2": msd_values}),
+    }
+    if oxygen_positions is not None:
+        r_oo, g_oo = rdf(oxygen_positions, box, settings["rdf_bin_width"])
+        tables["rdf_oo"] = pd.DataFrame({"r_nm": r_oo, "g": g_oo})
+    diffusion = diffusion_coefficient(lag, msd_values, settings["msd_fit_start"], settings["msd_fit_end"])
+    summary = {
+        "temperature_K": float(beads["temperature"]),
+        "n_beads": int(positions.shape[1]),
+        "n_frames": int(positions.shape[0]),
+        "diffusion": {k: float(v) for k, v in diffusion.items()},
+        "potential_energy": {k: float(v) for k, v in energy_statistics(beads["potential_energy"], positions.shape[1]).items()},
+        "units": {"D_nm2_per_ps": "nm^2/ps (x1000 = 1e-5 cm^2/s)", "energy": "kJ/mol", "r": "nm", "theta": "deg", "p": "1/deg"},
+    }
+    return tables, summary

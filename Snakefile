@@ -1,11 +1,14 @@
 # thermocg: temperature-transferable ML coarse-grained water.
 # Run: snakemake --cores N   (default config: config/config.yaml; see README.md)
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# Relative to this file, so that --directory elsewhere still finds the default config.
+configfile: Path(workflow.basedir) / "config" / "config.yaml"
 
 
 report: "workflow/report/workflow.rst"

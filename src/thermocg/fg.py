@@ -1,6 +1,6 @@
 """Atomistic (fine-grained) rigid water sampled with OpenMM.
 
-A cubic box of N rigid waters at an exact density, PME electrostatics, energy minimisation,
+A cubic box of N rigid waters at an exact density, PME electrostatics, a damped relaxation,
 equilibration with a strong Langevin friction, then NVT production with a weak friction
 (LangevinMiddleIntegrator, <= 0.1/ps). Why Langevin rather than Nose-Hoover: it is robust with
 rigid water and deterministic under a seed; at 0.1/ps its friction is ~0.2% of water's own
@@ -9,7 +9,9 @@ rigid water and deterministic under a seed; at 0.1/ps its friction is ~0.2% of w
 Every ``frame_interval`` the production records positions (all particles, never wrapped), forces
 on every particle, the potential energy and the box. The run checkpoints every
 ``checkpoint_interval`` into one state file (OpenMM checkpoint + frames so far), written
-atomically; a killed job resumes from it. Outputs are written only when the run is complete.
+atomically; a killed job resumes from it. A resumed run continues the same trajectory up to
+round-off (a context restored from a checkpoint differs by ~1e-6 nm after 50 steps, which chaos
+then amplifies), so it is statistically, not bitwise, the uninterrupted run. Outputs are written only when the run is complete.
 """
 
 import json
@@ -172,7 +174,7 @@ def molecule_index(topology):
 
 def platform_candidates(name, threads):
     """(platform name, properties) to try in order for a requested platform."""
-    cpu = ("CPU", {"Threads": str(threads)})
+    cpu = ("CPU", {"Threads": str(threads), "DeterministicForces": "true"})
     cuda = ("CUDA", {"Precision": "mixed", "DeterministicForces": "true"})
     return {"auto": [cuda, cpu], "CUDA": [cuda], "CPU": [cpu], "Reference": [("Reference", {})]}[name]
 
@@ -189,6 +191,9 @@ def create_simulation(topology, system, integrator, platform, threads):
             failures.append(f"{name}: {str(error).splitlines()[0]}")
             continue
         detail = f" with {threads} threads" if name == "CPU" else ""
+        if name == "CPU" and threads > 1:
+            # measured with OpenMM 8.6.1: two CPU threads diverge between identical runs
+            log.warning("OpenMM's CPU platform is bitwise reproducible with 1 thread only; using %d", threads)
         reason = f" (not available: {'; '.join(failures)})" if failures else ""
         log.info("OpenMM platform: %s%s%s", name, detail, reason)
         return simulation
@@ -248,6 +253,19 @@ def _load_state(path, settings):
     return state
 
 
+def _relax(integrator, settings, steps=400):
+    """Melt the lattice start with short, strongly damped steps.
+
+    Used instead of OpenMM's minimizeEnergy, whose result differed between identical runs on the
+    CPU platform (measured with OpenMM 8.6.1), which would break "same seed, same numbers".
+    """
+    integrator.setStepSize(settings.timestep / 4 * unit.picosecond)
+    integrator.setFriction(10.0 / unit.picosecond)
+    integrator.step(steps)
+    integrator.setStepSize(settings.timestep * unit.picosecond)
+    integrator.setFriction(settings.equilibration_friction / unit.picosecond)
+
+
 def _ns_per_day(simulated_ps, seconds):
     return simulated_ps / max(seconds, 1e-9) * 86400 / 1000
 
@@ -288,8 +306,8 @@ def sample(settings, frames_path, trajectory_path, topology_path, system_path, s
     else:
         context.setPositions(positions * unit.nanometer)
         context.applyConstraints(1e-8)
-        simulation.minimizeEnergy(maxIterations=1000)
         context.setVelocitiesToTemperature(settings.temperature * unit.kelvin, settings.run_seed())
+        _relax(integrator, settings)
         equilibrated, recorder = 0, _Recorder()
 
     chunk = max(1, round(settings.checkpoint_interval / settings.timestep))
@@ -326,11 +344,19 @@ def sample(settings, frames_path, trajectory_path, topology_path, system_path, s
         temperature=np.float64(settings.temperature), water_model=settings.model,
     )
     _write_trajectory(trajectory_path, topology_path, topology, arrays)
+    _store_pme_parameters(system, context)
     io.atomic_write(system_path, lambda tmp: Path(tmp).write_text(openmm.XmlSerializer.serialize(system)))
     Path(state_path).unlink(missing_ok=True)
     platform = context.getPlatform().getName()
     log.info("done: %d frames, production at %.1f ns/day on %s", len(recorder), ns_per_day, platform)
     return {"ns_per_day": ns_per_day, "n_frames": len(recorder), "platform": platform}
+
+
+def _store_pme_parameters(system, context):
+    """Record the PME alpha and grid the engine chose, so that energy decompositions use the same."""
+    for force in system.getForces():
+        if isinstance(force, openmm.NonbondedForce) and force.getNonbondedMethod() == openmm.NonbondedForce.PME:
+            force.setPMEParameters(*force.getPMEParametersInContext(context))
 
 
 def _write_trajectory(trajectory_path, topology_path, topology, arrays):

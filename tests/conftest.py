@@ -1,0 +1,30 @@
+"""Shared paths and helpers for the test suite."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_dir():
+    """The project's shared/ folder: beside the checkout, or where THERMOCG_SHARED points."""
+    candidates = [os.environ.get("THERMOCG_SHARED"), REPO.parent / "shared"]
+    for candidate in filter(None, candidates):
+        if Path(candidate).is_dir():
+            return Path(candidate)
+    pytest.fail("shared/ not found beside the repository (set THERMOCG_SHARED)")
+
+
+def run_snakemake(workdir, *args, check=True, timeout=1800):
+    """Run the pipeline's Snakefile with the test environment's snakemake, in ``workdir``."""
+    bin_dir = Path(sys.executable).parent
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    command = [str(bin_dir / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
+    result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        pytest.fail(f"snakemake {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+    return result

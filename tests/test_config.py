@@ -1,0 +1,86 @@
+"""Configuration: schema validation, readable errors, documentation of every key."""
+
+import copy
+
+import pytest
+import yaml
+
+from thermocg import config
+from conftest import REPO
+
+DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def test_shipped_configs_are_valid():
+    for name in ("config.yaml", "test.yaml"):
+        checked = config.load(REPO / "config" / name)
+        assert checked["fg"]["friction"] <= 0.1
+
+
+def test_defaults_are_filled():
+    minimal = {key: DEFAULT[key] for key in ("seed", "temperatures", "reference_temperature")}
+    minimal.update(water={"n_molecules": 256, "density": 0.997}, fg={}, observables={})
+    checked = config.check(minimal)
+    assert checked["water"]["model"] == "spce" and checked["water"]["cutoff"] == 0.9
+    assert checked["fg"]["timestep"] == 0.002
+
+
+def changed(path, value):
+    result = copy.deepcopy(DEFAULT)
+    node = result
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return result
+
+
+@pytest.mark.parametrize(
+    "path, value, expected",
+    [
+        (("temperatures",), [-5, 300], "'temperatures[0]' = -5: must be > 0"),
+        (("water", "n_molecules"), "many", "'water.n_molecules' = 'many': must be of type integer"),
+        (("water", "model"), "tip5p", "'water.model' = 'tip5p': must be one of"),
+        (("fg", "friction"), 1.0, "'fg.friction' = 1.0: must be <= 0.1"),
+        (("water", "density"), -1.0, "'water.density' = -1.0: must be > 0.1"),
+        (("water", "n_molecules"), 100, "must exceed twice 'water.cutoff' = 0.9 nm"),
+        (("reference_temperature",), 310, "'reference_temperature' = 310: must be one of"),
+        (("fg", "frame_interval"), 0.003, "whole multiple of 'fg.timestep'"),
+    ],
+)
+def test_bad_values_name_the_key_and_the_allowed_range(path, value, expected):
+    with pytest.raises(config.ConfigError, match=None) as error:
+        config.check(changed(path, value))
+    assert expected in str(error.value)
+
+
+def test_unknown_key_is_rejected():
+    bad = copy.deepcopy(DEFAULT)
+    bad["fg"]["thermostat"] = "berendsen"
+    with pytest.raises(config.ConfigError, match="'thermostat' was unexpected"):
+        config.check(bad)
+
+
+def test_small_box_message_suggests_a_size():
+    with pytest.raises(config.ConfigError, match="use at least 195 molecules"):
+        config.check(changed(("water", "n_molecules"), 50))
+    assert config.box_length(changed(("water", "n_molecules"), 195)) > 1.8
+
+
+def test_every_schema_key_is_documented_with_its_readme():
+    readme = (REPO / "config" / "README.md").read_text()
+    schema = config.load_schema()
+
+    def keys(node, prefix=""):
+        for name, sub in node.get("properties", {}).items():
+            yield prefix + name
+            if sub.get("type") == "object":
+                yield from keys(sub, prefix + name + ".")
+
+    missing = [key for key in keys(schema) if f"`{key}`" not in readme]
+    assert not missing, f"config/README.md lacks {missing}"
+
+
+def test_temperature_labels():
+    assert config.temperature_label(300) == "300"
+    assert config.temperature_label(300.0) == "300"
+    assert config.temperature_label(298.15) == "298.15"

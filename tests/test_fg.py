@@ -1,0 +1,118 @@
+"""Atomistic sampling: box construction, determinism, checkpoint/resume, outputs."""
+
+import dataclasses
+import logging
+
+import mdtraj
+import numpy as np
+import pytest
+from openmm import unit
+
+from thermocg import fg, io, units
+from thermocg.fg import SamplingSettings
+
+SMALL = SamplingSettings(
+    model="spce", n_molecules=100, density=0.997, cutoff=0.7, ewald_tolerance=5e-4, temperature=300.0,
+    seed=11, timestep=0.002, equilibration=0.2, equilibration_friction=1.0, production=0.6, friction=0.1,
+    frame_interval=0.1, checkpoint_interval=0.2, platform="CPU", threads=1,
+)
+
+
+def run(settings, directory):
+    paths = {name: directory / name for name in ("frames.npz", "traj.dcd", "top.pdb", "system.xml", "state.npz")}
+    stats = fg.sample(settings, *paths.values())
+    return io.load_frames(paths["frames.npz"]), paths, stats
+
+
+@pytest.mark.parametrize("model", sorted(fg.WATER_MODELS))
+def test_box_has_exact_density_and_sane_geometry(model):
+    topology, positions, _ = fg.build_water_box(model, 125, 0.997, seed=3)
+    length = topology.getPeriodicBoxVectors()[0][0].value_in_unit(unit.nanometer)
+    mass = 125 * units.WATER_MASS  # g/mol
+    assert mass / length**3 / units.G_PER_CM3_IN_AMU_PER_NM3 == pytest.approx(0.997, rel=1e-12)
+    oxygens = positions[[a.index for a in topology.atoms() if a.name == "O"]]
+    distance = oxygens[:, None] - oxygens[None]
+    distance -= length * np.round(distance / length)
+    distance = np.linalg.norm(distance, axis=-1) + np.eye(len(oxygens)) * 10
+    assert distance.min() > 0.25, "lattice start must not overlap molecules"
+    assert topology.getNumResidues() == 125
+
+
+def test_same_seed_same_numbers_and_seed_matters(tmp_path):
+    first, paths, stats = run(SMALL, tmp_path / "a")
+    second, _, _ = run(SMALL, tmp_path / "b")
+    other, _, _ = run(dataclasses.replace(SMALL, seed=12), tmp_path / "c")
+    assert first["positions"].shape == (6, 300, 3)
+    np.testing.assert_array_equal(first["positions"], second["positions"])
+    np.testing.assert_array_equal(first["forces"], second["forces"])
+    assert not np.allclose(first["potential_energy"], other["potential_energy"])
+    assert not paths["state.npz"].exists(), "checkpoint state is removed once outputs are complete"
+    assert stats["ns_per_day"] > 0
+
+
+def test_outputs_are_consistent_and_readable(tmp_path):
+    frames, paths, _ = run(SMALL, tmp_path)
+    assert frames["units"]["forces"] == "kJ/(mol nm)"
+    np.testing.assert_allclose(frames["time"], 0.1 * np.arange(1, 7), rtol=1e-12)
+    np.testing.assert_allclose(frames["box"], SMALL.box_length, rtol=1e-9)
+    assert np.all(frames["potential_energy"] / 100 < -35), "liquid water: about -41 to -47 kJ/mol per molecule"
+    trajectory = mdtraj.load(str(paths["traj.dcd"]), top=str(paths["top.pdb"]))
+    assert trajectory.n_frames == 6 and trajectory.n_residues == 100
+    np.testing.assert_allclose(trajectory.xyz, frames["positions"], atol=1e-5)
+    # Forces are the potential's: a rigid water's net force is (almost) unaffected by constraints,
+    # and the net force on the whole box vanishes (Newton's third law; PME is not exact, so loosely).
+    total = frames["forces"].sum(axis=1)
+    assert np.abs(total).max() < 1e-2 * np.abs(frames["forces"]).max() * np.sqrt(300)
+
+
+class Killed(Exception):
+    pass
+
+
+def test_killed_run_resumes_from_checkpoint(tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.INFO)
+    reference, _, _ = run(SMALL, tmp_path / "whole")
+    original = fg._Recorder.record
+    calls = {"n": 0}
+
+    def dying_record(self, context, time_ps):
+        calls["n"] += 1
+        if calls["n"] == 4:  # after the checkpoint at 2 frames, before the one at 4
+            raise Killed
+        original(self, context, time_ps)
+
+    monkeypatch.setattr(fg._Recorder, "record", dying_record)
+    with pytest.raises(Killed):
+        run(SMALL, tmp_path / "killed")
+    assert (tmp_path / "killed" / "state.npz").exists()
+    assert not (tmp_path / "killed" / "frames.npz").exists(), "no complete-looking output after a kill"
+    monkeypatch.setattr(fg._Recorder, "record", original)
+    resumed, _, _ = run(SMALL, tmp_path / "killed")
+    assert "resumed from" in caplog.text and "2 frames done" in caplog.text
+    # frames saved before the checkpoint are the uninterrupted run's, bit for bit
+    np.testing.assert_array_equal(resumed["positions"][:2], reference["positions"][:2])
+    # the next frame continues that trajectory (round-off only; a restart would be ~0.1 nm off)
+    assert np.abs(resumed["positions"][2] - reference["positions"][2]).max() < 1e-3
+    assert len(resumed["time"]) == len(reference["time"])
+
+
+def test_checkpoint_from_other_settings_is_not_resumed(tmp_path, caplog):
+    run(SMALL, tmp_path)
+    state = tmp_path / "state.npz"
+    # leave a stale state from another temperature, then run: it must be ignored with a warning
+    other = dataclasses.replace(SMALL, temperature=350.0, production=0.2)
+    fg._save_state(state, other, _simulation_stub(), 0, fg._Recorder())
+    frames, _, _ = run(SMALL, tmp_path)
+    assert "other settings" in caplog.text
+    assert len(frames["time"]) == 6
+
+
+def _simulation_stub():
+    class Context:
+        def createCheckpoint(self):
+            return b"\x00"
+
+    class Simulation:
+        context = Context()
+
+    return Simulation()

@@ -1,0 +1,77 @@
+"""The Snakemake DAG: lint, dry runs, config errors, and the tiny config end to end."""
+
+import json
+
+import mdtraj
+import numpy as np
+import pytest
+import yaml
+
+from conftest import REPO, run_snakemake
+from thermocg import io
+
+
+def test_lint_is_clean(tmp_path):
+    result = run_snakemake(tmp_path, "--lint", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations, your workflow is in a good condition" in result.stdout + result.stderr
+
+
+def test_default_config_dry_run(tmp_path):
+    result = run_snakemake(tmp_path, "--dry-run", "--cores", "2", "--configfile", str(REPO / "config" / "config.yaml"))
+    out = result.stdout + result.stderr
+    for rule in ("sample_fg", "map_cg", "observables_fg", "plot_fg_observables"):
+        assert rule in out
+
+
+def test_bad_config_stops_before_any_job(tmp_path):
+    bad = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    bad["temperatures"] = [-10, 300]
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    result = run_snakemake(tmp_path, "--cores", "1", "--configfile", str(tmp_path / "bad.yaml"), check=False)
+    assert result.returncode != 0
+    assert "'temperatures[0]' = -10: must be > 0" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("tiny")
+    run_snakemake(workdir, "--cores", "2", "--configfile", str(REPO / "config" / "test.yaml"))
+    return workdir
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("temperature", ["300", "350"])
+def test_tiny_pipeline_outputs_are_sane(tiny_run, temperature):
+    results = tiny_run / "results"
+    frames = io.load_frames(results / f"fg/T{temperature}/frames.npz")
+    beads = io.load_frames(results / f"cg/T{temperature}/beads.npz")
+    assert frames["positions"].shape == (40, 384, 3) and beads["positions"].shape == (40, 128, 3)
+    assert float(beads["temperature"]) == float(temperature)
+    # mapped forces: every bead's force is finite and the whole box's net force is small
+    net = np.linalg.norm(beads["forces"].sum(axis=1), axis=1)
+    assert np.all(net < 0.05 * np.linalg.norm(beads["forces"], axis=2).sum(axis=1))
+    trajectory = mdtraj.load(str(results / f"cg/T{temperature}/beads.dcd"), top=str(results / f"cg/T{temperature}/beads.pdb"))
+    assert trajectory.n_atoms == 128 and trajectory.n_frames == 40
+    summary = json.loads((results / f"observables/fg/T{temperature}/summary.json").read_text())
+    assert -50 < summary["potential_energy"]["mean_per_molecule_kJ_per_mol"] < -38
+    assert 0.5e-3 < summary["diffusion"]["D_nm2_per_ps"] < 10e-3  # water: 2-5e-3 nm^2/ps
+    rdf = io.read_table(results / f"observables/fg/T{temperature}/rdf_oo.tsv")
+    peak = rdf["r_nm"][rdf["g"].idxmax()]
+    assert 0.26 < peak < 0.30 and 2.0 < rdf["g"].max() < 4.5  # first O-O shell of liquid water
+    assert rdf["g"][rdf["r_nm"] < 0.22].max() == 0.0
+    adf = io.read_table(results / f"observables/fg/T{temperature}/adf.tsv")
+    assert np.sum(adf["p_per_deg"]) == pytest.approx(1.0)
+    assert (results / f"benchmarks/fg/T{temperature}/sample_fg.tsv").exists()
+    assert "production at" in (tiny_run / f"logs/fg/T{temperature}/sample_fg.log").read_text()
+
+
+@pytest.mark.slow
+def test_tiny_pipeline_figure_and_nothing_left_to_do(tiny_run):
+    figure = tiny_run / "results/figures/fg_observables.png"
+    assert figure.stat().st_size > 20_000
+    assert (tiny_run / "results/figures/fg_observables.pdf").exists()
+    assert not list((tiny_run / "results/fg").glob("*/sampling_state.npz")), "checkpoints removed after success"
+    result = run_snakemake(tiny_run, "--dry-run", "--cores", "2", "--configfile", str(REPO / "config" / "test.yaml"))
+    assert "Nothing to be done" in result.stdout + result.stderr

@@ -18,6 +18,12 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/fg.smk"
 include: "workflow/rules/mapping.smk"
 include: "workflow/rules/observables.smk"
+include: "workflow/rules/energies.smk"
+include: "workflow/rules/fit.smk"
+include: "workflow/rules/diffsim.smk"
+include: "workflow/rules/cgmd.smk"
+include: "workflow/rules/metrics.smk"
+include: "workflow/rules/figures.smk"
 
 
 rule all:

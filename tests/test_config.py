@@ -72,12 +72,16 @@ def test_every_schema_key_is_documented_with_its_readme():
 
     def keys(node, prefix=""):
         for name, sub in node.get("properties", {}).items():
-            yield prefix + name
-            if sub.get("type") == "object":
+            if sub.get("type") != "object":
+                yield prefix + name
+            elif isinstance(sub.get("additionalProperties"), dict):
+                yield from keys(sub["additionalProperties"], prefix + name + ".<name>.")
+            else:
                 yield from keys(sub, prefix + name + ".")
 
     missing = [key for key in keys(schema) if f"`{key}`" not in readme]
     assert not missing, f"config/README.md lacks {missing}"
+    assert config.schema_markdown() in readme, "regenerate: python -m thermocg.config"
 
 
 def test_temperature_labels():

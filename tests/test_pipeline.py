@@ -20,7 +20,9 @@ def test_lint_is_clean(tmp_path):
 def test_default_config_dry_run(tmp_path):
     result = run_snakemake(tmp_path, "--dry-run", "--cores", "2", "--configfile", str(REPO / "config" / "config.yaml"))
     out = result.stdout + result.stderr
-    for rule in ("sample_fg", "map_cg", "observables_fg", "plot_fg_observables"):
+    for rule in ("sample_fg", "map_cg", "observables_fg", "plot_fg_observables", "energies_per_molecule", "fit",
+                 "fit_oracle", "force_metrics", "refine_diffsim", "fit_friction", "cgmd", "observables_cg",
+                 "transferability", "figures"):
         assert rule in out
 
 
@@ -42,7 +44,7 @@ def tiny_run(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("temperature", ["300", "350"])
+@pytest.mark.parametrize("temperature", ["280", "320"])
 def test_tiny_pipeline_outputs_are_sane(tiny_run, temperature):
     results = tiny_run / "results"
     frames = io.load_frames(results / f"fg/T{temperature}/frames.npz")
@@ -75,3 +77,42 @@ def test_tiny_pipeline_figure_and_nothing_left_to_do(tiny_run):
     assert not list((tiny_run / "results/fg").glob("*/sampling_state.npz")), "checkpoints removed after success"
     result = run_snakemake(tiny_run, "--dry-run", "--cores", "2", "--configfile", str(REPO / "config" / "test.yaml"))
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_tiny_pipeline_fits_every_model_kind(tiny_run):
+    from thermocg import nn
+
+    results = tiny_run / "results"
+    kinds = {}
+    for path in results.glob("models/**/model.pt"):
+        model, metadata = nn.load_model(path)
+        kinds.setdefault(metadata["kind"], []).append(metadata["name"])
+        assert metadata["T0_K"] == 300 and len(metadata["data_sha256"]) == 64
+    assert sorted(kinds) == ["em", "fm_oracle", "fm_ref", "mtfm", "trf1", "trf2"]
+    assert len(kinds["fm_oracle"]) == 3 and sorted(kinds["trf1"]) == ["trf1", "trf1_global"]
+    forces = io.read_table(results / "metrics/forces.tsv")
+    assert set(forces["model"]) >= {"fm_ref", "em", "trf1", "trf1_global", "trf2", "mtfm", "fm_oracle"}
+    assert np.all(np.isfinite(forces["force_rmse"])) and np.all(forces["force_rmse"] > 0)
+    response = io.read_table(results / "metrics/thermal_response.tsv")
+    assert set(response["estimator"].dropna()) >= {"local", "global"}
+    assert np.all(np.abs(response["cosine"]) <= 1)
+    curve = io.read_table(results / "models/trf2/learning_curve.tsv")
+    assert {"train_force", "train_response1", "train_response2", "validation_total"} <= set(curve.columns)
+
+
+@pytest.mark.slow
+def test_tiny_pipeline_runs_cg_md_and_compares_with_fg(tiny_run):
+    results = tiny_run / "results"
+    table = io.read_table(results / "metrics/transferability.tsv")
+    simulated = {"fm_ref", "fm_oracle", "em", "trf1", "trf1_global", "trf2", "mtfm", "trf2_diffsim"}
+    assert set(table["model"]) == simulated
+    assert len(table) == len(simulated) * 3
+    assert np.all((table["eps_g"] > 0) & (table["eps_g"] < 5)) and np.all(table["D_cg"] > 0)
+    thermo = io.read_table(results / "cgmd/trf2/T320/thermo.tsv")
+    assert abs(thermo["T_kin_K"].mean() - 320) < 60  # 128 beads, 2 ps: loose, but catches a wrong thermostat
+    assert (results / "models/trf2_diffsim/loss_curve.tsv").exists()
+    for name in ("transferability", "rdf_adf_overlays", "force_errors", "thermal_response", "diffusion",
+                 "diffsim_curves", "timings"):
+        assert (results / f"figures/{name}.png").stat().st_size > 10_000
+        assert (results / f"figures/{name}.pdf").exists()

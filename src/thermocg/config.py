@@ -64,6 +64,11 @@ def _fill_defaults(config, schema):
             config.setdefault(key, {})
             if isinstance(config[key], dict):
                 _fill_defaults(config[key], sub)
+    entries = schema.get("additionalProperties")
+    if isinstance(entries, dict) and entries.get("type") == "object":
+        for value in config.values():
+            if isinstance(value, dict):
+                _fill_defaults(value, entries)
 
 
 def check(config):
@@ -110,6 +115,49 @@ def _physics_problems(config):
             f"'observables.msd_fit_end' = {obs['msd_fit_end']} ps: need start < end <= "
             f"'fg.production' = {fg['production']} ps"
         )
+    network = config["network"]
+    if box <= 2 * network["cutoff"]:
+        problems.append(f"config key 'network.cutoff' = {network['cutoff']} nm: must be below half the box, {box / 2:.3f} nm")
+    if not network["sensitivity_soft_min"] < network["sensitivity_soft_max"] < network["cutoff"]:
+        problems.append(
+            "config keys 'network.sensitivity_soft_min' < 'network.sensitivity_soft_max' < 'network.cutoff' must hold"
+        )
+    for name, spec in config["models"].items():
+        if spec["kind"] == "mtfm":
+            unknown = [t for t in spec.get("temperatures", []) if t not in config["temperatures"]]
+            if len(spec.get("temperatures", [])) < 2 or unknown:
+                problems.append(
+                    f"config key 'models.{name}.temperatures': an mtfm model needs at least two of "
+                    f"'temperatures' = {config['temperatures']}"
+                )
+        if spec["kind"] in ("trf1", "trf2") and spec["estimator"] == "local" and box <= 2 * spec["r_loc"]:
+            problems.append(f"config key 'models.{name}.r_loc' = {spec['r_loc']} nm: must be below half the box")
+    cg = config["cgmd"]
+    steps_per_frame = cg["frame_interval"] / cg["timestep"]
+    if abs(steps_per_frame - round(steps_per_frame)) > 1e-6 or round(steps_per_frame) < 1:
+        problems.append(
+            f"config key 'cgmd.frame_interval' = {cg['frame_interval']} ps: must be a whole multiple of "
+            f"'cgmd.timestep' = {cg['timestep']} ps"
+        )
+    if obs["msd_fit_end"] > cg["production"]:
+        problems.append(
+            f"config key 'observables.msd_fit_end' = {obs['msd_fit_end']} ps: must be <= 'cgmd.production' = "
+            f"{cg['production']} ps (CG diffusion uses the same window)"
+        )
+    if not cg["friction_fit_start"] < cg["friction_fit_end"] <= cg["friction_fit_time"]:
+        problems.append("config keys 'cgmd.friction_fit_start' < 'cgmd.friction_fit_end' <= 'cgmd.friction_fit_time' must hold")
+    fitted = [name for name, spec in config["models"].items() if spec["kind"] != "fm_oracle"]
+    unknown = [t for t in config["diffsim"]["temperatures"] if t not in config["temperatures"]]
+    if unknown or (config["diffsim"]["models"] and not config["diffsim"]["temperatures"]):
+        problems.append(
+            f"config key 'diffsim.temperatures' = {config['diffsim']['temperatures']}: DiffSim needs at least one, "
+            f"each one of 'temperatures' = {config['temperatures']}"
+        )
+    if config["diffsim"]["window"] % config["diffsim"]["sample_every"]:
+        problems.append("config key 'diffsim.window' must be a multiple of 'diffsim.sample_every'")
+    for name in config["diffsim"]["models"]:
+        if name not in fitted:
+            problems.append(f"config key 'diffsim.models' names '{name}': must be one of the fitted models {fitted}")
     return problems
 
 
@@ -135,3 +183,49 @@ def temperature_label(temperature):
     """Text form of a temperature used in paths (``300`` for 300.0, ``300.5`` otherwise)."""
     temperature = float(temperature)
     return str(int(temperature)) if temperature.is_integer() else repr(temperature)
+
+
+def _allowed(node):
+    bounds = [("minimum", ">= "), ("exclusiveMinimum", "> "), ("maximum", "<= "), ("exclusiveMaximum", "< ")]
+    parts = [f"{text}{node[key]}" for key, text in bounds if key in node]
+    parts += [f"each {text}{node['items'][key]}" for key, text in bounds if key in node.get("items", {})]
+    if "enum" in node:
+        parts.append(" / ".join(map(str, node["enum"])))
+    for option in node.get("oneOf", []):
+        parts.append(_allowed(option))
+    return ", ".join(parts) or node.get("type", "")
+
+
+def schema_markdown():
+    """Markdown tables of every key of the schema (the body of config/README.md)."""
+    schema = load_schema()
+    lines = []
+
+    def table(title, description, rows):
+        lines.extend([f"\n## {title}\n", description, "", "| key | meaning | allowed | default |", "|---|---|---|---|"])
+        lines.extend(rows)
+
+    def rows(node, prefix):
+        out = []
+        for key, sub in node.get("properties", {}).items():
+            if sub.get("type") == "object" and "properties" in sub and prefix:
+                out += rows(sub, f"{prefix}{key}.")
+            elif sub.get("type") != "object":
+                default = sub.get("default", "required")
+                out.append(f"| `{prefix}{key}` | {sub.get('description', '')} | {_allowed(sub)} | {default} |")
+        return out
+
+    table("Top level", "", rows(schema, ""))
+    for key, sub in schema["properties"].items():
+        if sub.get("type") != "object":
+            continue
+        if "additionalProperties" in sub and isinstance(sub["additionalProperties"], dict):
+            entry = sub["additionalProperties"]
+            table(f"`{key}`", sub["description"] + f" Each entry `{key}.<name>` has:", rows(entry, f"{key}.<name>."))
+        else:
+            table(f"`{key}`", sub["description"], rows(sub, f"{key}."))
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(schema_markdown(), end="")

@@ -18,6 +18,9 @@ CG frames (``results/cg/T<T>/beads.npz``, written by :mod:`thermocg.mapping`)
     potential_energy  (F,)       kJ/mol, the FG potential energy of the frame
     box, time, temperature as above; masses (N,) amu
 
+Per-molecule energies (``results/cg/T<T>/molecule_energies.npz``, :mod:`thermocg.energies`)
+    bead_energies     (F, N)     kJ/mol, share u_J of the FG potential energy, sum_J u_J = U
+
 Every archive also holds ``units``: a JSON string mapping array names to units, so that a file
 read without this module still states them.
 """
@@ -38,7 +41,12 @@ UNITS = {
     "masses": "amu",
     "molecule_index": "1",
     "temperature": "K",
+    "bead_energies": "kJ/mol",
 }
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def atomic_write(path, write):
@@ -49,6 +57,7 @@ def atomic_write(path, write):
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs are for everyone to read
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

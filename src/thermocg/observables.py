@@ -172,7 +172,9 @@ def compute_all(beads, settings, oxygen_positions=None):
         "n_beads": int(positions.shape[1]),
         "n_frames": int(positions.shape[0]),
         "diffusion": {k: float(v) for k, v in diffusion.items()},
-        "potential_energy": {k: float(v) for k, v in energy_statistics(beads["potential_energy"], positions.shape[1]).items()},
         "units": {"D_nm2_per_ps": "nm^2/ps (x1000 = 1e-5 cm^2/s)", "energy": "kJ/mol", "r": "nm", "theta": "deg", "p": "1/deg"},
     }
+    if "potential_energy" in beads:
+        statistics = energy_statistics(beads["potential_energy"], positions.shape[1])
+        summary["potential_energy"] = {k: float(v) for k, v in statistics.items()}
     return tables, summary

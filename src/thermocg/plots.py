@@ -61,3 +61,382 @@ def fg_observables(directories, png, pdf=None):
     axes[0, 0].legend(title="FG water", fontsize=8)
     figure.suptitle(f"Atomistic (FG) reference water, {summaries[0]['n_beads']} molecules")
     _save(figure, png, pdf)
+
+
+# ---------------------------------------------------------------------------------------------
+# CG model evaluation figures. Each copes with missing inputs by drawing a "not run" panel, so
+# that a partial pipeline still gives a complete (if emptier) report.
+
+# Fixed colours: a model keeps its colour in every figure; *_diffsim shares its parent's colour
+# and is drawn dashed.
+MODEL_COLOURS = {
+    "fm_ref": "tab:blue", "fm_oracle": "dimgray", "em": "tab:orange", "trf1": "tab:green",
+    "trf1_global": "tab:olive", "trf2": "tab:red", "mtfm": "tab:purple",
+}
+
+
+def _model_style(name):
+    """(colour, linestyle) of a model name."""
+    import zlib
+
+    base = name.removesuffix("_diffsim")
+    colour = MODEL_COLOURS.get(base, plt.cm.tab10(zlib.crc32(base.encode()) % 10))
+    return colour, "--" if name.endswith("_diffsim") else "-"
+
+
+def _not_run(ax, what, title=None):
+    """Mark a panel whose inputs do not exist yet."""
+    ax.text(0.5, 0.5, f"not run\n({what})", ha="center", va="center", transform=ax.transAxes,
+            fontsize=12, color="0.4")
+    ax.set(xticks=[], yticks=[])
+    if title:
+        ax.set_title(title)
+
+
+def _read(table):
+    """A DataFrame from a DataFrame, a TSV path, or None / a missing path (empty frame)."""
+    import pandas as pd
+
+    if table is None:
+        return pd.DataFrame()
+    if isinstance(table, (str, Path)):
+        return io.read_table(table) if Path(table).exists() else pd.DataFrame()
+    return table
+
+
+def _has(table, *columns):
+    return len(table) > 0 and all(c in table.columns for c in columns)
+
+
+def _trained_mask(table):
+    """True where the row's T_K is one of its model's training temperatures."""
+    if "trained_here" in table.columns:
+        return table["trained_here"].astype(bool).to_numpy()
+    if "trained_at" not in table.columns:
+        return np.zeros(len(table), dtype=bool)
+    return np.array([
+        any(np.isclose(float(t), T) for t in str(trained).split(",") if t.strip() not in ("", "nan"))
+        for T, trained in zip(table["T_K"], table["trained_at"])
+    ])
+
+
+def _lines_by_model(ax, table, column, scale=1.0):
+    """One line per model of ``column`` against T_K; filled markers at training temperatures."""
+    trained = _trained_mask(table)
+    for name in sorted(table["model"].unique()):
+        rows = (table["model"] == name).to_numpy()
+        part = table[rows].assign(_trained=trained[rows]).sort_values("T_K")
+        colour, style = _model_style(name)
+        ax.plot(part["T_K"], scale * part[column], style, color=colour, label=name)
+        for is_trained, face in ((True, colour), (False, "white")):
+            sel = part["_trained"] == is_trained
+            ax.plot(part["T_K"][sel], scale * part[column][sel], "o", color=colour, mfc=face, ms=7)
+
+
+def _log_y(ax):
+    """Log y scale with plain numbers (0.5, 2, 10) rather than 5x10^-1 tick labels."""
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
+
+    ax.set_yscale("log")
+    low, high = ax.get_ylim()
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    # label the 2..9 ticks only within about a decade, where they would otherwise be the only ones
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g") if high / low < 30 else NullFormatter())
+
+
+def _legend_with_markers(ax):
+    """The panel's legend plus two entries that explain filled and open markers."""
+    from matplotlib.lines import Line2D
+
+    handles, _ = ax.get_legend_handles_labels()
+    handles += [
+        Line2D([], [], marker="o", color="k", ls="", label="trained at this T"),
+        Line2D([], [], marker="o", color="k", mfc="white", ls="", label="not trained at this T"),
+    ]
+    ax.legend(handles=handles, fontsize=8)
+
+
+def rdf_adf_overlays(fg_dir, cg_dir, models, temperatures, png, pdf=None):
+    """RDF (top row) and ADF (bottom row) of FG (black) and every model, one column per T.
+
+    Directories as in :mod:`thermocg.transfer`; ``models`` is an iterable of model names;
+    ``temperatures`` in K or as path labels.
+    """
+    from thermocg.config import temperature_label
+
+    labels = [temperature_label(t) for t in temperatures] or ["none"]
+    figure, axes = plt.subplots(2, len(labels), figsize=(4 * len(labels) + 1, 7), squeeze=False,
+                                constrained_layout=True)
+    for column, label in enumerate(labels):
+        ax_rdf, ax_adf = axes[0, column], axes[1, column]
+        fg = Path(fg_dir) / f"T{label}"
+        if not (fg / "rdf_com.tsv").exists() or not (fg / "adf.tsv").exists():
+            _not_run(ax_rdf, "no FG observables", f"{label} K: COM RDF")
+            _not_run(ax_adf, "no FG observables", f"{label} K: first-shell ADF")
+            continue
+        for ax, name, x, y in ((ax_rdf, "rdf_com", "r_nm", "g"), (ax_adf, "adf", "theta_deg", "p_per_deg")):
+            table = io.read_table(fg / f"{name}.tsv")
+            ax.plot(table[x], table[y], color="k", lw=2.5, label="FG (atomistic)")
+            for model in models:
+                path = Path(cg_dir) / model / f"T{label}" / f"{name}.tsv"
+                if path.exists():
+                    table = io.read_table(path)
+                    colour, style = _model_style(model)
+                    ax.plot(table[x], table[y], style, color=colour, lw=1.2, label=model)
+        size = ""
+        summary = fg / "summary.json"
+        if summary.exists():
+            size = f" ({json.loads(summary.read_text()).get('n_beads', '?')} beads)"
+        ax_rdf.set(title=f"{label} K: COM RDF{size}", xlabel="r (nm)", ylabel="g(r)", xlim=(0.2, None))
+        ax_adf.set(title=f"{label} K: first-shell ADF", xlabel="angle J-I-K (deg)", ylabel="p (1/deg)")
+        if column == 0:
+            ax_rdf.legend(fontsize=7)
+    figure.suptitle("Structure of CG models against the atomistic reference, per temperature")
+    _save(figure, png, pdf)
+
+
+def transferability(table, png, pdf=None):
+    """Headline figure: eps_g and eps_a against T per model (top) and their ratio to fm_oracle (bottom).
+
+    ``table``: :func:`thermocg.transfer.transferability_table` output (DataFrame or TSV path).
+    Filled markers: the model was trained at that temperature; open: extrapolation.
+    """
+    table = _read(table)
+    figure, axes = plt.subplots(2, 2, figsize=(12, 8.5), constrained_layout=True)
+    panels = [
+        (axes[0, 0], "eps_g", "RDF error", r"$\epsilon_g$ (dimensionless)"),
+        (axes[0, 1], "eps_a", "ADF error", r"$\epsilon_a$ (1/deg)"),
+        (axes[1, 0], "eps_g_ratio_oracle", "RDF error relative to fm_oracle", r"$\epsilon_g / \epsilon_g^{oracle}$"),
+        (axes[1, 1], "eps_a_ratio_oracle", "ADF error relative to fm_oracle", r"$\epsilon_a / \epsilon_a^{oracle}$"),
+    ]
+    for ax, column, title, ylabel in panels:
+        ratio = column.endswith("_ratio_oracle")
+        if not _has(table, "model", "T_K", column) or not np.isfinite(table[column].astype(float)).any():
+            _not_run(ax, "no fm_oracle rows" if ratio else "no CG observables", title)
+            continue
+        _lines_by_model(ax, table[np.isfinite(table[column].astype(float))], column)
+        if ratio:
+            ax.axhline(1.0, color="k", lw=0.8, ls=":")
+            _log_y(ax)
+        ax.set(title=title, xlabel="T (K)", ylabel=ylabel)
+    first = next((ax for ax in axes.flat if ax.get_lines()), None)
+    if first is not None:
+        _legend_with_markers(first)
+    figure.suptitle("Temperature transferability of CG models (lower is better)")
+    _save(figure, png, pdf)
+
+
+def force_errors(forces_table, png, pdf=None):
+    """Force RMSE against T per model beside the fm_oracle floor (dashed black), and their ratio.
+
+    ``forces_table``: results/metrics/forces.tsv (DataFrame or path).
+    """
+    table = _read(forces_table)
+    figure, (ax_rmse, ax_ratio) = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
+    title_rmse, title_ratio = "Force RMSE on held-out frames", "Force RMSE relative to fm_oracle"
+    if not _has(table, "model", "T_K", "force_rmse"):
+        _not_run(ax_rmse, "no force metrics", title_rmse)
+        _not_run(ax_ratio, "no force metrics", title_ratio)
+    else:
+        models = table[table["model"] != "fm_oracle"]
+        oracle = table.groupby("T_K")["force_rmse_oracle"].first().dropna() if "force_rmse_oracle" in table else []
+        _lines_by_model(ax_rmse, models, "force_rmse")
+        if len(oracle):
+            ax_rmse.plot(oracle.index, oracle.values, "k--", lw=2, label="fm_oracle (noise floor)")
+        ax_rmse.set(title=title_rmse, xlabel="T (K)", ylabel="force RMSE (kJ/(mol nm))")
+        _legend_with_markers(ax_rmse)
+        if len(oracle) and len(models):
+            ratio = models.assign(ratio=models["force_rmse"] / models["T_K"].map(oracle))
+            _lines_by_model(ax_ratio, ratio[np.isfinite(ratio["ratio"])], "ratio")
+            ax_ratio.axhline(1.0, color="k", ls="--", lw=1)
+            ax_ratio.set(title=title_ratio, xlabel="T (K)", ylabel="RMSE / RMSE of fm_oracle")
+            ax_ratio.legend(fontsize=8)
+        else:
+            _not_run(ax_ratio, "no fm_oracle RMSE", title_ratio)
+    figure.suptitle("Mean-force accuracy across temperature (oracle = one force-matched model per T)")
+    _save(figure, png, pdf)
+
+
+ESTIMATOR_STYLE = {  # colour, hatch, legend text
+    "local": ("tab:green", "//", "local energy target"),
+    "global": ("tab:orange", "..", "global energy target"),
+    "": ("tab:gray", "", "no thermal-response target (em, mtfm, ...)"),
+}
+
+
+def thermal_response(response_table, png, pdf=None):
+    """Learned dF/dbeta at T0 against the finite-difference truth: relative RMSE and cosine per model.
+
+    ``response_table``: results/metrics/thermal_response.tsv (DataFrame or path). Bars are
+    coloured and hatched by the estimator of the thermal-response target.
+    """
+    from matplotlib.patches import Patch
+
+    table = _read(response_table)
+    figure, (ax_rmse, ax_cos) = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
+    title_rmse, title_cos = "Relative RMSE of dF/d$\\beta$ (lower is better)", "Cosine similarity (higher is better)"
+    if not _has(table, "model", "rel_rmse", "cosine"):
+        _not_run(ax_rmse, "no thermal response rows", title_rmse)
+        _not_run(ax_cos, "no thermal response rows", title_cos)
+        figure.suptitle("Thermal response dF/d$\\beta$ against finite differences of fm_oracle")
+        _save(figure, png, pdf)
+        return
+    estimator = table.get("estimator")
+    estimator = estimator.fillna("").astype(str) if estimator is not None else [""] * len(table)
+    styles = [ESTIMATOR_STYLE.get(e, ESTIMATOR_STYLE[""]) for e in estimator]
+    x = np.arange(len(table))
+    for ax, column in ((ax_rmse, "rel_rmse"), (ax_cos, "cosine")):
+        ax.bar(x, table[column], color=[s[0] for s in styles], hatch=[s[1] for s in styles], edgecolor="k")
+        for xi, value in zip(x, table[column]):
+            ax.annotate(f"{value:.2f}", (xi, value), ha="center", va="bottom" if value >= 0 else "top", fontsize=8)
+        ax.set_xticks(x, table["model"], rotation=30, ha="right")
+        ax.set_xlabel("model")
+    ax_rmse.axhline(1.0, color="k", ls=":", lw=1, label="= predicting zero")
+    ax_cos.axhline(0.0, color="k", lw=0.8)
+    ax_cos.set_ylim(min(-0.1, float(table["cosine"].min()) - 0.1), 1.1)
+    ax_rmse.set(title=title_rmse, ylabel="||learned - truth|| / ||truth|| (1)")
+    ax_cos.set(title=title_cos, ylabel="cos(learned, truth) (1)")
+    used = [key for key in ESTIMATOR_STYLE if key in set(estimator)]
+    handles = [Patch(facecolor=ESTIMATOR_STYLE[k][0], hatch=ESTIMATOR_STYLE[k][1], edgecolor="k",
+                     label=ESTIMATOR_STYLE[k][2]) for k in used]
+    ax_rmse.legend(handles=handles + ax_rmse.get_legend_handles_labels()[0], fontsize=8)
+    truth = ""
+    if _has(table, "T_minus_K", "T_plus_K", "truth_rms"):
+        row = table.iloc[0]
+        truth = (f": truth = (F({row['T_plus_K']:g} K) - F({row['T_minus_K']:g} K)) / $\\Delta\\beta$, "
+                 f"rms {row['truth_rms']:.3g} kJ/(mol nm) per mol/kJ")
+    figure.suptitle(f"Thermal response dF/d$\\beta$ at T0 against fm_oracle finite differences{truth}")
+    _save(figure, png, pdf)
+
+
+def diffusion(table, png, pdf=None):
+    """D(T) of FG (black) and each CG model, and D_CG/D_FG; from the transferability table."""
+    table = _read(table)
+    figure, (ax_d, ax_ratio) = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
+    title_d, title_ratio = "Self-diffusion coefficient", "CG over FG diffusion"
+    if not _has(table, "model", "T_K", "D_cg", "D_fg") or not np.isfinite(table["D_cg"].astype(float)).any():
+        _not_run(ax_d, "no CG diffusion", title_d)
+        _not_run(ax_ratio, "no CG diffusion", title_ratio)
+    else:
+        scale = 1e3  # nm^2/ps -> 1e-5 cm^2/s
+        fg = table.groupby("T_K")["D_fg"].first().dropna()
+        ax_d.plot(fg.index, scale * fg.values, "k-s", lw=2.5, label="FG (atomistic)")
+        cg = table[np.isfinite(table["D_cg"].astype(float))]
+        _lines_by_model(ax_d, cg, "D_cg", scale)
+        ax_d.set(title=title_d, xlabel="T (K)", ylabel="D (10$^{-5}$ cm$^2$/s)")
+        _legend_with_markers(ax_d)
+        ratio = cg.assign(D_ratio=cg["D_cg"] / cg["D_fg"])
+        _lines_by_model(ax_ratio, ratio[np.isfinite(ratio["D_ratio"])], "D_ratio")
+        ax_ratio.axhline(1.0, color="k", ls="--", lw=1)
+        ax_ratio.set(title=title_ratio, xlabel="T (K)", ylabel="D$_{CG}$ / D$_{FG}$ (1)")
+        ax_ratio.legend(fontsize=8)
+    figure.suptitle("Dynamics: CG Langevin diffusion against the atomistic reference")
+    _save(figure, png, pdf)
+
+
+def diffsim_curves(curve_paths, table, png, pdf=None):
+    """DiffSim refinement: loss curves, and eps_g / eps_a of each model M before and after (M_diffsim).
+
+    curve_paths: {model: loss_curve.tsv path} (missing files are skipped); the curve has
+    columns iteration, loss and optionally loss_T<T> per temperature.
+    table: the transferability table (DataFrame or path), rows of M and M_diffsim.
+    """
+    table = _read(table)
+    figure, axes = plt.subplots(1, 3, figsize=(17, 4.8), constrained_layout=True)
+    ax_loss = axes[0]
+    curves = {m: io.read_table(p) for m, p in (curve_paths or {}).items() if p is not None and Path(p).exists()}
+    if not curves:
+        _not_run(ax_loss, "no DiffSim loss curve", "DiffSim loss")
+    else:
+        positive = True
+        for model, curve in curves.items():
+            colour, _ = _model_style(model)
+            if "loss" in curve:
+                ax_loss.plot(curve["iteration"], curve["loss"], color=colour, lw=2, label=f"{model}: total")
+            per_t = [c for c in curve.columns if c.startswith("loss_T")]
+            for column, style in zip(per_t, [":", "-.", (0, (1, 3)), (0, (5, 2, 1, 2))] * 10):
+                ax_loss.plot(curve["iteration"], curve[column], ls=style, color=colour, lw=1,
+                             label=f"{model}: {column.removeprefix('loss_T')} K")
+            losses = [c for c in curve.columns if c == "loss" or c.startswith("loss_T")]
+            positive &= bool((curve[losses].to_numpy() > 0).all())
+        if positive:
+            ax_loss.set_yscale("log")
+        ax_loss.set(title="DiffSim loss", xlabel="iteration", ylabel="loss (sum of squared g and p differences)")
+        ax_loss.legend(fontsize=7)
+    pairs = []
+    if _has(table, "model", "T_K", "eps_g"):
+        names = set(table["model"])
+        pairs = sorted(n.removesuffix("_diffsim") for n in names if n.endswith("_diffsim") and n.removesuffix("_diffsim") in names)
+    for ax, column, ylabel in ((axes[1], "eps_g", r"$\epsilon_g$ (dimensionless)"), (axes[2], "eps_a", r"$\epsilon_a$ (1/deg)")):
+        title = f"{column} before (solid) and after (dashed) refinement"
+        if not pairs:
+            _not_run(ax, "no model with a _diffsim counterpart", title)
+            continue
+        selected = table[table["model"].isin(pairs + [f"{p}_diffsim" for p in pairs])]
+        _lines_by_model(ax, selected, column)
+        ax.set(title=title, xlabel="T (K)", ylabel=ylabel)
+        _legend_with_markers(ax)
+    figure.suptitle("Differentiable-simulation refinement against the FG structure")
+    _save(figure, png, pdf)
+
+
+def collect_timings(results_dir):
+    """Costs of the pipeline's stages as a DataFrame (stage, value, unit, n_jobs).
+
+    - FG MD speed: median ns/day over temperatures (fg/T*/sampling_stats.json).
+    - CG MD speed per model: median over temperatures of each run's median ns/day (cgmd/<M>/T*/thermo.tsv).
+    - Wall time of every benchmarked rule (benchmarks/**/<rule>.tsv, column s), summed over its
+      jobs; jobs under benchmarks/models/<M>/ are reported per model ("fit <M>").
+    """
+    import pandas as pd
+
+    results = Path(results_dir)
+    rows = []
+    fg = [json.loads(p.read_text()).get("ns_per_day") for p in sorted(results.glob("fg/T*/sampling_stats.json"))]
+    fg = [speed for speed in fg if speed is not None]
+    if fg:
+        rows.append({"stage": "FG MD (OpenMM)", "value": float(np.median(fg)), "unit": "ns/day", "n_jobs": len(fg)})
+    for model_dir in sorted(p for p in results.glob("cgmd/*") if p.is_dir()):
+        thermo = [io.read_table(p) for p in sorted(model_dir.glob("T*/thermo.tsv"))]
+        speeds = [np.median(t["ns_per_day"]) for t in thermo if "ns_per_day" in t and len(t)]
+        if speeds:
+            rows.append({"stage": f"CG MD {model_dir.name}", "value": float(np.median(speeds)), "unit": "ns/day",
+                         "n_jobs": len(speeds)})
+    seconds = {}
+    benchmarks = results / "benchmarks"
+    for path in sorted(benchmarks.glob("**/*.tsv")):
+        parts = path.relative_to(benchmarks).parts
+        stage = f"{path.stem} {parts[1]}" if parts[0] == "models" and len(parts) > 2 else path.stem
+        wall = float(pd.read_csv(path, sep="\t")["s"].mean())  # mean over benchmark repeats
+        total, n = seconds.get(stage, (0.0, 0))
+        seconds[stage] = (total + wall, n + 1)
+    for stage, (total, n) in seconds.items():
+        rows.append({"stage": stage, "value": total, "unit": "s", "n_jobs": n})
+    return pd.DataFrame(rows, columns=["stage", "value", "unit", "n_jobs"])
+
+
+def timings(stages, png, pdf=None):
+    """Horizontal bars of the stage costs from :func:`collect_timings`, one panel per unit."""
+    stages = _read(stages)
+    units = list(dict.fromkeys(stages["unit"])) if _has(stages, "stage", "value", "unit") else []
+    figure, axes = plt.subplots(1, max(1, len(units)), figsize=(7 * max(1, len(units)), 0.9 + 0.35 * max(4, len(stages))),
+                                squeeze=False, constrained_layout=True)
+    if not units:
+        _not_run(axes[0, 0], "no timings recorded", "Pipeline cost")
+    for ax, unit in zip(axes[0], units):
+        part = stages[stages["unit"] == unit].reset_index(drop=True)
+        labels = [f"{s} ({n} jobs)" if n > 1 else s for s, n in zip(part["stage"], part.get("n_jobs", [1] * len(part)))]
+        y = np.arange(len(part))
+        ax.barh(y, part["value"], color="tab:blue" if unit == "s" else "tab:green")
+        ax.set_yticks(y, labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.margins(x=0.12)  # room for the value printed after each bar
+        for yi, value in zip(y, part["value"]):
+            ax.annotate(f" {value:,.0f}" if value >= 100 else f" {value:.3g}", (value, yi), va="center", fontsize=8)
+        if unit == "s" and part["value"].max() > 100 * max(part["value"].min(), 1e-9):
+            ax.set_xscale("log")  # seconds span orders of magnitude between rules
+        what = "simulation speed (higher is faster)" if "/day" in unit else "wall time (summed over jobs)"
+        ax.set(title=f"Pipeline cost: {what}", xlabel=f"{'speed' if '/day' in unit else 'time'} ({unit})",
+               ylabel="stage")
+    figure.suptitle("Where the pipeline's time goes")
+    _save(figure, png, pdf)

@@ -7,6 +7,7 @@ rule sample_fg:
         trajectory="results/fg/T{T}/trajectory.dcd",
         topology="results/fg/T{T}/topology.pdb",
         system="results/fg/T{T}/system.xml",
+        stats="results/fg/T{T}/sampling_stats.json",
     params:
         # Not an output: it must survive a failed or killed job so the rerun resumes from it.
         state="results/fg/T{T}/sampling_state.npz",

@@ -1,0 +1,322 @@
+"""One training loop for every CG model of METHOD.md's table.
+
+Kinds and what their losses match (F = prior + W0 forces at T0; every term is a relative MSE):
+
+    fm_ref, fm_oracle  W0       forces f at one temperature (T0, or each T for the oracle)
+    em                 W0, e    forces f; per-bead energies e_J against the FG shares u_J
+                                (E(R) = sum_J e_J; F_b = (F_E - F)/beta0, so W1 = (E - W0)/beta0)
+    trf1               + W1     first-order thermal response targets y1 (global or local)
+    trf2               + W2     and second-order targets y2
+    mtfm               W0,W1,W2 forces at several temperatures with F(R; beta) of the expansion
+
+The thermal response targets need the current mean force and per-bead energies (targets.py), so
+trf models first fit W0 and e alone for ``warmup_epochs``, then add the y1 / y2 terms, whose
+targets are rebuilt every step from the detached current model.
+
+Frames of each temperature are split in time (train, then validation, then test) so that
+correlated neighbouring frames do not leak across the split. Training checkpoints every epoch
+(model, optimiser, scheduler, best state, learning curve) and resumes after a kill; with the same
+seed and one thread it gives the same numbers.
+"""
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from thermocg import io, nn, targets, units
+from thermocg.config import temperature_label
+from thermocg.neighbors import NeighborList
+
+log = logging.getLogger(__name__)
+
+HEADS = {
+    "fm_ref": ["W0"],
+    "fm_oracle": ["W0"],
+    "em": ["W0", "e"],
+    "trf1": ["W0", "W1", "e"],
+    "trf2": ["W0", "W1", "W2", "e"],
+    "mtfm": ["W0", "W1", "W2"],
+}
+NEEDS_ENERGIES = {"em", "trf1", "trf2"}
+
+
+@dataclass
+class Frame:
+    """One CG frame ready for the network (tensors on the training device)."""
+
+    positions: torch.Tensor  # (N, 3) nm
+    forces: torch.Tensor  # (N, 3) kJ/(mol nm)
+    energy: torch.Tensor  # () kJ/mol, float64
+    bead_energies: torch.Tensor | None  # (N,) kJ/mol, float64
+    pairs: tuple  # (i, j, shift) at the model cutoff
+    local_pairs: tuple | None  # (i, j) within r_loc
+    dbeta: float  # beta - beta0, mol/kJ
+
+
+def split_indices(n_frames, validation_fraction, test_fraction, stride=1):
+    """Time-ordered split of frame indices (every ``stride``-th frame) into train, validation, test."""
+    chosen = np.arange(0, n_frames, stride)
+    n_test = max(1, int(round(test_fraction * len(chosen))))
+    n_val = max(1, int(round(validation_fraction * len(chosen))))
+    if len(chosen) - n_test - n_val < 1:
+        raise ValueError(f"{len(chosen)} frames are too few to split into train/validation/test")
+    return {
+        "train": chosen[: len(chosen) - n_val - n_test],
+        "validation": chosen[len(chosen) - n_val - n_test : len(chosen) - n_test],
+        "test": chosen[len(chosen) - n_test :],
+    }
+
+
+def file_hash(paths):
+    """SHA-256 of the input files, recorded with a model so results trace back to their data."""
+    digest = hashlib.sha256()
+    for path in sorted(map(str, paths)):
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()
+
+
+def load_frames(beads_path, indices, cutoff, beta0, dtype, device, energies_path=None, r_loc=None):
+    """Frames of one temperature (selected ``indices``) with pair lists precomputed."""
+    beads = io.load_frames(beads_path)
+    bead_energies = io.load_frames(energies_path)["bead_energies"] if energies_path else None
+    dbeta = float(units.beta(float(beads["temperature"]))) - beta0
+    neighbors = NeighborList(cutoff)
+    frames = []
+    for k in indices:
+        positions = torch.as_tensor(beads["positions"][k], dtype=dtype, device=device)
+        box = torch.as_tensor(beads["box"][k], dtype=dtype, device=device)
+        local = None
+        if r_loc is not None:
+            local = targets.local_pairs(positions, box, r_loc)[:2]
+        frames.append(Frame(
+            positions=positions,
+            forces=torch.as_tensor(beads["forces"][k], dtype=dtype, device=device),
+            energy=torch.as_tensor(beads["potential_energy"][k], dtype=torch.float64, device=device),
+            bead_energies=None if bead_energies is None else torch.as_tensor(bead_energies[k], dtype=torch.float64, device=device),
+            pairs=neighbors(positions, box),
+            local_pairs=local,
+            dbeta=dbeta,
+        ))
+    return frames
+
+
+def _relative_mse(prediction, target):
+    return ((prediction - target) ** 2).mean() / (target.detach() ** 2).mean().clamp_min(1e-30)
+
+
+class Objective:
+    """The loss of one model kind on a batch of frames, term by term."""
+
+    def __init__(self, kind, estimator="local", warmup_epochs=0, energy_scale=1.0):
+        if kind not in HEADS:
+            raise ValueError(f"unknown model kind '{kind}': one of {sorted(HEADS)}")
+        if estimator not in ("local", "global"):
+            raise ValueError(f"estimator must be 'local' or 'global', got '{estimator}'")
+        self.kind, self.estimator, self.warmup_epochs = kind, estimator, warmup_epochs
+        self.energy_scale = energy_scale  # kJ/mol: spread of the bead energies u_J
+
+    def __call__(self, model, frames, epoch, create_graph=True):
+        positions, i, j, shift, _ = nn.batch_frames([(f.positions, *f.pairs) for f in frames])
+        n_frames, n_beads = len(frames), frames[0].positions.shape[0]
+        force_heads = (["prior"] if model.prior.enabled else []) + [h for h in HEADS[self.kind] if h != "e"]
+        energies, head_forces = nn.head_energies_and_forces(model, positions, i, j, shift, force_heads, create_graph)
+        observed = torch.cat([f.forces for f in frames])
+        dbeta = torch.cat([positions.new_full((n_beads, 1), f.dbeta) for f in frames])
+        mean_force = head_forces["W0"] + head_forces.get("prior", 0.0)
+        if "W1" in head_forces:
+            mean_force = mean_force + dbeta * head_forces["W1"]
+        if "W2" in head_forces:
+            mean_force = mean_force + 0.5 * dbeta**2 * head_forces["W2"]
+        terms = {"force": _relative_mse(mean_force, observed)}
+        if "e" in HEADS[self.kind]:
+            bead_energies = torch.cat([f.bead_energies for f in frames])
+            terms["bead_energy"] = ((energies["e"] - bead_energies.to(energies["e"].dtype)) ** 2).mean() / self.energy_scale**2
+        if self.kind in ("trf1", "trf2") and epoch >= self.warmup_epochs:
+            y1, y2 = self._thermal_targets(frames, observed, mean_force, energies["e"], n_frames, n_beads)
+            terms["response1"] = _relative_mse(head_forces["W1"], y1)
+            if y2 is not None:
+                terms["response2"] = _relative_mse(head_forces["W2"], y2)
+        return terms
+
+    def _thermal_targets(self, frames, observed, mean_force, bead_means, n_frames, n_beads):
+        """y1 (and y2 for trf2) from the detached current model, at T0 (dbeta = 0)."""
+        bead_energies = torch.cat([f.bead_energies for f in frames])
+        second = self.kind == "trf2"
+        if self.estimator == "local":
+            offsets = [k * n_beads for k in range(n_frames)]
+            pairs = tuple(torch.cat([f.local_pairs[m] + o for f, o in zip(frames, offsets)]) for m in (0, 1))
+            y1 = targets.first_order_local_target(observed, mean_force, bead_energies, bead_means, pairs)
+            y2 = targets.second_order_local_target(observed, mean_force, bead_energies, bead_means, pairs) if second else None
+            return y1, y2
+        shape = (n_frames, n_beads, 3)
+        energy = torch.stack([f.energy for f in frames])
+        means = bead_means.detach().reshape(n_frames, n_beads).double()
+        # c = E(R) = sum_J e_J: cancels the bias an inexact mean force would give (targets.py)
+        y1 = targets.first_order_global_target(observed.reshape(shape), mean_force.reshape(shape), energy, means.sum(-1))
+        y2 = None
+        if second:
+            y2 = targets.second_order_global_target(observed.reshape(shape), mean_force.reshape(shape), energy, means).reshape(-1, 3)
+        return y1.reshape(-1, 3), y2
+
+
+def _evaluate(objective, model, frames, epoch, batch):
+    totals = {}
+    for start in range(0, len(frames), batch):
+        chunk = frames[start : start + batch]
+        for name, value in objective(model, chunk, epoch, create_graph=False).items():
+            totals[name] = totals.get(name, 0.0) + float(value) * len(chunk)
+    return {name: value / len(frames) for name, value in totals.items()}
+
+
+def fit(model, objective, train_frames, validation_frames, settings, checkpoint_path, seed):
+    """Train ``model`` in place; returns the learning curve (DataFrame). Resumes from ``checkpoint_path``.
+
+    settings: learning_rate, max_epochs, batch_frames, lr_patience, lr_factor,
+    early_stopping_patience, gradient_clip.
+    """
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings["learning_rate"])
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, factor=settings["lr_factor"], patience=settings["lr_patience"]
+    )
+    state = {"epoch": 0, "best_loss": float("inf"), "best_state": None, "stale": 0, "curve": []}
+    checkpoint_path = Path(checkpoint_path)
+    if checkpoint_path.exists():
+        saved = torch.load(checkpoint_path, weights_only=True)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        state = saved["state"]
+        log.info("resumed training from %s at epoch %d", checkpoint_path, state["epoch"])
+
+    batch = settings["batch_frames"]
+    while state["epoch"] < settings["max_epochs"] and state["stale"] < settings["early_stopping_patience"]:
+        epoch, started = state["epoch"], time.perf_counter()
+        order = np.random.default_rng([seed, epoch]).permutation(len(train_frames))
+        model.train()
+        train_terms = {}
+        for start in range(0, len(order), batch):
+            chunk = [train_frames[k] for k in order[start : start + batch]]
+            terms = objective(model, chunk, epoch)
+            optimizer.zero_grad()
+            sum(terms.values()).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), settings["gradient_clip"])
+            optimizer.step()
+            for name, value in terms.items():
+                train_terms[name] = train_terms.get(name, 0.0) + float(value.detach()) * len(chunk)
+        model.eval()
+        validation = _evaluate(objective, model, validation_frames, epoch, batch)
+        validation_loss = sum(validation.values())
+        # the loss gains terms when the warm-up ends: restart the comparison there
+        if epoch == objective.warmup_epochs and objective.warmup_epochs > 0:
+            state["best_loss"], state["stale"] = float("inf"), 0
+        scheduler.step(validation_loss)
+        improved = validation_loss < state["best_loss"]
+        if improved:
+            state["best_loss"], state["stale"] = validation_loss, 0
+            state["best_state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            state["stale"] += 1
+        row = {"epoch": epoch, "learning_rate": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
+        row.update({f"train_{k}": v / len(train_frames) for k, v in train_terms.items()})
+        row.update({f"validation_{k}": v for k, v in validation.items()})
+        row["validation_total"] = validation_loss
+        state["curve"].append(row)
+        state["epoch"] = epoch + 1
+        log.info(
+            "epoch %d: train %s | validation %.4g%s, lr %.2g, %.1f s (%.1f frames/s)",
+            epoch, " ".join(f"{k}={v / len(train_frames):.4g}" for k, v in train_terms.items()), validation_loss,
+            " *" if improved else "", row["learning_rate"], row["seconds"], len(train_frames) / row["seconds"],
+        )
+        io.atomic_write(checkpoint_path, lambda tmp: torch.save({
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "state": state,
+        }, tmp))
+    if state["best_state"] is not None:
+        model.load_state_dict(state["best_state"])
+    reason = "early stopping" if state["stale"] >= settings["early_stopping_patience"] else "max_epochs"
+    log.info("stopped after %d epochs (%s); best validation loss %.4g", state["epoch"], reason, state["best_loss"])
+    return pd.DataFrame(state["curve"])
+
+
+def training_temperatures(spec, config, temperature=None):
+    """Temperatures (K) whose frames a model entry trains on."""
+    kind = spec["kind"]
+    if kind == "fm_oracle":
+        if temperature is None:
+            raise ValueError("fm_oracle models are fitted per temperature")
+        return [float(temperature)]
+    if kind == "mtfm":
+        return [float(t) for t in spec["temperatures"]]
+    return [float(config["reference_temperature"])]
+
+
+def build_model(kind, config):
+    """A fresh CGModel with the heads of ``kind`` and the config's network settings."""
+    network = config["network"]
+    return nn.CGModel(
+        n_features=network["n_features"],
+        n_sensitivities=network["n_sensitivities"],
+        n_interaction_layers=network["n_interaction_layers"],
+        n_dense_layers=network["n_dense_layers"],
+        cutoff=network["cutoff"],
+        sensitivity_soft_min=network["sensitivity_soft_min"],
+        sensitivity_soft_max=network["sensitivity_soft_max"],
+        heads=HEADS[kind],
+        head_scales={h: network["head_scales"][h] for h in HEADS[kind] if h in network["head_scales"]},
+        prior=network["prior"],
+        dtype=network["dtype"],
+        energy_matching_beta0=float(units.beta(config["reference_temperature"])) if kind == "em" else None,
+    )
+
+
+def train_model(name, spec, config, beads, energies, model_path, curve_path, checkpoint_path, threads=1, temperature=None):
+    """Fit one model entry of the config and save it with its metadata and learning curve.
+
+    ``beads`` and ``energies`` map temperature labels (as in the file names) to the CG frame and
+    per-molecule energy files; ``temperature`` is the oracle's temperature.
+    """
+    kind, training = spec["kind"], config["training"]
+    torch.manual_seed(config["seed"])
+    torch.set_num_threads(threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    log.info("model %s (%s): training on %s with %d CPU threads", name, kind, device, threads)
+    model = build_model(kind, config).to(device)
+    dtype = next(model.parameters()).dtype
+    beta0 = float(units.beta(config["reference_temperature"]))
+    temperatures = training_temperatures(spec, config, temperature)
+    r_loc = spec.get("r_loc") if spec.get("estimator", "local") == "local" and kind in ("trf1", "trf2") else None
+    sets = {"train": [], "validation": []}
+    used_files = []
+    for t in temperatures:
+        label = temperature_label(t)
+        n_frames = len(io.load_frames(beads[label])["time"])
+        split = split_indices(n_frames, training["validation_fraction"], training["test_fraction"], training["frame_stride"])
+        energy_file = energies[label] if kind in NEEDS_ENERGIES else None
+        used_files += [beads[label]] + ([energy_file] if energy_file else [])
+        for part in sets:
+            sets[part] += load_frames(beads[label], split[part], model.cutoff, beta0, dtype, device, energy_file, r_loc)
+    log.info("%d training and %d validation frames from %s K", len(sets["train"]), len(sets["validation"]), temperatures)
+
+    energy_scale = 1.0
+    if "e" in HEADS[kind]:
+        shares = torch.stack([f.bead_energies for f in sets["train"]])
+        model.set_head_offset("e", float(shares.mean()))
+        energy_scale = float(shares.std())
+    objective = Objective(kind, spec.get("estimator", "local"), training["warmup_epochs"] if kind in ("trf1", "trf2") else 0, energy_scale)
+    curve = fit(model, objective, sets["train"], sets["validation"], training, checkpoint_path, config["seed"])
+
+    metadata = {
+        "name": name, "kind": kind, "spec": spec, "T0_K": config["reference_temperature"], "beta0_mol_per_kJ": beta0,
+        "trained_at_K": temperatures, "cutoff_nm": model.cutoff, "network": config["network"], "training": training,
+        "data_sha256": file_hash(used_files), "units": {"energy": "kJ/mol", "length": "nm", "dbeta": "mol/kJ"},
+    }
+    nn.save_model(model_path, model.cpu(), metadata)
+    io.write_table(curve_path, curve, comment=f"learning curve of {name} ({kind}); losses are relative MSEs")
+    Path(checkpoint_path).unlink(missing_ok=True)
+    return model, curve

@@ -1,0 +1,168 @@
+"""Transferability of CG models across temperature (METHOD.md, "Observables and error metrics").
+
+- :func:`rdf_error`: eps_g = sqrt(mean_bins (g_CG - g_FG)^2) over r_min <= r <= r_max.
+- :func:`adf_error`: eps_a = sqrt(mean_bins (p_CG - p_FG)^2), p in 1/deg.
+- :func:`transferability_table`: one row per (model, temperature) found on disk, with eps_g,
+  eps_a, D_CG/D_FG, the force RMSE and the ratios of eps to the fm_oracle at that temperature.
+- :func:`write_transferability`: the table as TSV (for people) and JSON records (for machines).
+
+Observable directories are laid out as written by the observables rules:
+``<fg_dir>/T<T>/{rdf_com.tsv, adf.tsv, summary.json}`` and ``<cg_dir>/<model>/T<T>/`` likewise.
+"""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from thermocg import io
+from thermocg.config import temperature_label
+
+ORACLE = "fm_oracle"
+
+UNITS = {
+    "model": "name",
+    "T_K": "K",
+    "trained_at": "K, comma-separated training temperatures",
+    "trained_here": "true if T_K is a training temperature of the model",
+    "eps_g": "1 (g is dimensionless)",
+    "eps_a": "1/deg",
+    "D_cg": "nm^2/ps",
+    "D_fg": "nm^2/ps",
+    "D_ratio": "1, D_cg / D_fg",
+    "force_rmse": "kJ/(mol nm)",
+    "force_rmse_oracle": "kJ/(mol nm)",
+    "eps_g_ratio_oracle": "1, eps_g / eps_g of fm_oracle at T_K",
+    "eps_a_ratio_oracle": "1, eps_a / eps_a of fm_oracle at T_K",
+}
+COLUMNS = list(UNITS)
+
+
+def _profile_error(x_cg, y_cg, x_fg, y_fg, x_min, x_max):
+    """RMS difference of two profiles on the FG grid within [x_min, x_max]."""
+    x_cg, y_cg = np.asarray(x_cg, dtype=float), np.asarray(y_cg, dtype=float)
+    x_fg, y_fg = np.asarray(x_fg, dtype=float), np.asarray(y_fg, dtype=float)
+    if x_max is None:
+        x_max = min(x_cg[-1], x_fg[-1])
+    # Tolerance: bin centres written with 8 significant digits may miss the bounds by rounding.
+    tolerance = 1e-9 * max(1.0, abs(x_max))
+    window = (x_fg >= x_min - tolerance) & (x_fg <= x_max + tolerance)
+    if not window.any():
+        raise ValueError(f"no FG bins in the window {x_min} to {x_max}")
+    same_grid = len(x_cg) == len(x_fg) and np.allclose(x_cg, x_fg)
+    y_cg_on_fg = y_cg if same_grid else np.interp(x_fg, x_cg, y_cg)
+    return float(np.sqrt(np.mean((y_cg_on_fg[window] - y_fg[window]) ** 2)))
+
+
+def rdf_error(r_cg, g_cg, r_fg, g_fg, r_min=0.2, r_max=None):
+    """eps_g over r_min <= r <= r_max (nm); r_max defaults to the shorter grid's last r.
+
+    The CG RDF is linearly interpolated onto the FG bins when the grids differ.
+    """
+    return _profile_error(r_cg, g_cg, r_fg, g_fg, r_min, r_max)
+
+
+def adf_error(theta_cg, p_cg, theta_fg, p_fg):
+    """eps_a in 1/deg over the whole angle range (CG interpolated onto FG bins if needed)."""
+    return _profile_error(theta_cg, p_cg, theta_fg, p_fg, -np.inf, None)
+
+
+def _observables(directory):
+    """(rdf table, adf table, summary dict or None) of one directory, or None if incomplete."""
+    directory = Path(directory)
+    if not ((directory / "rdf_com.tsv").exists() and (directory / "adf.tsv").exists()):
+        return None
+    summary_path = directory / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+    return io.read_table(directory / "rdf_com.tsv"), io.read_table(directory / "adf.tsv"), summary
+
+
+def _diffusion(summary):
+    try:
+        return float(summary["diffusion"]["D_nm2_per_ps"])
+    except (TypeError, KeyError):
+        return math.nan
+
+
+def _force_lookup(forces_table):
+    """{(model, T label): (force_rmse, force_rmse_oracle)} and {T label: oracle RMSE}."""
+    if forces_table is None:
+        return {}, {}
+    forces = io.read_table(forces_table) if isinstance(forces_table, (str, Path)) else forces_table
+    per_model, oracle = {}, {}
+    for row in forces.itertuples():
+        label = temperature_label(row.T_K)
+        per_model[(row.model, label)] = float(row.force_rmse)
+        if np.isfinite(row.force_rmse_oracle):
+            oracle[label] = float(row.force_rmse_oracle)  # the same for every model at this T
+    return per_model, oracle
+
+
+def transferability_table(models, temperatures, fg_dir, cg_dir, forces_table=None):
+    """One row per (model, temperature) whose FG and CG observables exist (see :data:`UNITS`).
+
+    models: {name: {"trained_at": [K, ...]}}; give fm_oracle every evaluated temperature.
+    temperatures: K (numbers or path labels such as "300").
+    forces_table: results/metrics/forces.tsv (path or DataFrame); force columns are NaN without it.
+    Rows whose files are missing are left out; ratio columns are NaN where fm_oracle has no row.
+    """
+    force_rmse, force_oracle = _force_lookup(forces_table)
+    rows = []
+    for label in (temperature_label(t) for t in temperatures):
+        fg = _observables(Path(fg_dir) / f"T{label}")
+        if fg is None:
+            continue
+        rdf_fg, adf_fg, summary_fg = fg
+        for name, spec in models.items():
+            cg = _observables(Path(cg_dir) / name / f"T{label}")
+            if cg is None:
+                continue
+            rdf_cg, adf_cg, summary_cg = cg
+            trained_at = [float(t) for t in spec.get("trained_at", [])]
+            d_cg, d_fg = _diffusion(summary_cg), _diffusion(summary_fg)
+            rows.append({
+                "model": name,
+                "T_K": float(label),
+                "trained_at": ",".join(f"{t:g}" for t in trained_at),
+                "trained_here": bool(np.any(np.isclose(trained_at, float(label)))),
+                "eps_g": rdf_error(rdf_cg["r_nm"], rdf_cg["g"], rdf_fg["r_nm"], rdf_fg["g"]),
+                "eps_a": adf_error(adf_cg["theta_deg"], adf_cg["p_per_deg"], adf_fg["theta_deg"], adf_fg["p_per_deg"]),
+                "D_cg": d_cg,
+                "D_fg": d_fg,
+                "D_ratio": d_cg / d_fg if d_fg > 0 else math.nan,
+                "force_rmse": force_rmse.get((name, label), math.nan),
+                "force_rmse_oracle": force_oracle.get(label, math.nan),
+            })
+    table = pd.DataFrame(rows, columns=[c for c in COLUMNS if not c.endswith("_ratio_oracle")])
+    oracle = table[table["model"] == ORACLE].set_index("T_K")
+    for eps in ("eps_g", "eps_a"):
+        reference = table["T_K"].map(oracle[eps]).astype(float)
+        table[f"{eps}_ratio_oracle"] = table[eps] / reference
+    return table.sort_values(["model", "T_K"], ignore_index=True)
+
+
+def write_transferability(table, tsv_path, json_path):
+    """Write the table as TSV (units in the header comment) and as JSON {"units", "records"}.
+
+    NaN becomes null in the JSON so that strict parsers read it.
+    """
+    comment = "Transferability of CG models across temperature (METHOD.md). Units:\n" + "\n".join(
+        f"{name}: {unit}" for name, unit in UNITS.items()
+    )
+    io.write_table(tsv_path, table, comment=comment)
+    records = [
+        {key: (None if isinstance(value, float) and math.isnan(value) else value) for key, value in record.items()}
+        for record in table.to_dict(orient="records")
+    ]
+    io.write_json(json_path, {"units": UNITS, "records": records})
+
+
+def read_transferability(json_path):
+    """The table back from its JSON (null -> NaN), columns in the order of :data:`COLUMNS`."""
+    document = json.loads(Path(json_path).read_text())  # written with sorted keys
+    columns = [c for c in COLUMNS if c in document["units"]] + [c for c in document["units"] if c not in COLUMNS]
+    table = pd.DataFrame(document["records"], columns=columns)
+    numeric = [c for c in columns if c not in ("model", "trained_at", "trained_here")]
+    return table.astype({c: float for c in numeric})

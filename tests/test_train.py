@@ -1,0 +1,121 @@
+"""Training: splits, learning a known force field, determinism, resume after a kill."""
+
+import numpy as np
+import pytest
+import torch
+
+from thermocg import config as configuration
+from thermocg import io, nn, train, units
+from conftest import REPO
+
+N_BEADS, LENGTH = 48, 1.4  # nm
+
+
+def soft_pair_forces(positions, length, strength=50.0, sigma=0.3):
+    """Forces of u(r) = strength * exp(-(r/sigma)^2) summed over pairs (minimum image), kJ/(mol nm)."""
+    d = positions[:, None, :] - positions[None, :, :]
+    d -= length * np.round(d / length)
+    r2 = (d**2).sum(-1)
+    np.fill_diagonal(r2, np.inf)
+    magnitude = 2 * strength / sigma**2 * np.exp(-r2 / sigma**2)  # -du/dr / r
+    return (magnitude[..., None] * d).sum(axis=1)
+
+
+@pytest.fixture(scope="module")
+def synthetic_beads(tmp_path_factory):
+    """Frames of random beads whose 'mapped' forces come from a known pair potential, plus noise."""
+    rng = np.random.default_rng(0)
+    n_frames = 40
+    positions = rng.uniform(0, LENGTH, size=(n_frames, N_BEADS, 3))
+    clean = np.stack([soft_pair_forces(p, LENGTH) for p in positions])
+    noisy = clean + rng.normal(scale=0.2 * clean.std(), size=clean.shape)
+    path = tmp_path_factory.mktemp("beads") / "beads.npz"
+    io.save_frames(
+        path, positions=positions, forces=noisy, potential_energy=rng.normal(size=n_frames), box=np.full((n_frames, 3), LENGTH),
+        time=np.arange(n_frames) * 0.1, masses=np.full(N_BEADS, 18.015), temperature=np.float64(300.0),
+    )
+    return path, clean
+
+
+def small_config(**training):
+    config = configuration.load(REPO / "config" / "test.yaml")
+    config["network"].update(n_features=8, n_sensitivities=8, cutoff=0.6, prior=None)
+    config["training"].update(frame_stride=1, max_epochs=60, batch_frames=4, learning_rate=1e-2,
+                              early_stopping_patience=60, threads=1)
+    config["training"].update(training)
+    return config
+
+
+def test_split_is_time_ordered_and_disjoint():
+    split = train.split_indices(100, 0.15, 0.15, stride=2)
+    assert len(split["train"]) == 34 and len(split["validation"]) == 8 and len(split["test"]) == 8
+    assert split["train"].max() < split["validation"].min() <= split["validation"].max() < split["test"].min()
+    with pytest.raises(ValueError, match="too few"):
+        train.split_indices(4, 0.4, 0.4, stride=2)
+
+
+def test_force_matching_learns_a_known_pair_force(synthetic_beads, tmp_path):
+    path, clean = synthetic_beads
+    config = small_config()
+    model, curve = train.train_model(
+        "fm", {"kind": "fm_ref"}, config, beads={"300": path}, energies={},
+        model_path=tmp_path / "m.pt", curve_path=tmp_path / "c.tsv", checkpoint_path=tmp_path / "s.pt",
+    )
+    # relative MSE of the noisy forces has a floor of 0.2^2 / (1 + 0.2^2) = 0.038
+    assert curve["train_force"].iloc[-1] < 0.5 * curve["train_force"].iloc[0]
+    assert curve["validation_force"].min() < 0.3
+    loaded, metadata = nn.load_model(tmp_path / "m.pt")
+    assert metadata["kind"] == "fm_ref" and metadata["T0_K"] == config["reference_temperature"]
+    assert len(metadata["data_sha256"]) == 64 and metadata["units"]["energy"] == "kJ/mol"
+    assert not (tmp_path / "s.pt").exists(), "training checkpoint removed once the model is saved"
+    assert io.read_table(tmp_path / "c.tsv").shape[0] == len(curve)
+
+
+def fit_once(path, directory, objective=None, max_epochs=6):
+    config = small_config(max_epochs=max_epochs)
+    torch.manual_seed(config["seed"])
+    model = train.build_model("fm_ref", config)
+    frames = train.load_frames(path, range(32), model.cutoff, float(units.beta(300.0)), torch.float32, "cpu")
+    objective = objective or train.Objective("fm_ref")
+    curve = train.fit(model, objective, frames[:24], frames[24:], config["training"], directory / "state.pt", seed=1)
+    return model, curve
+
+
+def test_same_seed_same_weights(synthetic_beads, tmp_path):
+    path, _ = synthetic_beads
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    first, _ = fit_once(path, tmp_path / "a")
+    second, _ = fit_once(path, tmp_path / "b")
+    for a, b in zip(first.state_dict().values(), second.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+class Killed(Exception):
+    pass
+
+
+def test_killed_training_resumes_where_it_stopped(synthetic_beads, tmp_path):
+    path, _ = synthetic_beads
+    (tmp_path / "whole").mkdir(), (tmp_path / "killed").mkdir()
+    reference, reference_curve = fit_once(path, tmp_path / "whole")
+
+    class DyingObjective(train.Objective):
+        def __call__(self, model, frames, epoch, create_graph=True):
+            if epoch == 3:
+                raise Killed
+            return super().__call__(model, frames, epoch, create_graph)
+
+    with pytest.raises(Killed):
+        fit_once(path, tmp_path / "killed", DyingObjective("fm_ref"))
+    resumed, curve = fit_once(path, tmp_path / "killed")
+    assert len(curve) == len(reference_curve) == 6
+    np.testing.assert_allclose(curve["validation_total"], reference_curve["validation_total"], rtol=1e-6)
+    for a, b in zip(reference.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b)
+
+
+def test_unknown_kind_and_estimator_are_rejected():
+    with pytest.raises(ValueError, match="unknown model kind"):
+        train.Objective("magic")
+    with pytest.raises(ValueError, match="estimator"):
+        train.Objective("trf1", estimator="semi-local")

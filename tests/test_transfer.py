@@ -1,0 +1,172 @@
+"""Transferability metrics: known answers for eps_g / eps_a and the table built from files on disk."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from thermocg import io, transfer
+
+R = np.arange(0.001, 0.78, 0.002)  # bin centres of 0.002 nm bins (nm)
+THETA = np.arange(0.5, 180.0, 1.0)  # 1 deg bins
+
+
+def synthetic_rdf(temperature, shift=0.0):
+    """A water-like COM RDF: zero inside 0.24 nm, one peak near 0.28 nm that softens with T."""
+    height = 2.5 * 300.0 / temperature
+    g = 1.0 + (height - 1.0) * np.exp(-((R - 0.28) / 0.025) ** 2) - 0.3 * np.exp(-((R - 0.34) / 0.03) ** 2)
+    g[R < 0.24] = 0.0
+    return np.where(R >= 0.24, g + shift, g)
+
+
+def synthetic_adf(temperature, width=1.0):
+    p = np.exp(-(((THETA - 105.0) / (20.0 * width * temperature / 300.0)) ** 2)) + 0.4 * np.exp(-(((THETA - 55.0) / 10.0) ** 2))
+    return p / p.sum()
+
+
+def write_observables(directory, temperature, rdf_shift=0.0, adf_width=1.0, diffusion=2.5e-3, summary=True):
+    """One temperature's observable tables as the observables rules write them."""
+    io.write_table(directory / "rdf_com.tsv", pd.DataFrame({"r_nm": R, "g": synthetic_rdf(temperature, rdf_shift)}))
+    io.write_table(directory / "adf.tsv", pd.DataFrame({"theta_deg": THETA, "p_per_deg": synthetic_adf(temperature, adf_width)}))
+    lag = np.linspace(0.0, 10.0, 51)
+    io.write_table(directory / "msd.tsv", pd.DataFrame({"lag_ps": lag, "msd_nm2": 6 * diffusion * lag}))
+    if summary:
+        io.write_json(directory / "summary.json", {
+            "temperature_K": float(temperature), "n_beads": 128, "n_frames": 40,
+            "diffusion": {"D_nm2_per_ps": diffusion, "intercept_nm2": 0.0, "fit_start_ps": 2.0, "fit_end_ps": 8.0},
+            "potential_energy": {"mean_per_molecule_kJ_per_mol": -45.0, "sem_kJ_per_mol": 10.0},
+        })
+
+
+MODELS = {
+    "fm_ref": {"trained_at": [300]},
+    "mtfm": {"trained_at": [280, 300, 320]},
+    "fm_oracle": {"trained_at": [280, 300, 320, 360]},
+    "mtfm_diffsim": {"trained_at": [280, 300, 320]},
+}
+TEMPERATURES = [280, 300, 320, 360]
+
+
+def write_results(root, skip=()):
+    """Synthetic FG and CG observables for MODELS at TEMPERATURES: errors grow away from 300 K.
+
+    ``skip``: (model, T) pairs whose CG files are not written (model "fg": the FG files).
+    Returns (fg_dir, cg_dir).
+    """
+    fg_dir, cg_dir = root / "observables" / "fg", root / "observables" / "cg"
+    for t in TEMPERATURES:
+        if ("fg", t) not in skip:
+            write_observables(fg_dir / f"T{t}", t, diffusion=2.5e-3 * t / 300)
+        for model in MODELS:
+            if (model, t) in skip:
+                continue
+            distance = abs(t - 300) / 20
+            shift = {"fm_oracle": 0.02, "fm_ref": 0.02 + 0.05 * distance, "mtfm": 0.03,
+                     "mtfm_diffsim": 0.01}[model]
+            write_observables(cg_dir / model / f"T{t}", t, rdf_shift=shift, adf_width=1.0 + shift,
+                              diffusion=2.5e-3 * (1 + shift) * t / 300)
+    return fg_dir, cg_dir
+
+
+def forces_table():
+    rows = []
+    for t in TEMPERATURES:
+        for model, spec in MODELS.items():
+            if model.endswith("_diffsim"):
+                continue  # force metrics do not cover refined models
+            rows.append({"model": model, "kind": model, "T_K": float(t),
+                         "trained_at": ",".join(str(x) for x in spec["trained_at"]),
+                         "force_rmse": 100.0 + abs(t - 300) + (model == "fm_oracle") * -5,
+                         "force_rmse_oracle": 95.0 + abs(t - 300), "n_frames": 10})
+    return pd.DataFrame(rows)
+
+
+def test_identical_profiles_give_zero():
+    g = synthetic_rdf(300)
+    assert transfer.rdf_error(R, g, R, g) == 0.0
+    p = synthetic_adf(300)
+    assert transfer.adf_error(THETA, p, THETA, p) == 0.0
+
+
+def test_constant_offset_in_window_gives_the_offset():
+    g = synthetic_rdf(300)
+    window = R >= 0.2
+    assert transfer.rdf_error(R, np.where(window, g + 0.07, g), R, g) == pytest.approx(0.07)
+    # outside the window nothing counts: an offset only below r_min gives zero
+    assert transfer.rdf_error(R, np.where(window, g, g + 5.0), R, g) == 0.0
+    # an explicit r_max cuts the window on the other side
+    assert transfer.rdf_error(R, np.where(R > 0.5, g + 1.0, g + 0.03), R, g, r_max=0.5) == pytest.approx(0.03)
+    p = synthetic_adf(300)
+    assert transfer.adf_error(THETA, p + 1e-3, THETA, p) == pytest.approx(1e-3)
+
+
+def test_different_grids_interpolate_and_cut_at_the_shorter():
+    r_cg = np.arange(0.0005, 0.6, 0.001)  # finer and shorter CG grid
+    g_fg = 1.0 + 0.5 * R  # linear: interpolation is exact
+    g_cg = 1.0 + 0.5 * r_cg + 0.02
+    # beyond r = 0.6 nm the FG grid continues; with the default r_max those bins must not count
+    assert transfer.rdf_error(r_cg, g_cg, R, g_fg) == pytest.approx(0.02)
+
+
+def test_empty_window_raises():
+    with pytest.raises(ValueError, match="no FG bins"):
+        transfer.rdf_error(R, R, R, R, r_min=1.0)
+
+
+def test_table_values_ratios_and_forces(tmp_path):
+    fg_dir, cg_dir = write_results(tmp_path)
+    table = transfer.transferability_table(MODELS, TEMPERATURES, fg_dir, cg_dir, forces_table())
+    assert list(table.columns) == transfer.COLUMNS
+    assert len(table) == len(MODELS) * len(TEMPERATURES)
+    row = table.set_index(["model", "T_K"]).loc[("fm_ref", 320.0)]
+    # the shift applies to every bin with r >= 0.24 nm, bins 0.2-0.24 nm are zero in both
+    window = (R >= 0.2) & (R <= R[-1])
+    expected = 0.02 + 0.05 * 1.0
+    assert row["eps_g"] == pytest.approx(expected * np.sqrt(np.mean(R[window] >= 0.24)), rel=1e-6)
+    oracle = table.set_index(["model", "T_K"]).loc[("fm_oracle", 320.0)]
+    assert row["eps_g_ratio_oracle"] == pytest.approx(row["eps_g"] / oracle["eps_g"])
+    assert row["eps_g_ratio_oracle"] == pytest.approx(expected / 0.02, rel=1e-6)
+    assert row["eps_a_ratio_oracle"] == pytest.approx(row["eps_a"] / oracle["eps_a"])
+    assert row["D_ratio"] == pytest.approx(1 + expected)
+    assert row["D_fg"] == pytest.approx(2.5e-3 * 320 / 300)
+    assert row["force_rmse"] == 120.0 and row["force_rmse_oracle"] == 115.0
+    assert row["trained_at"] == "300" and not row["trained_here"]
+    assert table.set_index(["model", "T_K"]).loc[("fm_ref", 300.0), "trained_here"]
+    oracle_rows = table[table["model"] == "fm_oracle"]
+    assert np.allclose(oracle_rows["eps_g_ratio_oracle"], 1.0)
+    refined = table[table["model"] == "mtfm_diffsim"]
+    assert refined["force_rmse"].isna().all() and refined["force_rmse_oracle"].notna().all()
+
+
+def test_missing_files_are_skipped(tmp_path):
+    skip = {("fg", 360), ("fm_ref", 280), ("fm_oracle", 320)}
+    fg_dir, cg_dir = write_results(tmp_path, skip)
+    (cg_dir / "mtfm" / "T280" / "summary.json").unlink()  # observables without a summary: D is NaN
+    table = transfer.transferability_table(MODELS, TEMPERATURES, fg_dir, cg_dir)
+    keys = set(zip(table["model"], table["T_K"]))
+    assert (("fm_ref", 280.0) not in keys) and not any(t == 360.0 for _, t in keys)
+    assert ("fm_ref", 300.0) in keys and len(table) == 4 * 3 - 2
+    at_320 = table[table["T_K"] == 320.0]
+    assert at_320["eps_g_ratio_oracle"].isna().all()  # no oracle row there
+    assert table["force_rmse"].isna().all() and table["force_rmse_oracle"].isna().all()
+    assert math.isnan(table.set_index(["model", "T_K"]).loc[("mtfm", 280.0), "D_cg"])
+    # labels work as well as numbers, and nothing on disk gives an empty table with the columns
+    assert len(transfer.transferability_table(MODELS, ["300"], fg_dir, cg_dir)) == 4
+    empty = transfer.transferability_table(MODELS, TEMPERATURES, tmp_path / "none", cg_dir)
+    assert empty.empty and list(empty.columns) == transfer.COLUMNS
+
+
+def test_write_and_read_back(tmp_path):
+    fg_dir, cg_dir = write_results(tmp_path, {("fm_oracle", 320)})
+    table = transfer.transferability_table(MODELS, TEMPERATURES, fg_dir, cg_dir, forces_table())
+    transfer.write_transferability(table, tmp_path / "t.tsv", tmp_path / "t.json")
+    document = json.loads((tmp_path / "t.json").read_text())  # strict JSON: NaN written as null
+    assert set(document["units"]) == set(transfer.COLUMNS)
+    assert document["units"]["eps_a"] == "1/deg"
+    assert any(r["eps_g_ratio_oracle"] is None for r in document["records"])
+    for back in (transfer.read_transferability(tmp_path / "t.json"), io.read_table(tmp_path / "t.tsv")):
+        pd.testing.assert_frame_equal(back.drop(columns="trained_at"), table.drop(columns="trained_at"),
+                                      check_exact=False, rtol=1e-7, check_dtype=False)
+    assert "eps_g: 1 (g is dimensionless)" in (tmp_path / "t.tsv").read_text()

@@ -1,0 +1,65 @@
+# Stage 6: CG MD of every model at every temperature (trained or not), and the CG observables.
+
+
+rule fit_friction:
+    input:
+        model=lambda wildcards: model_file(wildcards.model, T0),
+        beads=f"results/cg/T{T0}/beads.npz",
+        fg_summary=f"results/observables/fg/T{T0}/summary.json",
+    output:
+        friction="results/cgmd/{model}/friction.json",
+    wildcard_constraints:
+        model=_choice(SIMULATED),
+    threads: config["cgmd"]["threads"]
+    log:
+        "logs/cgmd/{model}/fit_friction.log",
+    benchmark:
+        "results/benchmarks/cgmd/{model}/fit_friction.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/fit_friction.py"
+
+
+rule cgmd:
+    input:
+        model=lambda wildcards: model_file(wildcards.model, wildcards.T),
+        beads="results/cg/T{T}/beads.npz",
+        friction="results/cgmd/{model}/friction.json",
+    output:
+        trajectory="results/cgmd/{model}/T{T}/trajectory.dcd",
+        topology="results/cgmd/{model}/T{T}/topology.pdb",
+        thermo="results/cgmd/{model}/T{T}/thermo.tsv",
+    params:
+        # Not an output: it must survive a killed job so that the rerun resumes from it.
+        checkpoint="results/cgmd/{model}/T{T}/checkpoint.npz",
+    wildcard_constraints:
+        model=_choice(SIMULATED),
+    threads: config["cgmd"]["threads"]
+    log:
+        "logs/cgmd/{model}/T{T}/cgmd.log",
+    benchmark:
+        "results/benchmarks/cgmd/{model}/T{T}/cgmd.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/cgmd.py"
+
+
+rule observables_cg:
+    input:
+        trajectory="results/cgmd/{model}/T{T}/trajectory.dcd",
+        topology="results/cgmd/{model}/T{T}/topology.pdb",
+    output:
+        rdf_com="results/observables/cg/{model}/T{T}/rdf_com.tsv",
+        adf="results/observables/cg/{model}/T{T}/adf.tsv",
+        msd="results/observables/cg/{model}/T{T}/msd.tsv",
+        summary="results/observables/cg/{model}/T{T}/summary.json",
+    wildcard_constraints:
+        model=_choice(SIMULATED),
+    log:
+        "logs/observables/cg/{model}/T{T}/observables_cg.log",
+    conda:
+        ENV
+    script:
+        "../scripts/observables_cg.py"

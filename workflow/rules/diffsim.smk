@@ -1,0 +1,21 @@
+# Stage 7: DiffSim refinement of a fitted model against the FG RDF and ADF at several temperatures.
+
+
+rule refine_diffsim:
+    input:
+        model="results/models/{model}/model.pt",
+        beads=expand("results/cg/T{T}/beads.npz", T=[thermocg.config.temperature_label(t) for t in config["diffsim"]["temperatures"]]),
+    output:
+        model="results/models/{model}_diffsim/model.pt",
+        curve="results/models/{model}_diffsim/loss_curve.tsv",
+    wildcard_constraints:
+        model=_choice(config["diffsim"]["models"]),
+    threads: config["diffsim"]["threads"]
+    log:
+        "logs/models/{model}_diffsim/refine_diffsim.log",
+    benchmark:
+        "results/benchmarks/models/{model}_diffsim/refine_diffsim.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/refine_diffsim.py"

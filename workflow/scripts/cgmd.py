@@ -1,0 +1,13 @@
+"""Rule cgmd: CG MD of one model at one temperature (see thermocg.cgmd, thermocg.md)."""
+
+from thermocg import cgmd, logs
+
+logs.to_file(snakemake.log[0])
+config = snakemake.config
+cgmd.simulate(
+    snakemake.input.model, snakemake.input.beads, float(snakemake.wildcards.T), config["reference_temperature"],
+    config["cgmd"], cgmd.read_friction(snakemake.input.friction),
+    outputs={"trajectory": snakemake.output.trajectory, "topology": snakemake.output.topology,
+             "thermo": snakemake.output.thermo, "checkpoint": snakemake.params.checkpoint},
+    seed=config["seed"], threads=snakemake.threads,
+)

@@ -1,0 +1,24 @@
+"""Rule figures: every comparison figure, PNG for the report and PDF beside it (see thermocg.plots)."""
+
+from pathlib import Path
+
+from thermocg import logs, plots
+
+logs.to_file(snakemake.log[0])
+config, out, inp = snakemake.config, snakemake.output, snakemake.input
+
+
+def pdf(png):
+    return str(Path(png).with_suffix(".pdf"))
+
+
+models = [*config["models"], *(f"{m}_diffsim" for m in config["diffsim"]["models"])]
+plots.transferability(inp.table, out.transferability, pdf(out.transferability))
+plots.rdf_adf_overlays("results/observables/fg", "results/observables/cg", models, config["temperatures"],
+                       out.overlays, pdf(out.overlays))
+plots.force_errors(inp.forces, out.forces, pdf(out.forces))
+plots.thermal_response(inp.response, out.response, pdf(out.response))
+plots.diffusion(inp.table, out.diffusion, pdf(out.diffusion))
+curves = {Path(path).parent.name: path for path in inp.curves}
+plots.diffsim_curves(curves, inp.table, out.diffsim, pdf(out.diffsim))
+plots.timings(plots.collect_timings("results"), out.timings, pdf(out.timings))

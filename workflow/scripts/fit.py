@@ -1,0 +1,18 @@
+"""Rules fit and fit_oracle: train one CG model (see thermocg.train)."""
+
+from thermocg import logs, train
+from thermocg.config import temperature_label
+
+logs.to_file(snakemake.log[0])
+config, name = snakemake.config, snakemake.wildcards.model
+spec = config["models"][name]
+temperature = snakemake.wildcards.get("T")
+labels = [temperature_label(t) for t in train.training_temperatures(spec, config, temperature)]
+beads = [snakemake.input.beads] if isinstance(snakemake.input.beads, str) else list(snakemake.input.beads)
+energies = list(snakemake.input.get("energies", []))
+train.train_model(
+    name, spec, config,
+    beads=dict(zip(labels, beads)), energies=dict(zip(labels, energies)),
+    model_path=snakemake.output.model, curve_path=snakemake.output.curve,
+    checkpoint_path=snakemake.params.checkpoint, threads=snakemake.threads, temperature=temperature,
+)

@@ -34,6 +34,7 @@ def start_frame(beads_path):
 def simulate(model_path, beads_path, temperature, reference_temperature, settings, friction, outputs, seed, threads=1):
     """Run one model at one temperature; ``outputs`` has trajectory, topology, thermo, checkpoint paths."""
     torch.set_num_threads(threads)
+    nn.tune_cpu_allocator()
     model, metadata = nn.load_model(model_path)
     positions, box, masses = start_frame(beads_path)
     steps = round((settings["equilibration"] + settings["production"]) / settings["timestep"])

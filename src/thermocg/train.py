@@ -284,6 +284,7 @@ def train_model(name, spec, config, beads, energies, model_path, curve_path, che
     kind, training = spec["kind"], config["training"]
     torch.manual_seed(config["seed"])
     torch.set_num_threads(threads)
+    nn.tune_cpu_allocator()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     log.info("model %s (%s): training on %s with %d CPU threads", name, kind, device, threads)
     model = build_model(kind, config).to(device)

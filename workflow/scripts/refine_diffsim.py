@@ -6,6 +6,6 @@ logs.to_file(snakemake.log[0])
 config = snakemake.config
 diffsim.refine_model_file(
     snakemake.input.model, list(snakemake.input.beads), config["diffsim"]["temperatures"], config["reference_temperature"],
-    config["diffsim"], config["observables"], snakemake.output.model, snakemake.output.curve,
+    config["diffsim"], snakemake.output.model, snakemake.output.curve,
     seed=config["seed"], threads=snakemake.threads,
 )

@@ -7,8 +7,12 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-# Relative to this file, so that --directory elsewhere still finds the default config.
-configfile: Path(workflow.basedir) / "config" / "config.yaml"
+# The default config only when none is given: Snakemake would otherwise merge the default under a
+# user's --configfile, and its models would leak into that run. Relative to this file, so that
+# --directory elsewhere still finds it.
+if not workflow.config_settings.configfiles:
+
+    configfile: Path(workflow.basedir) / "config" / "config.yaml"
 
 
 report: "workflow/report/workflow.rst"
@@ -24,6 +28,7 @@ include: "workflow/rules/diffsim.smk"
 include: "workflow/rules/cgmd.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/sweep.smk"
 
 
 rule all:

@@ -26,6 +26,13 @@ def test_default_config_dry_run(tmp_path):
         assert rule in out
 
 
+def test_paper_config_dry_run(tmp_path):
+    result = run_snakemake(tmp_path, "--dry-run", "--cores", "2", "--configfile", str(REPO / "config" / "paper.yaml"))
+    out = result.stdout + result.stderr
+    assert "Config file(s): [PosixPath('" + str(REPO / "config" / "paper.yaml") + "')]" in out  # no default merged in
+    assert "refine_diffsim" in out and "fit_oracle" in out
+
+
 def test_bad_config_stops_before_any_job(tmp_path):
     bad = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
     bad["temperatures"] = [-10, 300]
@@ -116,3 +123,12 @@ def test_tiny_pipeline_runs_cg_md_and_compares_with_fg(tiny_run):
                  "diffsim_curves", "timings"):
         assert (results / f"figures/{name}.png").stat().st_size > 10_000
         assert (results / f"figures/{name}.pdf").exists()
+
+
+@pytest.mark.slow
+def test_tiny_pipeline_parameter_sweep(tiny_run):
+    summary = io.read_table(tiny_run / "results/sweep/summary.tsv")
+    assert len(summary) == 2 and set(summary["kind"]) == {"trf1", "trf2"}
+    assert set(summary["estimator"]) == {"local", "global"}
+    assert np.all(np.isfinite(summary["rel_rmse"])) and np.all(summary["n_training_frames"] == 14)
+    assert (tiny_run / "results/figures/sweep.png").stat().st_size > 10_000

@@ -440,3 +440,25 @@ def timings(stages, png, pdf=None):
                ylabel="stage")
     figure.suptitle("Where the pipeline's time goes")
     _save(figure, png, pdf)
+
+
+def sweep(table, png, pdf=None):
+    """Parameter sweep: dF/dbeta error, cosine and force RMSE for every combination."""
+    table = _read(table)
+    labels = [
+        f"trf{int(r.order)} {r.estimator}, r_loc {r.r_loc:g} nm, {int(r.n_training_frames)} frames"
+        for r in table.itertuples()
+    ]
+    figure, axes = plt.subplots(1, 3, figsize=(15, 1.2 + 0.5 * len(table)), sharey=True, constrained_layout=True)
+    colours = ["tab:blue" if e == "local" else "tab:orange" for e in table["estimator"]]
+    for ax, column, title in (
+        (axes[0], "rel_rmse", "dF/d$\\beta$: relative RMSE vs oracle FD"),
+        (axes[1], "cosine", "dF/d$\\beta$: cosine with oracle FD"),
+        (axes[2], "force_rmse", "force RMSE at T0 (kJ mol$^{-1}$ nm$^{-1}$)"),
+    ):
+        ax.barh(range(len(table)), table[column], color=colours)
+        ax.set_title(title)
+    axes[0].set_yticks(range(len(table)), labels)
+    axes[1].axvline(0, color="k", lw=0.5)
+    figure.suptitle("Parameter sweep of the thermal response fit (blue: local estimator, orange: global)")
+    _save(figure, png, pdf)

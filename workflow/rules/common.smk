@@ -1,7 +1,11 @@
 # Shared set-up: config validation and helpers that name the pipeline's files.
+from pathlib import Path
+
+import pandas as pd
 import thermocg.config
+import thermocg.metrics
 import thermocg.train
-from snakemake.utils import validate
+from snakemake.utils import Paramspace, validate
 
 # thermocg.config.check gives errors that name the key and the allowed range, and adds the
 # cross-key checks a JSON schema cannot express; validate() applies the same schema the
@@ -26,6 +30,27 @@ SIMULATED = FITTED + ORACLES + REFINED
 T0 = thermocg.config.temperature_label(config["reference_temperature"])
 
 
+def sweep_table():
+    """The sweep's table (working directory first, then the repository), or None."""
+    table = config["sweep"]["table"]
+    if table is None:
+        return None
+    path = Path(table) if Path(table).exists() else Path(workflow.basedir) / table
+    return pd.read_csv(path, sep="\t")
+
+
+SWEEP = Paramspace(sweep_table() if config["sweep"]["table"] else pd.DataFrame({"order": [1]}), filename_params="*")
+
+
+def sweep_oracle_files():
+    """The fm_oracle models at the temperatures next to T0: the finite-difference truth."""
+    pair = thermocg.metrics.neighbouring_temperatures(config["temperatures"], config["reference_temperature"])
+    if not ORACLES or pair is None:
+        raise ValueError("a sweep needs an fm_oracle model and sampled temperatures on both sides of T0")
+    labels = [thermocg.config.temperature_label(t) for t in pair]
+    return [f"results/models/{ORACLES[0]}/T{label}/model.pt" for label in labels]
+
+
 def _choice(names):
     """Regex matching exactly these names (matching nothing when there are none)."""
     return "|".join(names) if names else "(?!)"
@@ -43,6 +68,27 @@ def simulated_pairs():
     return [(model, t) for model in SIMULATED for t in TEMPERATURES]
 
 
+def fit_inputs(wildcards):
+    spec = MODELS[wildcards.model]
+    labels = [thermocg.config.temperature_label(t) for t in thermocg.train.training_temperatures(spec, config)]
+    inputs = {"beads": [f"results/cg/T{label}/beads.npz" for label in labels]}
+    if spec["kind"] in thermocg.train.NEEDS_ENERGIES:
+        inputs["energies"] = [f"results/cg/T{label}/molecule_energies.npz" for label in labels]
+    return inputs
+
+
+def model_files():
+    """Every fitted model file of the config."""
+    files = expand("results/models/{model}/model.pt", model=FITTED)
+    files += expand("results/models/{model}/T{T}/model.pt", model=ORACLES, T=TEMPERATURES)
+    return files
+
+
+def figure(name, caption):
+    """A figure of the comparison, marked for the Snakemake report."""
+    return report(f"results/figures/{name}.png", caption=f"../report/{caption}.rst", category="Transferability")
+
+
 def all_outputs():
     """Final targets of the whole pipeline (grows as stages are added)."""
     targets = [
@@ -52,4 +98,6 @@ def all_outputs():
     if config["models"]:
         targets.append("results/metrics/forces.tsv")
         targets += ["results/metrics/transferability.tsv", "results/figures/transferability.png"]
+    if config["sweep"]["table"]:
+        targets.append("results/sweep/summary.tsv")
     return targets

@@ -1,10 +1,6 @@
 # Stage 8: the figures that compare every model with the FG reference across temperatures.
 
 
-def figure(name, caption):
-    return report(f"results/figures/{name}.png", caption=f"../report/{caption}.rst", category="Transferability")
-
-
 rule figures:
     input:
         table="results/metrics/transferability.tsv",

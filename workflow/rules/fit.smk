@@ -1,18 +1,4 @@
 # Stage 4: CG force fields, one job per model entry of config["models"] (fm_oracle: one per T).
-def fit_inputs(wildcards):
-    spec = MODELS[wildcards.model]
-    labels = [thermocg.config.temperature_label(t) for t in thermocg.train.training_temperatures(spec, config)]
-    inputs = {"beads": [f"results/cg/T{label}/beads.npz" for label in labels]}
-    if spec["kind"] in thermocg.train.NEEDS_ENERGIES:
-        inputs["energies"] = [f"results/cg/T{label}/molecule_energies.npz" for label in labels]
-    return inputs
-
-
-def model_files():
-    """Every fitted model file of the config."""
-    files = expand("results/models/{model}/model.pt", model=FITTED)
-    files += expand("results/models/{model}/T{T}/model.pt", model=ORACLES, T=TEMPERATURES)
-    return files
 
 
 rule fit:

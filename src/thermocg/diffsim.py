@@ -17,6 +17,16 @@ the ideal-gas count of N(N-1)/2 pairs; p(theta) of the angle J-I-K for J, K with
 1 degree bins on 0-180 degrees, normalised to integrate to one (1/deg). Shell membership uses a smooth
 switch of half-width ``shell_width`` around r_shell (weight w(r_IJ) w(r_IK) per angle) so that the
 ADF stays differentiable; shell_width -> 0 is the hard cutoff.
+
+The potential must have continuous forces (the network, a shifted-force LJ, PairCorrection): the
+gradient through a trajectory cannot see a force jump at a cutoff, and the refinement then
+settles on biased parameters.
+
+Typical use (the lead's rule does this in :func:`refine_model_file`):
+
+    targets = [make_target(beads["positions"], beads["box"], T) for T, beads in fg_frames.items()]
+    model, history = refine(model, targets, params=["heads.W1.*", "heads.W2.*"],
+                            reference_temperature=T0, n_iterations=100, window=200, lr=1e-4)
 """
 
 import copy
@@ -348,6 +358,8 @@ class _Refinement:
         self.temperatures = []
         for k, target in enumerate(targets):
             label = f"T{target.temperature:g}"
+            if any(t.temperature == target.temperature for t in targets[:k]):
+                label += f"_{k}"  # several targets at one temperature (e.g. independent replicas)
             sim = Simulation(potential, target.positions, target.box, target.temperature, masses=masses, dt=dt,
                              friction=friction, reference_temperature=reference_temperature, skin=skin,
                              seed=seed + k, dtype=dtype, device=device)
@@ -415,17 +427,18 @@ class _Refinement:
                 return row, f"{temperature.label}: non-finite loss"
             loss.backward()  # one temperature at a time: only one window's graph in memory
             total += loss.item()
-            ends.append((sim, end))
+            ends.append((temperature, end))
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.parameters, self.max_grad_norm))
         if not math.isfinite(grad_norm):
             return row, "non-finite gradient"
-        for sim, (x, v, f, energy) in ends:
+        for temperature, (x, v, f, energy) in ends:
+            sim = temperature.sim
             sim.positions, sim.velocities = x.detach(), v.detach()
             sim.forces, sim.energy, sim.step = f.detach(), energy.detach(), sim.step + self.window
             reason = self.guard.check(sim)
             if reason is not None:
-                return row, f"T{sim.temperature:g}: {reason}"
-            row[f"T_kin_T{sim.temperature:g}"] = sim.kinetic_temperature()
+                return row, f"{temperature.label}: {reason}"
+            row[f"T_kin_{temperature.label}"] = sim.kinetic_temperature()
         return {"loss": total, **row, "grad_norm": grad_norm}, None
 
     def iterate(self, n_iterations, average_last):

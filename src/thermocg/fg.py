@@ -275,7 +275,8 @@ def sample(settings, frames_path, trajectory_path, topology_path, system_path, s
 
     Outputs: ``frames_path`` (see :mod:`thermocg.io`), an mdtraj-readable DCD trajectory with
     its PDB topology, and the serialized OpenMM System (used for per-molecule energies).
-    ``state_path`` holds the checkpoint; it is removed once the outputs are complete.
+    ``state_path`` holds the checkpoint. It is kept after the run: a job killed after this function
+    returned but before the scheduler recorded success then rewrites the outputs from it at once.
     Returns a dict of run statistics (ns/day of production, frames, platform).
     """
     topology, positions, forcefield = build_water_box(
@@ -346,7 +347,6 @@ def sample(settings, frames_path, trajectory_path, topology_path, system_path, s
     _write_trajectory(trajectory_path, topology_path, topology, arrays)
     _store_pme_parameters(system, context)
     io.atomic_write(system_path, lambda tmp: Path(tmp).write_text(openmm.XmlSerializer.serialize(system)))
-    Path(state_path).unlink(missing_ok=True)
     platform = context.getPlatform().getName()
     log.info("done: %d frames, production at %.1f ns/day on %s", len(recorder), ns_per_day, platform)
     return {"ns_per_day": ns_per_day, "n_frames": len(recorder), "platform": platform}

@@ -319,5 +319,4 @@ def train_model(name, spec, config, beads, energies, model_path, curve_path, che
     }
     nn.save_model(model_path, model.cpu(), metadata)
     io.write_table(curve_path, curve, comment=f"learning curve of {name} ({kind}); losses are relative MSEs")
-    Path(checkpoint_path).unlink(missing_ok=True)
     return model, curve

@@ -1,0 +1,168 @@
+"""Benchmark of the CG MD engine (thermocg.md): engine overhead and CG ns/day.
+
+System: 512 beads at water density (0.997 g/cm^3, 18.015 amu per bead, box 2.483 nm), 300 K,
+Langevin BAOAB, friction 1/ps, skin 0.1 nm, float32, torch.set_num_threads(2).
+
+Measured (medians over repeats, after a warm-up):
+- force_ms: one energy + force call of the potential (forward + autograd) on a fixed pair list;
+- step_ms: one Simulation step (BAOAB, neighbour-list checks and rebuilds amortised);
+- run_md_step_ms: one step of run_md with its defaults (blow-up guard every 10 steps, frame and
+  thermo row every 500 steps, checkpoint at the end), start-up excluded;
+- overhead = step_ms / force_ms (target: <= 1.2) and run_md_overhead likewise;
+- ns_per_day at dt_ps.
+
+Potentials come from factories (name -> callable returning a potential), so more can be added:
+"lj_water" (a water-like Lennard-Jones, sigma 0.29 nm, epsilon 2.0 kJ/mol, cutoff 0.6 nm: the
+pair-only case) and "nn" (thermocg.nn.CGModel with 128 features, cutoff 0.6 nm, if importable).
+
+    python benchmarks/bench_md.py [--potentials lj_water nn] [--repeats 5] [--device cpu]
+
+Writes benchmarks/results/bench_md.tsv and prints the table.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from thermocg.md import Simulation, run_md
+from thermocg.pair import LennardJones
+from thermocg.units import cubic_box_length
+
+N_BEADS, DENSITY, TEMPERATURE, DT = 512, 0.997, 300.0, 0.002
+RESULTS = Path(__file__).parent / "results"
+
+
+def lj_water():
+    return LennardJones(epsilon=2.0, sigma=0.29, cutoff=0.6)
+
+
+def nn_model():
+    from thermocg.nn import CGModel
+
+    return CGModel(n_features=128, cutoff=0.6)
+
+
+POTENTIALS = {"lj_water": lj_water, "nn": nn_model}
+
+
+def water_box(n_beads=N_BEADS, density=DENSITY):
+    """Beads on a simple cubic lattice filling the water-density box; returns positions, box (nm)."""
+    length = cubic_box_length(n_beads, density)
+    side = round(n_beads ** (1 / 3))
+    if side**3 != n_beads:
+        raise ValueError("n_beads must be a cube")
+    grid = np.stack(np.meshgrid(*[np.arange(side)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    return (grid + 0.5) * length / side, np.full(3, length)
+
+
+def equilibrated(factory, device, dtype, steps=500, skin=0.1):
+    positions, box = water_box()
+    sim = Simulation(factory(), positions, box, TEMPERATURE, dt=DT, friction=1.0, skin=skin, seed=0, dtype=dtype,
+                     device=device)
+    sim.run(steps)
+    return sim
+
+
+def sync(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def seconds_per_call(function, calls, device):
+    sync(device)
+    start = time.perf_counter()
+    function(calls)
+    sync(device)
+    return (time.perf_counter() - start) / calls
+
+
+def bench(name, factory, device, dtype, repeats, steps, skin):
+    sim = equilibrated(factory, device, dtype, skin=skin)
+    i, j, shift = sim.force_field.pairs(sim.positions)
+    dbeta = sim.force_field.dbeta
+
+    def forces(calls):
+        for _ in range(calls):
+            positions = sim.positions.detach().requires_grad_(True)
+            energy = sim.potential(positions, i, j, shift, dbeta)
+            torch.autograd.grad(energy, positions)
+
+    def md_steps(calls):
+        out = Path(tmp)
+        return run_md(sim.potential, sim.positions, sim.box, TEMPERATURE, calls, trajectory=out / "t.dcd",
+                      topology=out / "t.pdb", thermo=out / "t.tsv", checkpoint=out / "c.npz", dt=DT, friction=1.0,
+                      skin=skin, dtype=dtype, device=device, resume=False)
+
+    forces(3)
+    # Interleave the three measurements in every repeat so that they see the same machine load
+    # (the machine is shared); report medians, and the median of the per-repeat ratios.
+    force_s, step_s, run_md_s, ratios, run_md_ratios, builds = [], [], [], [], [], 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(repeats):
+            force_s.append(seconds_per_call(forces, steps, device))
+            before = sim.force_field.neighbor_list.n_builds
+            step_s.append(seconds_per_call(sim.run, steps, device))
+            builds += sim.force_field.neighbor_list.n_builds - before
+            # run_md's own clock (wall_s) starts after set-up: steps, guard, output and checkpoint only
+            run_md_s.append(md_steps(steps)["wall_s"] / steps)
+            ratios.append(step_s[-1] / force_s[-1])
+            run_md_ratios.append(run_md_s[-1] / force_s[-1])
+    run_md_median = statistics.median(run_md_s)
+    return {
+        "potential": name,
+        "device": str(device),
+        "dtype": str(dtype).removeprefix("torch."),
+        "threads": torch.get_num_threads(),
+        "n_beads": sim.n_beads,
+        "skin_nm": skin,
+        "n_pairs_in_list": len(i),
+        "force_ms": 1e3 * statistics.median(force_s),
+        "step_ms": 1e3 * statistics.median(step_s),
+        "run_md_step_ms": 1e3 * run_md_median,
+        "overhead": statistics.median(ratios),
+        "run_md_overhead": statistics.median(run_md_ratios),
+        "rebuilds_per_step": builds / (repeats * steps),
+        "dt_ps": DT,
+        "ns_per_day": DT * 1e-3 / (run_md_median / 86400.0),
+        "load_avg_1min": os.getloadavg()[0],
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--potentials", nargs="+", default=["lj_water", "nn"], choices=sorted(POTENTIALS))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=200, help="steps (and force calls) per repeat")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--skins", type=float, nargs="+", default=[0.1], help="Verlet skins to compare (nm)")
+    parser.add_argument("--output", default=str(RESULTS / "bench_md.tsv"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    rows = []
+    for name in args.potentials:
+        for skin in args.skins:
+            try:
+                rows.append(bench(name, POTENTIALS[name], args.device, getattr(torch, args.dtype), args.repeats,
+                                  args.steps, skin))
+            except ImportError as error:
+                print(f"skipping {name}: {error}", file=sys.stderr)
+                break
+    table = pd.DataFrame(rows)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.output, sep="\t", index=False, float_format="%.4g")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    return table
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,502 @@
+"""CG molecular dynamics: Langevin (BAOAB) or NVE (velocity Verlet) in a periodic orthorhombic box.
+
+Forces come from a potential that follows the thermocg interface (see :mod:`thermocg.pair`):
+``W = potential(positions, i, j, shift, dbeta)`` with dbeta = beta(T) - beta(T0), F = -dW/dR.
+
+BAOAB (Leimkuhler and Matthews) for one step of length dt, friction gamma (1/ps):
+    B: v += dt/2 F/m     A: x += dt/2 v     O: v = c1 v + sqrt((1 - c1^2) k_B T / m) xi,  c1 = exp(-gamma dt)
+    A: x += dt/2 v       (new forces)       B: v += dt/2 F/m
+Without O it is velocity Verlet (NVE). Positions are never wrapped: they stay continuous in time, as
+in every thermocg frame file, so the trajectory gives the unwrapped MSD directly.
+
+Centre-of-mass momentum: in NVE the initial velocities have zero total momentum and pair forces keep
+it zero (to rounding), so the kinetic temperature uses 3N - 3 degrees of freedom. Langevin friction
+and noise act on every bead independently, so the total momentum is not conserved: it is itself
+thermalised (per component <P^2> = N m k_B T, relaxing at rate gamma). It is left alone, not
+removed (removing it would bias the thermostat), the kinetic temperature uses 3N degrees of freedom,
+and the thermo log reports |P| so that a drift would show.
+
+Determinism: one seeded ``torch.Generator`` draws the initial velocities and the noise; on CPU the
+same seed gives the same numbers. Checkpoints hold positions, velocities, the generator state and
+the step. The neighbour list is rebuilt (and forces recomputed) at every checkpoint, so a run resumed
+from a checkpoint sees the same pair list, hence the same floating-point sums, as the uninterrupted
+run: on CPU the resumed trajectory is bit-identical.
+"""
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from thermocg.io import atomic_write
+from thermocg.neighbors import NeighborList, pair_displacements
+from thermocg.units import KB, WATER_MASS
+
+log = logging.getLogger(__name__)
+
+THERMO_COLUMNS = [
+    "step",
+    "time_ps",
+    "T_kin_K",
+    "potential_kJ_mol",
+    "kinetic_kJ_mol",
+    "total_kJ_mol",
+    "momentum_amu_nm_ps",
+    "ns_per_day",
+]
+
+
+def default_device():
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def dbeta_for(temperature, reference_temperature):
+    """beta(T) - beta(T0) in mol/kJ."""
+    return 1.0 / (KB * temperature) - 1.0 / (KB * reference_temperature)
+
+
+class ForceField:
+    """A potential, its neighbour list and the dbeta of one temperature: positions -> (W, F).
+
+    ``create_graph=True`` keeps the force graph so that something computed from the forces (the
+    next positions, in DiffSim) can be differentiated with respect to the potential's parameters.
+    """
+
+    def __init__(self, potential, box, dbeta=0.0, skin=0.1):
+        self.potential = potential
+        self.box = box
+        self.dbeta = torch.as_tensor(float(dbeta), dtype=box.dtype, device=box.device)
+        self.neighbor_list = NeighborList(float(potential.cutoff), skin=skin)
+
+    def pairs(self, positions):
+        return self.neighbor_list(positions, self.box)
+
+    def rebuild(self, positions):
+        """Force a neighbour-list rebuild at these positions (used at checkpoints)."""
+        old = self.neighbor_list
+        self.neighbor_list = NeighborList(old.cutoff, skin=old.skin)
+        self.neighbor_list.n_builds = old.n_builds  # keep counting across rebuilds
+        return self.pairs(positions)
+
+    def __call__(self, positions, create_graph=False):
+        i, j, shift = self.pairs(positions)
+        with torch.enable_grad():
+            if not positions.requires_grad:
+                positions = positions.detach().requires_grad_(True)
+            energy = self.potential(positions, i, j, shift, self.dbeta)
+            (gradient,) = torch.autograd.grad(energy, positions, create_graph=create_graph)
+        if not create_graph:
+            energy = energy.detach()
+        return energy, -gradient
+
+
+def baoab_step(positions, velocities, forces, force_field, dt, inv_mass, c1=None, noise_std=None,
+               generator=None, create_graph=False):
+    """One BAOAB step (velocity Verlet when ``c1`` is None). Out of place, so it is differentiable.
+
+    inv_mass (N, 1) in 1/amu; noise_std (N, 1) = sqrt((1 - c1^2) k_B T / m) in nm/ps.
+    Returns positions, velocities, forces and potential energy at the end of the step.
+    """
+    velocities = velocities + (0.5 * dt) * forces * inv_mass
+    positions = positions + (0.5 * dt) * velocities
+    if c1 is not None:
+        noise = torch.randn(velocities.shape, generator=generator, dtype=velocities.dtype,
+                            device=velocities.device)
+        velocities = c1 * velocities + noise_std * noise
+    positions = positions + (0.5 * dt) * velocities
+    energy, forces = force_field(positions, create_graph=create_graph)
+    velocities = velocities + (0.5 * dt) * forces * inv_mass
+    return positions, velocities, forces, energy
+
+
+def maxwell_boltzmann(masses, temperature, generator, remove_com=False):
+    """Velocities (N, 3) in nm/ps drawn at ``temperature`` K for masses (N, 1) in amu."""
+    noise = torch.randn((masses.shape[0], 3), generator=generator, dtype=masses.dtype, device=masses.device)
+    velocities = noise * torch.sqrt(KB * temperature / masses)
+    if remove_com:
+        velocities = velocities - (masses * velocities).sum(0) / masses.sum()
+    return velocities
+
+
+class BlowUpError(RuntimeError):
+    """The simulation became unphysical; ``step``, ``reason`` and ``last_good`` (a path or None)."""
+
+    def __init__(self, step, reason, last_good=None, last_good_step=None):
+        self.step, self.reason, self.last_good, self.last_good_step = step, reason, last_good, last_good_step
+        where = f"; last good frame (step {last_good_step}) saved to {last_good}" if last_good else ""
+        super().__init__(f"simulation blew up at step {step}: {reason}{where}")
+
+
+@dataclass
+class BlowUpGuard:
+    """Checks every ``interval`` steps (and at every step that writes output).
+
+    Fails on non-finite energy/positions/velocities, on two beads closer than ``min_distance`` nm,
+    and on a kinetic temperature above ``max_temperature_factor`` x the target (a runaway).
+    """
+
+    min_distance: float = 0.1
+    max_temperature_factor: float = 3.0
+    interval: int = 10
+
+    def check(self, sim):
+        """The reason the state is bad, or None."""
+        finite = torch.isfinite(sim.energy) & torch.isfinite(sim.positions).all() & torch.isfinite(sim.velocities).all()
+        if not bool(finite):
+            return "non-finite energy, positions or velocities"
+        i, j, shift = sim.force_field.pairs(sim.positions)
+        if len(i):
+            closest = float(pair_displacements(sim.positions, i, j, shift).norm(dim=-1).min())
+            if closest < self.min_distance:
+                return f"beads {closest:.4f} nm apart (< {self.min_distance} nm)"
+        t_kin = sim.kinetic_temperature()
+        if t_kin > self.max_temperature_factor * sim.temperature:
+            return f"kinetic temperature {t_kin:.1f} K > {self.max_temperature_factor} x {sim.temperature} K"
+        return None
+
+
+class Simulation:
+    """State and integrator of one CG simulation at one temperature.
+
+    positions (N, 3) nm and box (3,) nm (array-like); masses in amu (scalar or (N,));
+    temperature and reference_temperature in K (the potential sees dbeta = beta(T) - beta(T0);
+    reference_temperature=None means T0 = T, dbeta = 0); dt in ps; friction in 1/ps;
+    integrator "langevin" (BAOAB) or "nve" (velocity Verlet); skin in nm.
+    Velocities default to Maxwell-Boltzmann at T (zero total momentum in NVE).
+    """
+
+    def __init__(self, potential, positions, box, temperature, *, masses=WATER_MASS, dt=0.002,
+                 friction=1.0, integrator="langevin", reference_temperature=None, skin=0.1, seed=0,
+                 dtype=torch.float32, device=None, velocities=None):
+        if integrator not in ("langevin", "nve"):
+            raise ValueError(f"integrator must be 'langevin' or 'nve', got {integrator!r}")
+        if dt <= 0 or temperature <= 0 or (integrator == "langevin" and friction <= 0):
+            raise ValueError("dt, temperature and (for Langevin) friction must be > 0")
+        self.device = torch.device(device) if device is not None else default_device()
+        self.dtype = dtype
+        self.positions = self._tensor(positions).reshape(-1, 3).clone()
+        n = self.positions.shape[0]
+        self.box = self._tensor(box).reshape(3)
+        self.masses = (self._tensor(masses) * torch.ones(n, dtype=dtype, device=self.device)).reshape(n, 1)
+        self.inv_mass = 1.0 / self.masses
+        self.temperature = float(temperature)
+        self.reference_temperature = float(temperature if reference_temperature is None else reference_temperature)
+        self.dt = float(dt)
+        self.friction = float(friction)
+        self.integrator = integrator
+        self.seed = int(seed)
+        self.potential = potential.to(device=self.device, dtype=dtype)
+        self.force_field = ForceField(self.potential, self.box,
+                                      dbeta_for(self.temperature, self.reference_temperature), skin=skin)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(self.seed)
+        if integrator == "langevin":
+            self.c1 = math.exp(-self.friction * self.dt)
+            self.noise_std = torch.sqrt((1.0 - self.c1**2) * KB * self.temperature * self.inv_mass)
+        else:
+            self.c1 = self.noise_std = None
+        if velocities is None:
+            velocities = maxwell_boltzmann(self.masses, self.temperature, self.generator,
+                                           remove_com=integrator == "nve")
+        self.velocities = self._tensor(velocities).reshape(n, 3).clone()
+        self.step = 0
+        self.refresh()
+
+    def _tensor(self, value):
+        if torch.is_tensor(value):
+            return value.detach().to(device=self.device, dtype=self.dtype)
+        return torch.as_tensor(np.asarray(value, dtype=np.float64), device=self.device).to(self.dtype)
+
+    @property
+    def n_beads(self):
+        return self.positions.shape[0]
+
+    @property
+    def degrees_of_freedom(self):
+        return 3 * self.n_beads - (3 if self.integrator == "nve" else 0)
+
+    def refresh(self):
+        """Rebuild the neighbour list and recompute forces at the current positions."""
+        self.force_field.rebuild(self.positions)
+        self.energy, self.forces = self.force_field(self.positions)
+
+    @torch.no_grad()
+    def run(self, n_steps):
+        for _ in range(int(n_steps)):
+            self.positions, self.velocities, self.forces, self.energy = baoab_step(
+                self.positions, self.velocities, self.forces, self.force_field, self.dt, self.inv_mass,
+                self.c1, self.noise_std, self.generator)
+            self.step += 1
+
+    def kinetic_energy(self):
+        """kJ/mol (1 amu nm^2/ps^2 = 1 kJ/mol)."""
+        return float(0.5 * (self.masses * self.velocities**2).sum())
+
+    def kinetic_temperature(self):
+        return 2.0 * self.kinetic_energy() / (self.degrees_of_freedom * KB)
+
+    def potential_energy(self):
+        return float(self.energy)
+
+    def total_momentum(self):
+        """(3,) numpy array in amu nm/ps."""
+        return (self.masses * self.velocities).sum(0).double().cpu().numpy()
+
+    # --- checkpoints --------------------------------------------------------------------------
+    def _signature(self):
+        return {"n_beads": self.n_beads, "dt": self.dt, "temperature": self.temperature,
+                "friction": self.friction, "integrator": self.integrator, "seed": self.seed,
+                "dtype": str(self.dtype), "reference_temperature": self.reference_temperature}
+
+    def state_dict(self):
+        """Everything needed to continue bit-identically (numpy arrays, on CPU)."""
+        return {
+            "positions": self.positions.cpu().numpy(),
+            "velocities": self.velocities.cpu().numpy(),
+            "box": self.box.cpu().numpy(),
+            "step": np.int64(self.step),
+            "rng_state": self.generator.get_state().cpu().numpy(),
+            "signature": json.dumps(self._signature(), sort_keys=True),
+        }
+
+    def load_state_dict(self, state):
+        saved = json.loads(str(state["signature"]))
+        if saved != self._signature():
+            raise ValueError(f"checkpoint belongs to another run: {saved} != {self._signature()}")
+        self.positions = torch.as_tensor(state["positions"], device=self.device).to(self.dtype)
+        self.velocities = torch.as_tensor(state["velocities"], device=self.device).to(self.dtype)
+        self.step = int(state["step"])
+        self.generator.set_state(torch.as_tensor(state["rng_state"], dtype=torch.uint8))
+        self.refresh()
+
+    def save_checkpoint(self, path, **extra):
+        state = self.state_dict()
+        state.update({k: np.asarray(v) for k, v in extra.items()})
+
+        def write(tmp):
+            with open(tmp, "wb") as handle:
+                np.savez(handle, **state)
+
+        atomic_write(path, write)
+
+
+def load_checkpoint(path):
+    with np.load(path, allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
+
+
+# --- trajectory output ----------------------------------------------------------------------------
+def cg_topology(n_beads, residue_name="HOH", atom_name="W"):
+    """mdtraj Topology with one residue of one bead per molecule (element oxygen: a stand-in
+    that every PDB reader accepts; bead masses live in the run's inputs, not here)."""
+    import mdtraj
+
+    topology = mdtraj.Topology()
+    chain = topology.add_chain()
+    for k in range(n_beads):
+        residue = topology.add_residue(residue_name, chain, resSeq=k % 10000)
+        topology.add_atom(atom_name, mdtraj.element.oxygen, residue)
+    return topology
+
+
+def write_pdb(path, positions, box, topology=None):
+    """One frame (positions (N, 3) nm, box (3,) nm) as a PDB with the CG topology, atomically."""
+    import mdtraj
+
+    positions = np.asarray(positions, dtype=np.float64).reshape(1, -1, 3)
+    topology = topology or cg_topology(positions.shape[1])
+    traj = mdtraj.Trajectory(positions, topology, unitcell_lengths=np.asarray(box, dtype=float).reshape(1, 3),
+                             unitcell_angles=np.full((1, 3), 90.0))
+    atomic_write(path, lambda tmp: traj.save_pdb(tmp))
+
+
+class _DCDWriter:
+    """Frames to a DCD (Angstrom, as the format wants); reopening keeps only the first n frames."""
+
+    def __init__(self, path, keep_frames=0):
+        from mdtraj.formats import DCDTrajectoryFile
+
+        self.path = Path(path)
+        kept = None
+        if keep_frames:
+            with DCDTrajectoryFile(str(self.path), "r") as handle:
+                xyz, lengths, angles = handle.read(n_frames=keep_frames)
+            if len(xyz) < keep_frames:
+                raise RuntimeError(f"{self.path} holds {len(xyz)} frames, checkpoint expects {keep_frames}")
+            kept = (xyz, lengths, angles)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = DCDTrajectoryFile(str(self.path), "w", force_overwrite=True)
+        if kept is not None:
+            self._file.write(*kept)
+        self.n_frames = keep_frames
+
+    def write(self, positions_nm, box_nm):
+        xyz = 10.0 * np.asarray(positions_nm, dtype=np.float32).reshape(1, -1, 3)
+        lengths = 10.0 * np.asarray(box_nm, dtype=np.float32).reshape(1, 3)
+        self._file.write(xyz, lengths, np.full((1, 3), 90.0, dtype=np.float32))
+        self.n_frames += 1
+
+    def close(self):
+        self._file.close()
+
+
+class _ThermoLog:
+    """Append-only TSV; reopening keeps the header and the rows with step <= keep_step."""
+
+    def __init__(self, path, keep_step=None):
+        self.path = Path(path)
+        if keep_step is None:
+            header = "# thermo log of thermocg.md; units in the column names\n" + "\t".join(THERMO_COLUMNS) + "\n"
+            atomic_write(self.path, lambda tmp: Path(tmp).write_text(header))
+        else:
+            kept = []
+            for line in self.path.read_text().splitlines(keepends=True):
+                first = line.split("\t", 1)[0]
+                if not first.strip().isdigit() or int(first) <= keep_step:
+                    kept.append(line)
+            # A line cut by a kill has no newline; drop it.
+            kept = [line for line in kept if line.endswith("\n")]
+            atomic_write(self.path, lambda tmp: Path(tmp).write_text("".join(kept)))
+        self._file = open(self.path, "a")
+
+    def write(self, row):
+        self._file.write("\t".join(f"{v:.8g}" if isinstance(v, float) else str(v) for v in row) + "\n")
+
+    def flush(self):
+        self._file.flush()
+
+    def close(self):
+        self._file.close()
+
+
+def _last_good_path(trajectory):
+    trajectory = Path(trajectory)
+    return trajectory.with_name(trajectory.stem + "_last_good.pdb")
+
+
+def run_md(potential, positions, box, temperature, n_steps, *, trajectory, topology, thermo, checkpoint,
+           dt=0.002, friction=1.0, masses=WATER_MASS, reference_temperature=None, integrator="langevin",
+           frame_interval=500, report_interval=500, checkpoint_interval=50_000, guard=None, skin=0.1,
+           seed=0, dtype=torch.float32, device=None, resume=True, velocities=None):
+    """Run CG MD from ``positions`` (N, 3) nm (e.g. the mapped FG frame) to step ``n_steps``.
+
+    Writes ``trajectory`` (DCD, unwrapped positions every ``frame_interval`` steps, step 0 included),
+    ``topology`` (PDB of the first frame, one bead residue per molecule: ``mdtraj.load(trajectory,
+    top=topology)``), ``thermo`` (TSV, one row every ``report_interval`` steps) and ``checkpoint``
+    (npz, every ``checkpoint_interval`` steps and at the end, written atomically). With
+    ``resume=True`` and an existing checkpoint, the run continues from it (outputs truncated to
+    the checkpoint's step), reproducing an uninterrupted run bit for bit on CPU. (Extending a
+    finished run to a larger ``n_steps`` also continues from its final checkpoint; that equals one
+    longer run bit for bit only when the old ``n_steps`` is a multiple of ``checkpoint_interval``.)
+
+    Raises :class:`BlowUpError` (naming the step) after writing the last good frame to
+    ``<trajectory stem>_last_good.pdb`` (+ ``.npz`` with velocities). Returns a summary dict.
+    Other arguments: see :class:`Simulation` and :class:`BlowUpGuard`.
+    """
+    guard = guard or BlowUpGuard()
+    sim = Simulation(potential, positions, box, temperature, masses=masses, dt=dt, friction=friction,
+                     integrator=integrator, reference_temperature=reference_temperature, skin=skin,
+                     seed=seed, dtype=dtype, device=device, velocities=velocities)
+    if reference_temperature is None:
+        log.info("no reference temperature given: dbeta = 0 (T0 = T = %g K)", temperature)
+    checkpoint = Path(checkpoint)
+    resumed_from = None
+    if resume and checkpoint.exists():
+        state = load_checkpoint(checkpoint)
+        sim.load_state_dict(state)
+        resumed_from = sim.step
+        writer = _DCDWriter(trajectory, keep_frames=int(state["n_frames"]))
+        thermo_log = _ThermoLog(thermo, keep_step=sim.step)
+        log.info("resumed from %s at step %d (%d frames kept)", checkpoint, sim.step, writer.n_frames)
+    else:
+        write_pdb(topology, sim.positions.cpu().numpy(), sim.box.cpu().numpy())
+        writer = _DCDWriter(trajectory)
+        thermo_log = _ThermoLog(thermo)
+    box_np = sim.box.cpu().numpy()
+    last_good = (sim.step, sim.positions.clone(), sim.velocities.clone())
+    clock, clock_step, ns_per_day = time.perf_counter(), sim.step, float("nan")
+    wall_start, start_step = clock, sim.step
+    t_kin_sum, t_kin_count = 0.0, 0
+
+    def save_last_good():
+        step, x, v = last_good
+        path = _last_good_path(trajectory)
+        write_pdb(path, x.cpu().numpy(), box_np)
+        arrays = {"positions": x.cpu().numpy(), "velocities": v.cpu().numpy(), "box": box_np, "step": step}
+
+        def write(tmp):
+            with open(tmp, "wb") as handle:
+                np.savez(handle, **arrays)
+
+        atomic_write(path.with_suffix(".npz"), write)
+        return path, step
+
+    def output(step):
+        nonlocal clock, clock_step, ns_per_day, t_kin_sum, t_kin_count
+        if step % frame_interval == 0:
+            writer.write(sim.positions.cpu().numpy(), box_np)
+        if step % report_interval == 0:
+            now = time.perf_counter()
+            if step > clock_step:
+                ns_per_day = (step - clock_step) * sim.dt * 1e-3 / ((now - clock) / 86400.0)
+            clock, clock_step = now, step
+            kinetic, t_kin, potential_energy = sim.kinetic_energy(), sim.kinetic_temperature(), sim.potential_energy()
+            t_kin_sum, t_kin_count = t_kin_sum + t_kin, t_kin_count + 1
+            momentum = float(np.linalg.norm(sim.total_momentum()))
+            thermo_log.write([step, step * sim.dt, t_kin, potential_energy, kinetic, potential_energy + kinetic,
+                              momentum, ns_per_day])
+            log.info("step %d/%d (%.1f%%) t=%.3f ps T_kin=%.1f K U=%.2f kJ/mol %.2f ns/day", step, n_steps,
+                     100.0 * step / max(n_steps, 1), step * sim.dt, t_kin, potential_energy, ns_per_day)
+
+    def blow_up(step, reason):
+        thermo_log.flush()
+        path, good_step = save_last_good()
+        return BlowUpError(step, reason, path, good_step)
+
+    try:
+        if resumed_from is None:
+            reason = guard.check(sim)
+            if reason is not None:
+                raise BlowUpError(0, f"the starting frame is already bad: {reason}")
+            output(0)
+        while sim.step < n_steps:
+            try:
+                sim.run(1)
+            except (RuntimeError, ValueError) as error:  # e.g. the neighbour list on exploded positions
+                raise blow_up(sim.step + 1, f"error during the step: {error}") from error
+            step = sim.step
+            io_step = step % frame_interval == 0 or step % report_interval == 0
+            is_checkpoint = step % checkpoint_interval == 0 or step == n_steps
+            if step % guard.interval == 0 or io_step or is_checkpoint:
+                reason = guard.check(sim)
+                if reason is not None:
+                    raise blow_up(step, reason)
+                last_good = (step, sim.positions.clone(), sim.velocities.clone())
+            output(step)
+            if is_checkpoint:
+                thermo_log.flush()
+                sim.save_checkpoint(checkpoint, n_frames=writer.n_frames)
+                if step < n_steps:
+                    sim.refresh()  # what a resumed run does: same pair list, same sums
+    finally:
+        writer.close()
+        thermo_log.close()
+
+    wall = time.perf_counter() - wall_start
+    steps_done = sim.step - start_step
+    summary = {
+        "n_steps": sim.step,
+        "n_frames": writer.n_frames,
+        "resumed_from": resumed_from,
+        "wall_s": wall,
+        "ns_per_day": steps_done * sim.dt * 1e-3 / (wall / 86400.0) if steps_done and wall > 0 else float("nan"),
+        "mean_T_kin_K": t_kin_sum / t_kin_count if t_kin_count else float("nan"),
+        "neighbor_list_builds": sim.force_field.neighbor_list.n_builds,
+    }
+    log.info("finished: %s", summary)
+    return summary

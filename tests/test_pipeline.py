@@ -131,3 +131,32 @@ def test_tiny_pipeline_parameter_sweep(tiny_run):
     assert set(summary["estimator"]) == {"local", "global"}
     assert np.all(np.isfinite(summary["rel_rmse"])) and np.all(summary["n_training_frames"] == 14)
     assert (tiny_run / "results/figures/sweep.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_transferability_numbers_agree_with_an_independent_recomputation(tiny_run):
+    """eps_g and D_cg of one (model, T) recomputed from the trajectories with mdtraj and plain numpy."""
+    results = tiny_run / "results"
+    settings = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    row = io.read_table(results / "metrics/transferability.tsv").query("model == 'trf2' and T_K == 320").iloc[0]
+
+    first = round(settings["cgmd"]["equilibration"] / settings["cgmd"]["frame_interval"])
+    cg = mdtraj.load(str(results / "cgmd/trf2/T320/trajectory.dcd"), top=str(results / "cgmd/trf2/T320/topology.pdb"))[first:]
+    fg = mdtraj.load(str(results / "cg/T320/beads.dcd"), top=str(results / "cg/T320/beads.pdb"))
+    edge = np.floor(fg.unitcell_lengths.min() / 2 / 0.002) * 0.002
+    pairs = fg.topology.select_pairs("all", "all")
+    r, g_cg = mdtraj.compute_rdf(cg, pairs, r_range=(0.0, edge), bin_width=0.002)
+    _, g_fg = mdtraj.compute_rdf(fg, pairs, r_range=(0.0, edge), bin_width=0.002)
+    window = r >= 0.2
+    eps_g = np.sqrt(np.mean((g_cg[window] - g_fg[window]) ** 2))
+    assert row["eps_g"] == pytest.approx(eps_g, rel=0.02)
+
+    # D from a direct multi-origin MSD of the (never wrapped) CG positions, same fit window
+    x = cg.xyz.astype(np.float64)
+    dt = settings["cgmd"]["frame_interval"]
+    lags = np.arange(1, len(x))
+    msd = np.array([np.mean(np.sum((x[k:] - x[:-k]) ** 2, axis=-1)) for k in lags])
+    start, end = settings["observables"]["msd_fit_start"], settings["observables"]["msd_fit_end"]
+    fit = (lags * dt >= start - 1e-9) & (lags * dt <= end + 1e-9)
+    diffusion = np.polyfit(lags[fit] * dt, msd[fit], 1)[0] / 6
+    assert row["D_cg"] == pytest.approx(diffusion, rel=0.02)

@@ -13,7 +13,9 @@ RMSE_BOUND = 0.03  # over 0.24-0.75 nm, as the foundation issue requires
 @pytest.mark.slow
 def test_spce_338K_oo_rdf_matches_reference(tmp_path):
     settings = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    settings.update(temperatures=[338], reference_temperature=338)
+    # the atomistic stages only: no models, DiffSim or sweep at this single temperature
+    settings.update(temperatures=[338], reference_temperature=338, models={}, diffsim={"models": [], "temperatures": []},
+                    sweep={"table": None})
     settings["water"].update(model="spce", n_molecules=512, density=1.0, cutoff=0.9)
     settings["fg"].update(equilibration=10.0, production=20.0, frame_interval=0.2, platform="CPU", threads=2)
     settings["observables"].update(msd_fit_start=2.0, msd_fit_end=10.0)

@@ -44,6 +44,8 @@ SWEEP = Paramspace(sweep_table() if config["sweep"]["table"] else pd.DataFrame({
 
 def sweep_oracle_files():
     """The fm_oracle models at the temperatures next to T0: the finite-difference truth."""
+    if not config["sweep"]["table"]:
+        return []
     pair = thermocg.metrics.neighbouring_temperatures(config["temperatures"], config["reference_temperature"])
     if not ORACLES or pair is None:
         raise ValueError("a sweep needs an fm_oracle model and sampled temperatures on both sides of T0")

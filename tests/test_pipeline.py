@@ -102,7 +102,11 @@ def test_tiny_pipeline_fits_every_model_kind(tiny_run):
     assert np.all(np.isfinite(forces["force_rmse"])) and np.all(forces["force_rmse"] > 0)
     response = io.read_table(results / "metrics/thermal_response.tsv")
     assert set(response["estimator"].dropna()) >= {"local", "global"}
-    assert np.all(np.abs(response["cosine"]) <= 1)
+    learned = response[response["kind"] != "fm_ref"]
+    assert np.all(np.abs(learned["cosine"]) <= 1)
+    # fm_ref has no temperature dependence: its dF/dbeta is exactly zero (relative RMSE 1, no angle)
+    reference = response[response["kind"] == "fm_ref"].iloc[0]
+    assert reference["rel_rmse"] == pytest.approx(1.0) and np.isnan(reference["cosine"])
     curve = io.read_table(results / "models/trf2/learning_curve.tsv")
     assert {"train_force", "train_response1", "train_response2", "validation_total"} <= set(curve.columns)
 

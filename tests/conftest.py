@@ -19,6 +19,17 @@ def shared_dir():
     pytest.fail("shared/ not found beside the repository (set THERMOCG_SHARED)")
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch on one thread for the tests of a module (restored afterwards)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def run_snakemake(workdir, *args, check=True, timeout=1800):
     """Run the pipeline's Snakefile with the test environment's snakemake, in ``workdir``."""
     bin_dir = Path(sys.executable).parent

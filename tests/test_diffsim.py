@@ -19,12 +19,8 @@ LJ = reduced_lj_units(EPSILON, SIGMA, MASS)
 TAU = LJ["tau"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Small systems are latency bound: one thread is faster and immune to oversubscription.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def lattice(n, rho_star):

@@ -33,13 +33,8 @@ def shared_dir():
     return here if here.exists() else Path(os.environ.get("THERMOCG_SHARED", here))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Small systems are latency bound; one thread is faster and immune to oversubscription.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Small systems are latency bound: one thread is faster and immune to oversubscription.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def fcc_lattice(n_cells, box_length):

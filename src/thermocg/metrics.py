@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from thermocg import io, nn, targets, units
+from thermocg.config import temperature_label
 from thermocg.neighbors import NeighborList
 from thermocg.train import split_indices
 
@@ -82,8 +83,6 @@ def neighbouring_temperatures(temperatures, reference):
 
 def response_table(models, oracles, beads_reference, temperatures, reference, training):
     """Rows (model, rel_rmse, cosine, ...) comparing each model's dF/dbeta at T0 with the oracle truth."""
-    from thermocg.config import temperature_label
-
     pair = neighbouring_temperatures(temperatures, reference)
     if pair is None or any(temperature_label(t) not in oracles for t in pair):
         return pd.DataFrame(columns=["model", "kind", "estimator", "rel_rmse", "cosine", "truth_rms", "T_minus_K", "T_plus_K", "n_frames"])

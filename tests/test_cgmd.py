@@ -55,3 +55,23 @@ def test_friction_fit_recovers_the_free_diffusion_law(ideal_gas):
         expected = units.KB * 300.0 / (units.WATER_MASS * trial["friction_per_ps"])
         assert trial["D_nm2_per_ps"] == pytest.approx(expected, rel=0.15)
     assert record["friction_per_ps"] == pytest.approx(gamma_true, rel=0.15)
+
+
+def test_a_blow_up_is_recorded_as_a_result_not_raised(ideal_gas, tmp_path):
+    """Two beads 0.05 nm apart: the guard stops the run; the status says where and why."""
+    frames = io.load_frames(ideal_gas / "beads.npz")
+    positions = frames["positions"].copy()
+    positions[:, 1] = positions[:, 0] + [0.05, 0.0, 0.0]
+    frames.pop("units")
+    io.save_frames(tmp_path / "beads.npz", **dict(frames, positions=positions))
+    outputs = {name: tmp_path / file for name, file in
+               (("trajectory", "t.dcd"), ("topology", "t.pdb"), ("thermo", "thermo.tsv"), ("checkpoint", "c.npz"))}
+    status = cgmd.simulate_or_record_blow_up(ideal_gas / "model.pt", tmp_path / "beads.npz", 300.0, 300.0,
+                                             SETTINGS, 5.0, outputs, seed=3)
+    assert status["stable"] is False and status["blow_up_step"] == 0
+    assert "apart" in status["reason"]
+    # a stable run says so, with the run's summary
+    stable = cgmd.simulate_or_record_blow_up(ideal_gas / "model.pt", ideal_gas / "beads.npz", 300.0, 300.0,
+                                             dict(SETTINGS, production=0.4), 5.0,
+                                             {k: v.with_name("ok_" + v.name) for k, v in outputs.items()}, seed=3)
+    assert stable["stable"] is True and stable["n_steps"] == 200

@@ -5,6 +5,7 @@ mass 39.948 amu, so tau = sigma sqrt(m/epsilon) = 2.151 ps); state points are qu
 units (rho* = rho sigma^3, T* = k_B T / epsilon).
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -307,6 +308,28 @@ def test_resume_after_a_crash_equals_the_uninterrupted_run(tmp_path):
     summary = run_small(tmp_path / "crashed", 400)
     assert summary["resumed_from"] == 200
     assert_same_run(read_run(tmp_path / "whole"), read_run(tmp_path / "crashed"))
+
+
+def test_a_checkpoint_from_another_device_resumes_with_a_fresh_random_stream(tmp_path, caplog):
+    """A Slurm retry may land on a CPU node after a GPU attempt: the checkpoint's generator
+    state does not fit the other device, so the run resumes with a new stream (and says so)."""
+    with pytest.raises(KeyboardInterrupt):
+        run_small(tmp_path, 400, guard=CrashAt(250))
+    path = tmp_path / "state.npz"
+    state = load_checkpoint(path)
+    signature = json.loads(str(state["signature"]))
+    state["signature"] = json.dumps(dict(signature, device="cuda"), sort_keys=True)
+    state["rng_state"] = np.zeros(16, dtype=np.uint8)  # a CUDA (Philox) state: useless on CPU
+    np.savez(path, **state)
+    with caplog.at_level("WARNING"):
+        summary = run_small(tmp_path, 400)
+    assert summary["resumed_from"] == 200 and summary["n_steps"] == 400
+    assert "not bit-identical" in caplog.text
+    # anything else that differs is still refused
+    state["signature"] = json.dumps(dict(signature, dt=1.0), sort_keys=True)
+    np.savez(path, **state)
+    with pytest.raises(ValueError, match="another run"):
+        run_small(tmp_path, 400)
 
 
 KILL_SCRIPT = """

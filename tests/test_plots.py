@@ -102,6 +102,25 @@ def test_transferability(tmp_path, synthetic, drawn):
     check_readable(drawn[-1], expect_not_run=4)
 
 
+def test_transferability_marks_runs_that_blew_up(tmp_path, synthetic):
+    table = synthetic["table"].copy()
+    blown = (table["model"] == "fm_ref") & (table["T_K"] == 360.0)
+    table.loc[blown, ["eps_g", "eps_a", "eps_g_ratio_oracle", "eps_a_ratio_oracle"]] = np.nan
+    table["stable"] = ~blown
+    captured = []
+    original = plots._save
+    plots._save = lambda figure, png, pdf=None: (captured.append(figure), original(figure, png, pdf))
+    try:
+        plots.transferability(table, tmp_path / "a.png", tmp_path / "a.pdf")
+    finally:
+        plots._save = original
+    for ax in captured[0].axes:  # one x per panel, at 360 K, at the top edge
+        crosses = [line for line in ax.lines if line.get_marker() == "x"]
+        assert len(crosses) == 1 and list(crosses[0].get_xdata()) == [360.0]
+    legend = captured[0].axes[0].get_legend()
+    assert any("blew up" in text.get_text() for text in legend.get_texts())
+
+
 def test_force_errors(tmp_path, drawn):
     plots.force_errors(forces_table(), tmp_path / "a.png", tmp_path / "a.pdf")
     check_written(tmp_path, "a")

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from thermocg import io, transfer
+from thermocg import io, observables, transfer
 
 R = np.arange(0.001, 0.78, 0.002)  # bin centres of 0.002 nm bins (nm)
 THETA = np.arange(0.5, 180.0, 1.0)  # 1 deg bins
@@ -170,3 +170,19 @@ def test_write_and_read_back(tmp_path):
         pd.testing.assert_frame_equal(back.drop(columns="trained_at"), table.drop(columns="trained_at"),
                                       check_exact=False, rtol=1e-7, check_dtype=False)
     assert "eps_g: 1 (g is dimensionless)" in (tmp_path / "t.tsv").read_text()
+
+
+def test_a_blown_up_run_gives_an_unstable_row_without_values(tmp_path):
+    fg_dir, cg_dir = write_results(tmp_path)
+    directory = cg_dir / "fm_ref" / "T360"
+    for name, table in observables.empty_tables().items():  # as observables_cg writes it
+        io.write_table(directory / f"{name}.tsv", table)
+    io.write_json(directory / "summary.json", {"cgmd": {"stable": False, "blow_up_step": 120, "reason": "r"}})
+    table = transfer.transferability_table(MODELS, TEMPERATURES, fg_dir, cg_dir, forces_table())
+    row = table.set_index(["model", "T_K"]).loc[("fm_ref", 360.0)]
+    assert not row["stable"] and np.isnan(row["eps_g"]) and np.isnan(row["eps_a"]) and np.isnan(row["D_cg"])
+    assert row["force_rmse"] == 160.0  # the force metrics do not depend on the MD
+    assert table.drop(index=table.index[(table["model"] == "fm_ref") & (table["T_K"] == 360.0)])["stable"].all()
+    transfer.write_transferability(table, tmp_path / "t.tsv", tmp_path / "t.json")
+    back = transfer.read_transferability(tmp_path / "t.json")
+    assert back["stable"].dtype == bool and (~back["stable"]).sum() == 1

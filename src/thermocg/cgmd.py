@@ -49,6 +49,30 @@ def simulate(model_path, beads_path, temperature, reference_temperature, setting
     )
 
 
+def simulate_or_record_blow_up(model_path, beads_path, temperature, reference_temperature, settings, friction,
+                               outputs, seed, threads=1):
+    """:func:`simulate`, but a blow-up is a result, not a failure: returns a status record.
+
+    A model run far from its training temperatures may leave the physical region and blow up;
+    that is the answer to "does it transfer here", so the pipeline records it (eps and D become
+    undefined for that (model, T)) instead of stopping every other run. The record has
+    ``stable`` and, after a blow-up, the step, time (ps) and reason.
+    """
+    try:
+        summary = simulate(model_path, beads_path, temperature, reference_temperature, settings, friction,
+                           outputs, seed, threads)
+    except md.BlowUpError as error:
+        log.error("unstable at %g K: %s. Recorded as unstable; its observables are undefined.", temperature, error)
+        return {"stable": False, "temperature_K": float(temperature), "blow_up_step": int(error.step),
+                "blow_up_time_ps": float(error.step * settings["timestep"]), "reason": error.reason}
+    return {"stable": True, "temperature_K": float(temperature), **summary}
+
+
+def read_status(path):
+    """The status record of a cgmd run (see :func:`simulate_or_record_blow_up`)."""
+    return json.loads(Path(path).read_text())
+
+
 def trajectory_beads(trajectory, topology, settings, temperature):
     """The production part of a CG trajectory as a bead frame dict (see thermocg.io) for observables."""
     frames = mdtraj.load(str(trajectory), top=str(topology))

@@ -251,7 +251,8 @@ class Simulation:
     def _signature(self):
         return {"n_beads": self.n_beads, "dt": self.dt, "temperature": self.temperature,
                 "friction": self.friction, "integrator": self.integrator, "seed": self.seed,
-                "dtype": str(self.dtype), "reference_temperature": self.reference_temperature}
+                "dtype": str(self.dtype), "reference_temperature": self.reference_temperature,
+                "device": self.device.type}
 
     def state_dict(self):
         """Everything needed to continue bit-identically (numpy arrays, on CPU)."""
@@ -265,13 +266,22 @@ class Simulation:
         }
 
     def load_state_dict(self, state):
-        saved = json.loads(str(state["signature"]))
-        if saved != self._signature():
-            raise ValueError(f"checkpoint belongs to another run: {saved} != {self._signature()}")
+        saved, mine = json.loads(str(state["signature"])), self._signature()
+        saved_device = saved.pop("device", mine["device"])
+        if saved != {key: value for key, value in mine.items() if key != "device"}:
+            raise ValueError(f"checkpoint belongs to another run: {saved} != {mine}")
         self.positions = torch.as_tensor(state["positions"], device=self.device).to(self.dtype)
         self.velocities = torch.as_tensor(state["velocities"], device=self.device).to(self.dtype)
         self.step = int(state["step"])
-        self.generator.set_state(torch.as_tensor(state["rng_state"], dtype=torch.uint8))
+        if saved_device == self.device.type:
+            self.generator.set_state(torch.as_tensor(state["rng_state"], dtype=torch.uint8))
+        else:
+            # Random-number states are device-specific, and a retried job may land on another
+            # kind of node: continue with a stream seeded by (seed, step). Statistically the
+            # same dynamics, but not bit-identical to an uninterrupted run.
+            self.generator.manual_seed(self.seed * 1_000_003 + self.step)
+            log.warning("checkpoint written on %s, resuming on %s: new random stream from step %d "
+                        "(not bit-identical to an uninterrupted run)", saved_device, self.device.type, self.step)
         self.refresh()
 
     def save_checkpoint(self, path, **extra):

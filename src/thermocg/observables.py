@@ -146,6 +146,16 @@ def energy_statistics(energy, n_molecules, n_blocks=5):
     }
 
 
+TABLE_COLUMNS = {"rdf_com": ["r_nm", "g"], "adf": ["theta_deg", "p_per_deg"], "msd": ["lag_ps", "msd_nm2"]}
+
+
+def empty_tables():
+    """The tables of :func:`compute_all` with no rows (a run that produced no trajectory)."""
+    import pandas as pd
+
+    return {name: pd.DataFrame(columns=columns) for name, columns in TABLE_COLUMNS.items()}
+
+
 def compute_all(beads, settings, oxygen_positions=None):
     """Every observable of one temperature's bead trajectory, as tables and a summary dict.
 
@@ -159,9 +169,8 @@ def compute_all(beads, settings, oxygen_positions=None):
     theta, p = adf(positions, box, settings["adf_shell"], settings["adf_bin_width"])
     lag, msd_values = msd(positions, box, time)
     tables = {
-        "rdf_com": pd.DataFrame({"r_nm": r, "g": g}),
-        "adf": pd.DataFrame({"theta_deg": theta, "p_per_deg": p}),
-        "msd": pd.DataFrame({"lag_ps": lag, "msd_nm2": msd_values}),
+        name: pd.DataFrame(dict(zip(TABLE_COLUMNS[name], values)))
+        for name, values in (("rdf_com", (r, g)), ("adf", (theta, p)), ("msd", (lag, msd_values)))
     }
     if oxygen_positions is not None:
         r_oo, g_oo = rdf(oxygen_positions, box, settings["rdf_bin_width"])

@@ -144,8 +144,23 @@ def _log_y(ax):
     ax.yaxis.set_minor_formatter(FormatStrFormatter("%g") if high / low < 30 else NullFormatter())
 
 
-def _legend_with_markers(ax):
-    """The panel's legend plus two entries that explain filled and open markers."""
+def _unstable_rows(table):
+    if "stable" not in table.columns:
+        return table.iloc[:0]
+    return table[~table["stable"].astype(bool).to_numpy()]
+
+
+def _mark_unstable(ax, table):
+    """An x at the top edge of the panel for each (model, T) whose CG MD blew up (it has no value)."""
+    from matplotlib.transforms import blended_transform_factory
+
+    on_top = blended_transform_factory(ax.transData, ax.transAxes)
+    for row in _unstable_rows(table).itertuples():
+        ax.plot(row.T_K, 0.97, "x", color=_model_style(row.model)[0], ms=9, mew=2, transform=on_top, clip_on=False)
+
+
+def _legend_with_markers(ax, unstable=False):
+    """The panel's legend plus entries that explain filled and open markers (and x: blew up)."""
     from matplotlib.lines import Line2D
 
     handles, _ = ax.get_legend_handles_labels()
@@ -153,6 +168,8 @@ def _legend_with_markers(ax):
         Line2D([], [], marker="o", color="k", ls="", label="trained at this T"),
         Line2D([], [], marker="o", color="k", mfc="white", ls="", label="not trained at this T"),
     ]
+    if unstable:
+        handles.append(Line2D([], [], marker="x", color="k", mew=2, ls="", label="CG MD blew up (no value)"))
     ax.legend(handles=handles, fontsize=8)
 
 
@@ -182,7 +199,9 @@ def rdf_adf_overlays(fg_dir, cg_dir, models, temperatures, png, pdf=None):
                 if path.exists():
                     table = io.read_table(path)
                     colour, style = _model_style(model)
-                    ax.plot(table[x], table[y], style, color=colour, lw=1.2, label=model)
+                    # an empty table: that run blew up (thermocg.cgmd)
+                    label_text = model if len(table) else f"{model} (blew up)"
+                    ax.plot(table[x], table[y], style, color=colour, lw=1.2, label=label_text)
         size = ""
         summary = fg / "summary.json"
         if summary.exists():
@@ -215,13 +234,14 @@ def transferability(table, png, pdf=None):
             _not_run(ax, "no fm_oracle rows" if ratio else "no CG observables", title)
             continue
         _lines_by_model(ax, table[np.isfinite(table[column].astype(float))], column)
+        _mark_unstable(ax, table)
         if ratio:
             ax.axhline(1.0, color="k", lw=0.8, ls=":")
             _log_y(ax)
         ax.set(title=title, xlabel="T (K)", ylabel=ylabel)
     first = next((ax for ax in axes.flat if ax.get_lines()), None)
     if first is not None:
-        _legend_with_markers(first)
+        _legend_with_markers(first, unstable=len(_unstable_rows(table)) > 0)
     figure.suptitle("Temperature transferability of CG models (lower is better)")
     _save(figure, png, pdf)
 
@@ -323,8 +343,9 @@ def diffusion(table, png, pdf=None):
         ax_d.plot(fg.index, scale * fg.values, "k-s", lw=2.5, label="FG (atomistic)")
         cg = table[np.isfinite(table["D_cg"].astype(float))]
         _lines_by_model(ax_d, cg, "D_cg", scale)
+        _mark_unstable(ax_d, table)
         ax_d.set(title=title_d, xlabel="T (K)", ylabel="D (10$^{-5}$ cm$^2$/s)")
-        _legend_with_markers(ax_d)
+        _legend_with_markers(ax_d, unstable=len(_unstable_rows(table)) > 0)
         ratio = cg.assign(D_ratio=cg["D_cg"] / cg["D_fg"])
         _lines_by_model(ax_ratio, ratio[np.isfinite(ratio["D_ratio"])], "D_ratio")
         ax_ratio.axhline(1.0, color="k", ls="--", lw=1)

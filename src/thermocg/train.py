@@ -187,7 +187,8 @@ def fit(model, objective, train_frames, validation_frames, settings, checkpoint_
     state = {"epoch": 0, "best_loss": float("inf"), "best_state": None, "stale": 0, "curve": []}
     checkpoint_path = Path(checkpoint_path)
     if checkpoint_path.exists():
-        saved = torch.load(checkpoint_path, weights_only=True)
+        # map_location: a retry may run on another kind of node (GPU checkpoint, CPU node)
+        saved = torch.load(checkpoint_path, map_location=next(model.parameters()).device, weights_only=True)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])

@@ -27,6 +27,7 @@ UNITS = {
     "T_K": "K",
     "trained_at": "K, comma-separated training temperatures",
     "trained_here": "true if T_K is a training temperature of the model",
+    "stable": "false if the CG MD blew up (eps and D are then undefined: NaN/null)",
     "eps_g": "1 (g is dimensionless)",
     "eps_a": "1/deg",
     "D_cg": "nm^2/ps",
@@ -86,6 +87,11 @@ def _diffusion(summary):
         return math.nan
 
 
+def _stable(summary):
+    """False when the CG run that the summary describes blew up (see thermocg.cgmd)."""
+    return bool(((summary or {}).get("cgmd") or {}).get("stable", True))
+
+
 def _force_lookup(forces_table):
     """{(model, T label): (force_rmse, force_rmse_oracle)} and {T label: oracle RMSE}."""
     if forces_table is None:
@@ -121,14 +127,17 @@ def transferability_table(models, temperatures, fg_dir, cg_dir, forces_table=Non
                 continue
             rdf_cg, adf_cg, summary_cg = cg
             trained_at = [float(t) for t in spec.get("trained_at", [])]
+            stable = _stable(summary_cg)
             d_cg, d_fg = _diffusion(summary_cg), _diffusion(summary_fg)
             rows.append({
                 "model": name,
                 "T_K": float(label),
                 "trained_at": ",".join(f"{t:g}" for t in trained_at),
                 "trained_here": bool(np.any(np.isclose(trained_at, float(label)))),
-                "eps_g": rdf_error(rdf_cg["r_nm"], rdf_cg["g"], rdf_fg["r_nm"], rdf_fg["g"]),
-                "eps_a": adf_error(adf_cg["theta_deg"], adf_cg["p_per_deg"], adf_fg["theta_deg"], adf_fg["p_per_deg"]),
+                "stable": stable,
+                "eps_g": rdf_error(rdf_cg["r_nm"], rdf_cg["g"], rdf_fg["r_nm"], rdf_fg["g"]) if stable else math.nan,
+                "eps_a": (adf_error(adf_cg["theta_deg"], adf_cg["p_per_deg"], adf_fg["theta_deg"], adf_fg["p_per_deg"])
+                          if stable else math.nan),
                 "D_cg": d_cg,
                 "D_fg": d_fg,
                 "D_ratio": d_cg / d_fg if d_fg > 0 else math.nan,
@@ -164,5 +173,5 @@ def read_transferability(json_path):
     document = json.loads(Path(json_path).read_text())  # written with sorted keys
     columns = [c for c in COLUMNS if c in document["units"]] + [c for c in document["units"] if c not in COLUMNS]
     table = pd.DataFrame(document["records"], columns=columns)
-    numeric = [c for c in columns if c not in ("model", "trained_at", "trained_here")]
+    numeric = [c for c in columns if c not in ("model", "trained_at", "trained_here", "stable")]
     return table.astype({c: float for c in numeric})

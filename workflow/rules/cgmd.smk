@@ -30,6 +30,8 @@ rule cgmd:
         trajectory="results/cgmd/{model}/T{T}/trajectory.dcd",
         topology="results/cgmd/{model}/T{T}/topology.pdb",
         thermo="results/cgmd/{model}/T{T}/thermo.tsv",
+        # stable, or the step and reason of a blow-up (a result: the model fails to transfer)
+        status="results/cgmd/{model}/T{T}/status.json",
     params:
         # Not an output: it must survive a killed job so that the rerun resumes from it.
         checkpoint="results/cgmd/{model}/T{T}/checkpoint.npz",
@@ -50,6 +52,7 @@ rule observables_cg:
     input:
         trajectory="results/cgmd/{model}/T{T}/trajectory.dcd",
         topology="results/cgmd/{model}/T{T}/topology.pdb",
+        status="results/cgmd/{model}/T{T}/status.json",
     output:
         rdf_com="results/observables/cg/{model}/T{T}/rdf_com.tsv",
         adf="results/observables/cg/{model}/T{T}/adf.tsv",

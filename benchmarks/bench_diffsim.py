@@ -32,8 +32,8 @@ from bench_md import TEMPERATURE, equilibrated, nn_model  # noqa: E402
 
 from thermocg.diffsim import SmoothObservables, make_target, refine, select_parameters  # noqa: E402
 from thermocg.pair import LennardJones, PairCorrection  # noqa: E402
+import results_table  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
 
 
 def lj_with_correction():
@@ -91,7 +91,7 @@ def main(argv=None):
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--output", default=str(RESULTS / "bench_diffsim.tsv"))
+    parser.add_argument("--output", default=str(results_table.RESULTS / "bench_diffsim.tsv"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows = []
@@ -102,9 +102,7 @@ def main(argv=None):
         except ImportError as error:
             print(f"skipping {name}: {error}", file=sys.stderr)
     table = pd.DataFrame(rows)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.output, sep="\t", index=False, float_format="%.4g")
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    results_table.write(table, args.output)
     return table
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 from openmm import unit
 
 from thermocg import fg
+import results_table
 
 
 def bare_ns_per_day(settings, steps):
@@ -65,10 +66,7 @@ def main():
         "bare_openmm_ns_per_day": np.median(bare), "sample_fg_ns_per_day": np.median(rule),
         "ratio": np.median(rule) / np.median(bare),
     }])
-    out = Path(__file__).parent / "results" / "fg.tsv"
-    out.parent.mkdir(exist_ok=True)
-    table.to_csv(out, sep="\t", index=False, float_format="%.3f")
-    print(table.to_string(index=False))
+    results_table.write(table, results_table.RESULTS / "fg.tsv")
 
 
 if __name__ == "__main__":

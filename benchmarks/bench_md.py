@@ -1,7 +1,8 @@
 """Benchmark of the CG MD engine (thermocg.md): engine overhead and CG ns/day.
 
 System: 512 beads at water density (0.997 g/cm^3, 18.015 amu per bead, box 2.483 nm), 300 K,
-Langevin BAOAB, dt 2 fs, friction 1/ps, skin 0.1 nm (--skins), float32, torch.set_num_threads(2)
+Langevin BAOAB, dt 8 fs (the pipeline's cgmd.timestep), friction 1/ps, skin thermocg.md.DEFAULT_SKIN
+(--skins), float32, torch.set_num_threads(2)
 (--threads).
 
 Measured (medians over repeats, after a warm-up):
@@ -34,12 +35,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from thermocg.md import Simulation, run_md
+from thermocg.md import DEFAULT_SKIN, Simulation, run_md
 from thermocg.pair import LennardJones
 from thermocg.units import cubic_box_length
+import results_table
 
-N_BEADS, DENSITY, TEMPERATURE, DT = 512, 0.997, 300.0, 0.002
-RESULTS = Path(__file__).parent / "results"
+N_BEADS, DENSITY, TEMPERATURE, DT = 512, 0.997, 300.0, 0.008
 
 
 def lj_water():
@@ -65,7 +66,7 @@ def water_box(n_beads=N_BEADS, density=DENSITY):
     return (grid + 0.5) * length / side, np.full(3, length)
 
 
-def equilibrated(factory, device, dtype, steps=500, skin=0.1):
+def equilibrated(factory, device, dtype, steps=500, skin=DEFAULT_SKIN):
     positions, box = water_box()
     sim = Simulation(factory(), positions, box, TEMPERATURE, dt=DT, friction=1.0, skin=skin, seed=0, dtype=dtype,
                      device=device)
@@ -161,8 +162,8 @@ def main(argv=None):
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--clock", choices=sorted(CLOCK), default="wall")
-    parser.add_argument("--skins", type=float, nargs="+", default=[0.1], help="Verlet skins to compare (nm)")
-    parser.add_argument("--output", default=str(RESULTS / "bench_md.tsv"))
+    parser.add_argument("--skins", type=float, nargs="+", default=[DEFAULT_SKIN], help="Verlet skins to compare (nm)")
+    parser.add_argument("--output", default=str(results_table.RESULTS / "bench_md.tsv"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     global clock
@@ -177,9 +178,7 @@ def main(argv=None):
                 print(f"skipping {name}: {error}", file=sys.stderr)
                 break
     table = pd.DataFrame(rows)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.output, sep="\t", index=False, float_format="%.4g")
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    results_table.write(table, args.output)
     return table
 
 

@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 
 from thermocg import cgmd, md, nn, observables
+import results_table
 
 FRICTION = 25.0  # 1/ps
 
@@ -93,10 +94,7 @@ def main():
                                    "T_kin_K": t_kin, "ms_per_step": ms, "ns_per_day": dt * 1e-3 / (ms * 1e-3 / 86400)})
                 print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
-    out = Path(__file__).parent / "results" / "timestep.tsv"
-    out.parent.mkdir(exist_ok=True)
-    table.to_csv(out, sep="\t", index=False, float_format="%.4g")
-    print(table.to_string(index=False))
+    results_table.write(table, results_table.RESULTS / "timestep.tsv")
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ import torch
 
 from thermocg import observables
 from thermocg.diffsim import SmoothObservables, Target, make_target, refine, select_parameters, window_loss
-from thermocg.io import read_table
-from thermocg.md import BlowUpError, BlowUpGuard, Simulation, cg_topology
+from thermocg.io import cg_topology, read_table
+from thermocg.md import BlowUpError, BlowUpGuard, Simulation
 from thermocg.pair import LennardJones, PairCorrection, reduced_lj_units
 
 EPSILON, SIGMA, MASS = 0.9977, 0.34, 39.948

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from thermocg.io import read_table
-from thermocg.md import BlowUpError, BlowUpGuard, Simulation, cg_topology, load_checkpoint, run_md
+from thermocg.io import cg_topology, read_table
+from thermocg.md import BlowUpError, BlowUpGuard, Simulation, load_checkpoint, run_md
 from thermocg.neighbors import NeighborList
 from thermocg.pair import LennardJones, PairCorrection, SumPotential, reduced_lj_units
 from thermocg.units import KB

@@ -108,17 +108,29 @@ def read_table(path):
     return pd.read_csv(path, sep="\t", comment="#")
 
 
+def cg_topology(n_beads, residue_name="HOH", atom_name="W"):
+    """mdtraj Topology with one residue of one bead per molecule, for every CG trajectory.
+
+    Element oxygen is a stand-in that every PDB reader accepts; bead masses live in the bead
+    archives (``masses``), not here.
+    """
+    import mdtraj
+
+    topology = mdtraj.Topology()
+    chain = topology.add_chain()
+    for k in range(n_beads):
+        residue = topology.add_residue(residue_name, chain, resSeq=k % 10000)
+        topology.add_atom(atom_name, mdtraj.element.oxygen, residue)
+    return topology
+
+
 def write_cg_trajectory(trajectory_path, topology_path, positions, box, time):
-    """Bead trajectory (DCD, nm) and PDB topology that mdtraj reads: one residue HOH, one atom W per bead."""
+    """Bead trajectory (DCD, nm) and PDB topology (:func:`cg_topology`) that mdtraj reads."""
     import mdtraj
 
     positions = np.asarray(positions)
-    topology = mdtraj.Topology()
-    chain = topology.add_chain()
-    for _ in range(positions.shape[1]):
-        topology.add_atom("W", mdtraj.element.virtual, topology.add_residue("HOH", chain))
     trajectory = mdtraj.Trajectory(
-        positions.astype(np.float32), topology, time=np.asarray(time),
+        positions.astype(np.float32), cg_topology(positions.shape[1]), time=np.asarray(time),
         unitcell_lengths=np.asarray(box), unitcell_angles=np.full((len(positions), 3), 90.0),
     )
     atomic_write(trajectory_path, trajectory.save_dcd)

@@ -10,7 +10,7 @@ import copy
 
 import pandas as pd
 
-from thermocg import io, metrics, nn, train, units
+from thermocg import io, metrics, nn, train
 from thermocg.config import temperature_label
 
 

@@ -36,6 +36,7 @@ import pandas as pd
 import torch
 
 from thermocg.md import DEFAULT_SKIN, Simulation, run_md
+from thermocg.nn import tune_cpu_allocator
 from thermocg.pair import LennardJones
 from thermocg.units import cubic_box_length
 import results_table
@@ -166,6 +167,7 @@ def main(argv=None):
     parser.add_argument("--output", default=str(results_table.RESULTS / "bench_md.tsv"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    tune_cpu_allocator()  # as the pipeline's CG MD does (thermocg.cgmd)
     global clock
     clock = CLOCK[args.clock]
     rows = []

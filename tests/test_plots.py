@@ -68,9 +68,11 @@ def synthetic(tmp_path_factory):
     })
     io.write_table(root / "thermal_response.tsv", response)  # the estimator column reads back as NaN
     iteration = np.arange(40)
-    curve = pd.DataFrame({"iteration": iteration, "loss_T280": np.exp(-iteration / 10) + 0.1,
-                          "loss_T320": 2 * np.exp(-iteration / 15) + 0.05})
-    curve["loss"] = curve["loss_T280"] + curve["loss_T320"]
+    curve = pd.DataFrame({"iteration": iteration, "loss_rdf_T280": np.exp(-iteration / 10) + 0.1,
+                          "loss_adf_T280": 1e-4 * np.exp(-iteration / 10) + 1e-5,
+                          "loss_rdf_T320": 2 * np.exp(-iteration / 15) + 0.05,
+                          "loss_adf_T320": 2e-4 * np.exp(-iteration / 15) + 1e-5})
+    curve["loss"] = curve["loss_rdf_T280"] + curve["loss_rdf_T320"] + 1e4 * (curve["loss_adf_T280"] + curve["loss_adf_T320"])
     io.write_table(root / "loss_curve.tsv", curve)
     return {"root": root, "fg": fg_dir, "cg": cg_dir, "table": table}
 
@@ -155,9 +157,18 @@ def test_diffusion(tmp_path, synthetic, drawn):
 
 def test_diffsim_curves(tmp_path, synthetic, drawn):
     curves = {"mtfm_diffsim": synthetic["root"] / "loss_curve.tsv", "trf1_diffsim": tmp_path / "not_there.tsv"}
-    plots.diffsim_curves(curves, synthetic["table"], tmp_path / "a.png", tmp_path / "a.pdf")
+    captured = []
+    original = plots._save
+    plots._save = lambda figure, png, pdf=None: (captured.append(figure), original(figure, png, pdf))
+    try:
+        plots.diffsim_curves(curves, synthetic["table"], tmp_path / "a.png", tmp_path / "a.pdf")
+    finally:
+        plots._save = original
     check_written(tmp_path, "a")
     check_readable(drawn[-1])
+    labels = [text.get_text() for text in captured[0].axes[0].get_legend().get_texts()]
+    assert labels == ["mtfm_diffsim: total", "mtfm_diffsim: RDF 280 K", "mtfm_diffsim: ADF 280 K (before lambda_adf)",
+                      "mtfm_diffsim: RDF 320 K", "mtfm_diffsim: ADF 320 K (before lambda_adf)"]
     # no refinement in this configuration: three 'not run' panels
     unrefined = synthetic["table"][~synthetic["table"]["model"].str.endswith("_diffsim")]
     plots.diffsim_curves({}, unrefined, tmp_path / "b.png", tmp_path / "b.pdf")
@@ -174,7 +185,7 @@ def test_collect_timings_and_figure(tmp_path, drawn):
     results = tmp_path / "results"
     for t, speed in ((280, 30.0), (300, 40.0), (320, 50.0)):
         io.write_json(results / f"fg/T{t}/sampling_stats.json", {"ns_per_day": speed})
-        io.write_table(results / f"cgmd/fm_ref/T{t}/thermo.tsv", pd.DataFrame({"step": [1, 2, 3], "ns_per_day": [speed * 10, 1e9, speed * 10]}))
+        io.write_table(results / f"cgmd/fm_ref/T{t}/thermo.tsv", pd.DataFrame({"step": [0, 1, 2, 3], "ns_per_day": [np.nan, speed * 10, 1e9, speed * 10]}))
         write_benchmark(results / f"benchmarks/fg/T{t}/sample_fg.tsv", 10.0)
         write_benchmark(results / f"benchmarks/models/fm_oracle/T{t}/fit.tsv", 5.0)
     write_benchmark(results / "benchmarks/models/fm_ref/fit.tsv", 7.0)

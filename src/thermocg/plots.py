@@ -374,14 +374,17 @@ def diffsim_curves(curve_paths, table, png, pdf=None):
             colour, _ = _model_style(model)
             if "loss" in curve:
                 ax_loss.plot(curve["iteration"], curve["loss"], color=colour, lw=2, label=f"{model}: total")
-            per_t = [c for c in curve.columns if c.startswith("loss_T")]
+            # per-temperature terms as thermocg.diffsim writes them: loss_rdf_T<T>, loss_adf_T<T>
+            per_t = [c for c in curve.columns if c.startswith(("loss_rdf_T", "loss_adf_T"))]
             for column, style in zip(per_t, [":", "-.", (0, (1, 3)), (0, (5, 2, 1, 2))] * 10):
+                term, temperature = column.removeprefix("loss_").split("_T")
+                weight = " (before lambda_adf)" if term == "adf" else ""
                 ax_loss.plot(curve["iteration"], curve[column], ls=style, color=colour, lw=1,
-                             label=f"{model}: {column.removeprefix('loss_T')} K")
-            losses = [c for c in curve.columns if c == "loss" or c.startswith("loss_T")]
+                             label=f"{model}: {term.upper()} {temperature} K{weight}")
+            losses = ["loss", *per_t]
             positive &= bool((curve[losses].to_numpy() > 0).all())
         if positive:
-            ax_loss.set_yscale("log")
+            _log_y(ax_loss)
         ax_loss.set(title="DiffSim loss", xlabel="iteration", ylabel="loss (sum of squared g and p differences)")
         ax_loss.legend(fontsize=7)
     pairs = []
@@ -419,7 +422,8 @@ def collect_timings(results_dir):
         rows.append({"stage": "FG MD (OpenMM)", "value": float(np.median(fg)), "unit": "ns/day", "n_jobs": len(fg)})
     for model_dir in sorted(p for p in results.glob("cgmd/*") if p.is_dir()):
         thermo = [io.read_table(p) for p in sorted(model_dir.glob("T*/thermo.tsv"))]
-        speeds = [np.median(t["ns_per_day"]) for t in thermo if "ns_per_day" in t and len(t)]
+        # the first row (step 0) of every thermo log has no speed yet: NaN
+        speeds = [np.nanmedian(t["ns_per_day"]) for t in thermo if "ns_per_day" in t and t["ns_per_day"].notna().any()]
         if speeds:
             rows.append({"stage": f"CG MD {model_dir.name}", "value": float(np.median(speeds)), "unit": "ns/day",
                          "n_jobs": len(speeds)})

@@ -161,14 +161,16 @@ def test_diffsim_curves(tmp_path, synthetic, drawn):
     original = plots._save
     plots._save = lambda figure, png, pdf=None: (captured.append(figure), original(figure, png, pdf))
     try:
-        plots.diffsim_curves(curves, synthetic["table"], tmp_path / "a.png", tmp_path / "a.pdf")
+        plots.diffsim_curves(curves, synthetic["table"], tmp_path / "a.png", tmp_path / "a.pdf", lambda_adf=1e4)
     finally:
         plots._save = original
     check_written(tmp_path, "a")
     check_readable(drawn[-1])
     labels = [text.get_text() for text in captured[0].axes[0].get_legend().get_texts()]
-    assert labels == ["mtfm_diffsim: total", "mtfm_diffsim: RDF 280 K", "mtfm_diffsim: ADF 280 K (before lambda_adf)",
-                      "mtfm_diffsim: RDF 320 K", "mtfm_diffsim: ADF 320 K (before lambda_adf)"]
+    assert labels == ["mtfm_diffsim: total", "mtfm_diffsim: RDF 280 K", "mtfm_diffsim: ADF 280 K (x lambda_adf = 10000)",
+                      "mtfm_diffsim: RDF 320 K", "mtfm_diffsim: ADF 320 K (x lambda_adf = 10000)"]
+    lines = captured[0].axes[0].get_lines()  # the weighted terms add up to the total
+    np.testing.assert_allclose(sum(line.get_ydata() for line in lines[1:]), lines[0].get_ydata(), rtol=1e-6)
     # no refinement in this configuration: three 'not run' panels
     unrefined = synthetic["table"][~synthetic["table"]["model"].str.endswith("_diffsim")]
     plots.diffsim_curves({}, unrefined, tmp_path / "b.png", tmp_path / "b.pdf")

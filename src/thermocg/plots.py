@@ -355,11 +355,13 @@ def diffusion(table, png, pdf=None):
     _save(figure, png, pdf)
 
 
-def diffsim_curves(curve_paths, table, png, pdf=None):
+def diffsim_curves(curve_paths, table, png, pdf=None, lambda_adf=1.0):
     """DiffSim refinement: loss curves, and eps_g / eps_a of each model M before and after (M_diffsim).
 
     curve_paths: {model: loss_curve.tsv path} (missing files are skipped); the curve has
-    columns iteration, loss and optionally loss_T<T> per temperature.
+    columns iteration, loss and optionally loss_rdf_T<T>, loss_adf_T<T> per temperature (as
+    thermocg.diffsim writes them; the ADF terms are drawn times ``lambda_adf``, so that the
+    terms add up to the total).
     table: the transferability table (DataFrame or path), rows of M and M_diffsim.
     """
     table = _read(table)
@@ -378,11 +380,10 @@ def diffsim_curves(curve_paths, table, png, pdf=None):
             per_t = [c for c in curve.columns if c.startswith(("loss_rdf_T", "loss_adf_T"))]
             for column, style in zip(per_t, [":", "-.", (0, (1, 3)), (0, (5, 2, 1, 2))] * 10):
                 term, temperature = column.removeprefix("loss_").split("_T")
-                weight = " (before lambda_adf)" if term == "adf" else ""
-                ax_loss.plot(curve["iteration"], curve[column], ls=style, color=colour, lw=1,
-                             label=f"{model}: {term.upper()} {temperature} K{weight}")
-            losses = ["loss", *per_t]
-            positive &= bool((curve[losses].to_numpy() > 0).all())
+                weight, note = (lambda_adf, f" (x lambda_adf = {lambda_adf:g})") if term == "adf" else (1.0, "")
+                ax_loss.plot(curve["iteration"], weight * curve[column], ls=style, color=colour, lw=1,
+                             label=f"{model}: {term.upper()} {temperature} K{note}")
+            positive &= bool((curve[["loss", *per_t]].to_numpy() > 0).all())
         if positive:
             _log_y(ax_loss)
         ax_loss.set(title="DiffSim loss", xlabel="iteration", ylabel="loss (sum of squared g and p differences)")

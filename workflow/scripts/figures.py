@@ -20,5 +20,5 @@ plots.force_errors(inp.forces, out.forces, pdf(out.forces))
 plots.thermal_response(inp.response, out.response, pdf(out.response))
 plots.diffusion(inp.table, out.diffusion, pdf(out.diffusion))
 curves = {Path(path).parent.name: path for path in inp.curves}
-plots.diffsim_curves(curves, inp.table, out.diffsim, pdf(out.diffsim))
+plots.diffsim_curves(curves, inp.table, out.diffsim, pdf(out.diffsim), lambda_adf=snakemake.config["diffsim"]["lambda_adf"])
 plots.timings(plots.collect_timings("results"), out.timings, pdf(out.timings))

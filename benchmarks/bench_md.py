@@ -8,6 +8,8 @@ Langevin BAOAB, dt 8 fs (the pipeline's cgmd.timestep), friction 1/ps, skin ther
 Measured (medians over repeats, after a warm-up):
 - force_ms: one energy + force call of the potential (forward + autograd) on a fixed pair list;
 - step_ms: one Simulation step (BAOAB, neighbour-list checks and rebuilds amortised);
+- step_no_rebuild_ms, step_with_rebuild_ms: single steps timed one by one, split by whether they
+  rebuilt the neighbour list;
 - run_md_step_ms: one step of run_md with its defaults (blow-up guard every 10 steps, frame and
   thermo row every 500 steps, checkpoint at the end), set-up (Simulation, PDB) subtracted;
 - overhead = step_ms / force_ms (target: <= 1.2) and run_md_overhead likewise, medians of the
@@ -132,6 +134,13 @@ def bench(name, factory, device, dtype, repeats, steps, skin, run_md_steps):
             run_md_s.append((total - set_up) / run_md_steps)
             run_md_ratios.append(run_md_s[-1] / force)
     run_md_median = statistics.median(run_md_s)
+    # Single steps timed one by one, split by whether they rebuilt the neighbour list: how much of
+    # the overhead the rebuilds are.
+    split = {True: [], False: []}
+    for _ in range(repeats * steps):
+        before = sim.force_field.neighbor_list.n_builds
+        seconds = seconds_per_call(sim.run, 1, device)
+        split[sim.force_field.neighbor_list.n_builds > before].append(seconds)
     return {
         "potential": name,
         "device": str(device),
@@ -143,6 +152,8 @@ def bench(name, factory, device, dtype, repeats, steps, skin, run_md_steps):
         "force_ms": 1e3 * statistics.median(force_s),
         "step_ms": 1e3 * statistics.median(step_s),
         "run_md_step_ms": 1e3 * run_md_median,
+        "step_no_rebuild_ms": 1e3 * statistics.median(split[False]) if split[False] else float("nan"),
+        "step_with_rebuild_ms": 1e3 * statistics.median(split[True]) if split[True] else float("nan"),
         "overhead": statistics.median(ratios),
         "run_md_overhead": statistics.median(run_md_ratios),
         "rebuilds_per_step": builds / (repeats * steps),

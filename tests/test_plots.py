@@ -18,6 +18,7 @@ def drawn(monkeypatch):
 
     def recording_save(figure, png, pdf=None):
         figures.append({
+            "figure": figure,  # closed, but its axes, lines and legends can still be read
             "suptitle": figure._suptitle.get_text() if figure._suptitle else "",
             "legend": any(ax.get_legend() for ax in figure.axes),
             "panels": [{
@@ -104,22 +105,17 @@ def test_transferability(tmp_path, synthetic, drawn):
     check_readable(drawn[-1], expect_not_run=4)
 
 
-def test_transferability_marks_runs_that_blew_up(tmp_path, synthetic):
+def test_transferability_marks_runs_that_blew_up(tmp_path, synthetic, drawn):
     table = synthetic["table"].copy()
     blown = (table["model"] == "fm_ref") & (table["T_K"] == 360.0)
     table.loc[blown, ["eps_g", "eps_a", "eps_g_ratio_oracle", "eps_a_ratio_oracle"]] = np.nan
     table["stable"] = ~blown
-    captured = []
-    original = plots._save
-    plots._save = lambda figure, png, pdf=None: (captured.append(figure), original(figure, png, pdf))
-    try:
-        plots.transferability(table, tmp_path / "a.png", tmp_path / "a.pdf")
-    finally:
-        plots._save = original
-    for ax in captured[0].axes:  # one x per panel, at 360 K, at the top edge
+    plots.transferability(table, tmp_path / "a.png", tmp_path / "a.pdf")
+    figure = drawn[-1]["figure"]
+    for ax in figure.axes:  # one x per panel, at 360 K, at the top edge
         crosses = [line for line in ax.lines if line.get_marker() == "x"]
         assert len(crosses) == 1 and list(crosses[0].get_xdata()) == [360.0]
-    legend = captured[0].axes[0].get_legend()
+    legend = figure.axes[0].get_legend()
     assert any("blew up" in text.get_text() for text in legend.get_texts())
 
 
@@ -157,19 +153,14 @@ def test_diffusion(tmp_path, synthetic, drawn):
 
 def test_diffsim_curves(tmp_path, synthetic, drawn):
     curves = {"mtfm_diffsim": synthetic["root"] / "loss_curve.tsv", "trf1_diffsim": tmp_path / "not_there.tsv"}
-    captured = []
-    original = plots._save
-    plots._save = lambda figure, png, pdf=None: (captured.append(figure), original(figure, png, pdf))
-    try:
-        plots.diffsim_curves(curves, synthetic["table"], tmp_path / "a.png", tmp_path / "a.pdf", lambda_adf=1e4)
-    finally:
-        plots._save = original
+    plots.diffsim_curves(curves, synthetic["table"], tmp_path / "a.png", tmp_path / "a.pdf", lambda_adf=1e4)
     check_written(tmp_path, "a")
     check_readable(drawn[-1])
-    labels = [text.get_text() for text in captured[0].axes[0].get_legend().get_texts()]
+    loss_panel = drawn[-1]["figure"].axes[0]
+    labels = [text.get_text() for text in loss_panel.get_legend().get_texts()]
     assert labels == ["mtfm_diffsim: total", "mtfm_diffsim: RDF 280 K", "mtfm_diffsim: ADF 280 K (x lambda_adf = 10000)",
                       "mtfm_diffsim: RDF 320 K", "mtfm_diffsim: ADF 320 K (x lambda_adf = 10000)"]
-    lines = captured[0].axes[0].get_lines()  # the weighted terms add up to the total
+    lines = loss_panel.get_lines()  # the weighted terms add up to the total
     np.testing.assert_allclose(sum(line.get_ydata() for line in lines[1:]), lines[0].get_ydata(), rtol=1e-6)
     # no refinement in this configuration: three 'not run' panels
     unrefined = synthetic["table"][~synthetic["table"]["model"].str.endswith("_diffsim")]

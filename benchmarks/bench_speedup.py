@@ -7,7 +7,7 @@ with each potential:
 
 - nn_default: the default config's network (config/config.yaml: 32 features, 1 interaction layer,
   r_c 0.6 nm, with the W0/W1/W2 heads of trf2);
-- nn_128: the larger network of bench_nn.py and config/paper.yaml's width (128 features, 1 layer);
+- nn: the larger network of bench_nn.py and config/paper.yaml's width (128 features, 1 layer);
 - lj_water: pair-only, a water-like Lennard-Jones (bench_md.py).
 
 512 molecules by default.
@@ -24,26 +24,16 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_fg import bare_ns_per_day  # noqa: E402
 from bench_md import POTENTIALS, TEMPERATURE, water_box  # noqa: E402
 
-from thermocg import config, fg, nn, train  # noqa: E402
+from thermocg import fg, nn  # noqa: E402
 from thermocg.md import Simulation  # noqa: E402
 import results_table  # noqa: E402
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
-
-
-def default_network():
-    """A fresh model with the default config's network (weights do not change the cost)."""
-    settings = config.check(yaml.safe_load(DEFAULT_CONFIG.read_text()))
-    return train.build_model("trf2", settings)
-
-
-CG_POTENTIALS = {"nn_default": default_network, "nn_128": POTENTIALS["nn"], "lj_water": POTENTIALS["lj_water"]}
+CG_POTENTIALS = {name: POTENTIALS[name] for name in ("nn_default", "nn", "lj_water")}
 
 
 def cg_ns_per_day(factory, n_beads, dt, steps, threads):

@@ -1,0 +1,95 @@
+"""The pair-list convention every model and the MD engine rely on (thermocg.neighbors)."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from thermocg.neighbors import NeighborList, pair_displacements
+
+BOX = np.array([2.0, 2.3, 2.6])
+
+
+def random_beads(n=120, seed=0):
+    return torch.as_tensor(np.random.default_rng(seed).uniform(0, BOX, size=(n, 3)))
+
+
+def brute_force_pairs(positions, cutoff):
+    """{(i, j): distance} over ordered pairs i != j within cutoff, by the minimum image."""
+    x = positions.numpy()
+    pairs = {}
+    for a, b in itertools.permutations(range(len(x)), 2):
+        d = x[b] - x[a]
+        d -= BOX * np.round(d / BOX)
+        r = np.linalg.norm(d)
+        if r < cutoff:
+            pairs[(a, b)] = r
+    return pairs
+
+
+def listed_pairs(positions, i, j, shift, cutoff):
+    r = pair_displacements(positions, i, j, shift).norm(dim=-1)
+    keep = r < cutoff
+    return dict(zip(zip(i[keep].tolist(), j[keep].tolist()), r[keep].tolist()))
+
+
+def test_full_list_holds_every_pair_within_the_cutoff_both_ways():
+    positions = random_beads()
+    cutoff = 0.7
+    i, j, shift = NeighborList(cutoff)(positions, torch.as_tensor(BOX))
+    expected = brute_force_pairs(positions, cutoff)
+    assert len(expected) > 500
+    assert len(i) == len(expected)  # no skin: nothing beyond the cutoff, no duplicates
+    got = listed_pairs(positions, i, j, shift, cutoff)
+    assert got.keys() == expected.keys()
+    assert np.allclose([got[k] for k in expected], list(expected.values()), atol=1e-12)
+    # the shift of (j, i) is minus that of (i, j)
+    shifts = {(a, b): s for a, b, s in zip(i.tolist(), j.tolist(), shift.tolist())}
+    assert all(np.allclose(shifts[(a, b)], -np.asarray(shifts[(b, a)])) for a, b in shifts)
+
+
+def test_half_list_holds_each_pair_once():
+    positions = random_beads()
+    cutoff = 0.7
+    i, j, shift = NeighborList(cutoff, full_list=False)(positions, torch.as_tensor(BOX))
+    expected = brute_force_pairs(positions, cutoff)
+    got = listed_pairs(positions, i, j, shift, cutoff)
+    assert len(got) == len(i) == len(expected) // 2
+    assert {tuple(sorted(pair)) for pair in got} == {tuple(sorted(pair)) for pair in expected}
+    assert np.allclose([got[pair] for pair in got], [expected[pair] for pair in got], atol=1e-12)
+
+
+def test_a_list_with_a_skin_stays_complete_until_it_rebuilds():
+    """Random moves of up to 0.02 nm per bead per call: the cached list must always hold every pair
+    within the cutoff, and it is rebuilt only once some bead has moved more than skin / 2."""
+    rng = np.random.default_rng(1)
+    positions = random_beads(seed=1)
+    box = torch.as_tensor(BOX)
+    cutoff, skin = 0.6, 0.1
+    neighbor_list = NeighborList(cutoff, skin=skin)
+    neighbor_list(positions, box)
+    reference = positions.clone()
+    for _ in range(30):
+        positions = positions + torch.as_tensor(rng.uniform(-0.02, 0.02, size=positions.shape))
+        moved = float((positions - reference).norm(dim=1).max())
+        builds = neighbor_list.n_builds
+        i, j, shift = neighbor_list(positions, box)
+        rebuilt = neighbor_list.n_builds > builds
+        assert rebuilt == (moved > skin / 2)
+        if rebuilt:
+            reference = positions.clone()
+        assert listed_pairs(positions, i, j, shift, cutoff).keys() == brute_force_pairs(positions, cutoff).keys()
+    assert 2 <= neighbor_list.n_builds <= 25  # it did rebuild, and not on every call
+
+
+def test_a_changed_box_forces_a_rebuild_and_a_small_box_is_refused():
+    positions = random_beads()
+    neighbor_list = NeighborList(0.6, skin=0.1)
+    neighbor_list(positions, torch.as_tensor(BOX))
+    neighbor_list(positions, torch.as_tensor(BOX * 1.001))
+    assert neighbor_list.n_builds == 2
+    with pytest.raises(ValueError, match="smaller than twice"):
+        NeighborList(0.95, skin=0.1)(positions, torch.as_tensor(BOX))
+    with pytest.raises(ValueError):
+        NeighborList(0.6, skin=-0.1)

@@ -2,8 +2,7 @@
 
 System: 512 beads at water density (0.997 g/cm^3, 18.015 amu per bead, box 2.483 nm), 300 K,
 Langevin BAOAB, dt 8 fs (the pipeline's cgmd.timestep), friction 1/ps, skin thermocg.md.DEFAULT_SKIN
-(--skins), float32, torch.set_num_threads(2)
-(--threads).
+(--skins), float32, torch.set_num_threads(2) (--threads; 1 gives steadier numbers).
 
 Measured (medians over repeats, after a warm-up):
 - force_ms: one energy + force call of the potential (forward + autograd) on the list the next step
@@ -22,7 +21,7 @@ Potentials come from factories (name -> callable returning a potential), so more
 pair-only case), "nn" (thermocg.nn.CGModel with 128 features, cutoff 0.6 nm) and "nn_default" (the
 network of config/config.yaml, 32 features, with trf2's W0/W1/W2 heads: what the pipeline runs).
 
-    python benchmarks/bench_md.py [--potentials lj_water nn] [--skins 0.1 0.2] [--threads 2] [--device cpu]
+    python benchmarks/bench_md.py [--potentials lj_water nn_default nn] [--skins 0.1 0.2] [--threads 2] [--device cpu]
 
 Writes benchmarks/results/bench_md.tsv and prints the table.
 """

@@ -35,7 +35,6 @@ from thermocg.pair import LennardJones, PairCorrection  # noqa: E402
 import results_table  # noqa: E402
 
 
-
 def lj_with_correction():
     # Shifted-force LJ: DiffSim needs continuous forces (see thermocg.pair.LennardJones).
     lj = LennardJones(epsilon=2.0, sigma=0.29, cutoff=0.6, shift="force")

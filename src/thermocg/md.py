@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 # and within 5% of the best (0.2 nm) for a pair potential.
 DEFAULT_SKIN = 0.15
 
+#: Margin on Simulation.step_bound: beads may speed up between two neighbour-list checks.
+STEP_BOUND_SAFETY = 1.5
+
 THERMO_COLUMNS = [
     "step",
     "time_ps",
@@ -70,30 +73,50 @@ class ForceField:
 
     ``create_graph=True`` keeps the force graph so that something computed from the forces (the
     next positions, in DiffSim) can be differentiated with respect to the potential's parameters.
+
+    ``fixed_pair_layout``: a potential that has ``pair_layout(i, j, n_beads)`` (thermocg.nn.CGModel)
+    gets the padded per-bead layout of the pair list computed once per neighbour-list build and
+    masks the pairs beyond its cutoff, instead of filtering them on every call: no host
+    synchronisation per call and fixed tensor shapes between builds (what a GPU wants). The sums
+    then run over padded blocks of another width, so the numbers differ from the filtered path at
+    round-off. None (default): on CUDA only, so that CPU runs keep their numbers.
     """
 
-    def __init__(self, potential, box, dbeta=0.0, skin=DEFAULT_SKIN):
+    def __init__(self, potential, box, dbeta=0.0, skin=DEFAULT_SKIN, fixed_pair_layout=None):
         self.potential = potential
         self.box = box
         self.dbeta = torch.as_tensor(float(dbeta), dtype=box.dtype, device=box.device)
         self.neighbor_list = NeighborList(float(potential.cutoff), skin=skin)
+        if fixed_pair_layout is None:
+            fixed_pair_layout = box.device.type == "cuda"
+        self.fixed_pair_layout = bool(fixed_pair_layout) and hasattr(potential, "pair_layout")
+        self._layout, self._layout_build = None, None
 
-    def pairs(self, positions):
-        return self.neighbor_list(positions, self.box)
+    def pairs(self, positions, step_bound=None):
+        """The pair list at these positions (see NeighborList for ``step_bound``)."""
+        return self.neighbor_list(positions, self.box, step_bound)
 
     def rebuild(self, positions):
         """Force a neighbour-list rebuild at these positions (used at checkpoints)."""
-        old = self.neighbor_list
-        self.neighbor_list = NeighborList(old.cutoff, skin=old.skin)
-        self.neighbor_list.n_builds = old.n_builds  # keep counting across rebuilds
+        self.neighbor_list.invalidate()
         return self.pairs(positions)
 
-    def __call__(self, positions, create_graph=False):
-        i, j, shift = self.pairs(positions)
+    def _pair_layout(self, i, j, n_beads):
+        """The potential's layout of the current list, computed once per neighbour-list build."""
+        if self._layout_build != self.neighbor_list.n_builds:
+            self._layout = self.potential.pair_layout(i, j, n_beads)
+            self._layout_build = self.neighbor_list.n_builds
+        return self._layout
+
+    def __call__(self, positions, create_graph=False, step_bound=None):
+        i, j, shift = self.pairs(positions, step_bound)
+        layout = {}
+        if self.fixed_pair_layout:
+            layout = {"layout": self._pair_layout(i, j, positions.shape[0])}
         with torch.enable_grad():
             if not positions.requires_grad:
                 positions = positions.detach().requires_grad_(True)
-            energy = self.potential(positions, i, j, shift, self.dbeta)
+            energy = self.potential(positions, i, j, shift, self.dbeta, **layout)
             (gradient,) = torch.autograd.grad(energy, positions, create_graph=create_graph)
         if not create_graph:
             energy = energy.detach()
@@ -101,10 +124,11 @@ class ForceField:
 
 
 def baoab_step(positions, velocities, forces, force_field, dt, inv_mass, c1=None, noise_std=None,
-               generator=None, create_graph=False):
+               generator=None, create_graph=False, step_bound=None):
     """One BAOAB step (velocity Verlet when ``c1`` is None). Out of place, so it is differentiable.
 
-    inv_mass (N, 1) in 1/amu; noise_std (N, 1) = sqrt((1 - c1^2) k_B T / m) in nm/ps.
+    inv_mass (N, 1) in 1/amu; noise_std (N, 1) = sqrt((1 - c1^2) k_B T / m) in nm/ps; step_bound
+    as for thermocg.neighbors.NeighborList (None: the list is checked at every force call).
     Returns positions, velocities, forces and potential energy at the end of the step.
     """
     velocities = velocities + (0.5 * dt) * forces * inv_mass
@@ -114,7 +138,7 @@ def baoab_step(positions, velocities, forces, force_field, dt, inv_mass, c1=None
                             device=velocities.device)
         velocities = c1 * velocities + noise_std * noise
     positions = positions + (0.5 * dt) * velocities
-    energy, forces = force_field(positions, create_graph=create_graph)
+    energy, forces = force_field(positions, create_graph=create_graph, step_bound=step_bound)
     velocities = velocities + (0.5 * dt) * forces * inv_mass
     return positions, velocities, forces, energy
 
@@ -171,13 +195,14 @@ class Simulation:
     positions (N, 3) nm and box (3,) nm (array-like); masses in amu (scalar or (N,));
     temperature and reference_temperature in K (the potential sees dbeta = beta(T) - beta(T0);
     reference_temperature=None means T0 = T, dbeta = 0); dt in ps; friction in 1/ps;
-    integrator "langevin" (BAOAB) or "nve" (velocity Verlet); skin in nm.
+    integrator "langevin" (BAOAB) or "nve" (velocity Verlet); skin in nm; fixed_pair_layout: see
+    :class:`ForceField`.
     Velocities default to Maxwell-Boltzmann at T (zero total momentum in NVE).
     """
 
     def __init__(self, potential, positions, box, temperature, *, masses=WATER_MASS, dt=0.002,
                  friction=1.0, integrator="langevin", reference_temperature=None, skin=DEFAULT_SKIN, seed=0,
-                 dtype=torch.float32, device=None, velocities=None):
+                 dtype=torch.float32, device=None, velocities=None, fixed_pair_layout=None):
         if integrator not in ("langevin", "nve"):
             raise ValueError(f"integrator must be 'langevin' or 'nve', got {integrator!r}")
         if dt <= 0 or temperature <= 0 or (integrator == "langevin" and friction <= 0):
@@ -197,7 +222,8 @@ class Simulation:
         self.seed = int(seed)
         self.potential = potential.to(device=self.device, dtype=dtype)
         self.force_field = ForceField(self.potential, self.box,
-                                      dbeta_for(self.temperature, self.reference_temperature), skin=skin)
+                                      dbeta_for(self.temperature, self.reference_temperature), skin=skin,
+                                      fixed_pair_layout=fixed_pair_layout)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(self.seed)
         if integrator == "langevin":
@@ -230,12 +256,27 @@ class Simulation:
         self.force_field.rebuild(self.positions)
         self.energy, self.forces = self.force_field(self.positions)
 
+    def step_bound(self):
+        """How far (nm) a bead can move in the next step, as a 0-d tensor on the device.
+
+        A step moves a bead by dt (v + dt/2 a) plus the noise's share: bounded by dt (|v|_max +
+        dt |a|_max + 4 sqrt(3) sigma_noise,max / 2), |a| = |F|/m, taken at the start of the step. Beads
+        may speed up between checks, hence STEP_BOUND_SAFETY; the neighbour list counts the calls
+        where this did not hold (``n_late``) and grows its own factor.
+        """
+        speed = self.velocities.norm(dim=1).max()
+        acceleration = (self.forces * self.inv_mass).norm(dim=1).max()
+        noise = 0.0 if self.noise_std is None else 2.0 * math.sqrt(3.0) * self.noise_std.max()
+        return STEP_BOUND_SAFETY * self.dt * (speed + self.dt * acceleration + noise)
+
     @torch.no_grad()
     def run(self, n_steps):
+        """``n_steps`` steps; the neighbour list reads the displacement back only when
+        :meth:`step_bound` says it could have expired (not on every step)."""
         for _ in range(int(n_steps)):
             self.positions, self.velocities, self.forces, self.energy = baoab_step(
                 self.positions, self.velocities, self.forces, self.force_field, self.dt, self.inv_mass,
-                self.c1, self.noise_std, self.generator)
+                self.c1, self.noise_std, self.generator, step_bound=self.step_bound)
             self.step += 1
 
     def kinetic_energy(self):

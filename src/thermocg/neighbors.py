@@ -22,7 +22,20 @@ class NeighborList:
     Calling the object returns the cached list until some bead has moved more than ``skin / 2``
     since the last build (or the box changed); then it rebuilds. With ``skin = 0`` it rebuilds on
     every call. ``n_builds`` counts rebuilds, for logs and benchmarks.
+
+    Reading the displacement back from the device is a host synchronisation, which on a GPU stalls
+    the queue of every MD step. A caller that knows how far a bead can move between two calls
+    (``step_bound``, a function returning a 0-d tensor in nm, e.g. from the velocities and forces)
+    gets the check only when the bound says the list could have expired: with headroom
+    h = skin/2 - displacement at a check, the next ``floor(h / step_bound)`` calls skip it. Where
+    the bound holds, the list is rebuilt at exactly the call where an every-call check would rebuild
+    it (so the trajectory is the same bit for bit); a device-side running maximum of the
+    displacement, read at the next check, counts the calls that went past the bound with an expired
+    list (``n_late``; each also makes the bound more cautious). The box is compared at checks only.
     """
+
+    #: At most this many calls between two checks.
+    MAX_CALLS_BETWEEN_CHECKS = 50
 
     def __init__(self, cutoff, skin=0.0, full_list=True):
         if cutoff <= 0 or skin < 0:
@@ -37,6 +50,11 @@ class NeighborList:
         self._box = None
         self._pairs = None
         self.n_builds = 0
+        self.n_checks = 0  # host reads of the displacement (calls with a step_bound only)
+        self.n_late = 0  # calls that used an expired list because a step_bound did not hold
+        self.bound_factor = 1.0  # multiplies step_bound; doubled after each late call
+        self._unchecked_calls = 0
+        self._largest_move = None  # device: largest displacement seen since the last check
 
     def needs_rebuild(self, positions, box):
         if self._pairs is None or self.skin == 0.0:
@@ -46,12 +64,45 @@ class NeighborList:
         moved = (positions.detach() - self._reference).norm(dim=1).max()
         return bool(moved > 0.5 * self.skin)
 
-    def __call__(self, positions, box):
+    def __call__(self, positions, box, step_bound=None):
         """positions (N, 3) and box (3,) tensors in nm -> (i, j, shift) on positions' device."""
         box = box.detach()
-        if self.needs_rebuild(positions, box):
+        if step_bound is None:
+            if self.needs_rebuild(positions, box):
+                self._build(positions, box)
+            return self._pairs
+        if self._pairs is None or self.skin == 0.0:
             self._build(positions, box)
+            return self._pairs
+        moved = (positions.detach() - self._reference).norm(dim=1).max()
+        if self._unchecked_calls > 0:
+            self._unchecked_calls -= 1
+            self._largest_move = torch.maximum(self._largest_move, moved)
+            return self._pairs
+        self._check(positions, box, moved, step_bound)
         return self._pairs
+
+    def invalidate(self):
+        """Drop the cached list: the next call rebuilds it (counters and bound_factor are kept)."""
+        self._pairs = None
+
+    def _check(self, positions, box, moved, step_bound):
+        """One host read: rebuild if the list expired, else plan how many calls may skip the check."""
+        box_changed = (box != self._box).any().to(moved.dtype)
+        moved_now, largest_before, bound, changed = torch.stack(
+            [moved, self._largest_move, step_bound().to(moved.dtype), box_changed]).tolist()
+        self.n_checks += 1
+        half_skin = 0.5 * self.skin
+        late = largest_before > half_skin  # an earlier unchecked call already had an expired list
+        if late:
+            self.n_late += 1
+            self.bound_factor *= 2.0
+        if late or changed or moved_now > half_skin:
+            self._build(positions, box)
+            moved_now = 0.0
+        bound *= self.bound_factor
+        calls = int((half_skin - moved_now) / bound) if bound > 0 else self.MAX_CALLS_BETWEEN_CHECKS
+        self._unchecked_calls = min(calls, self.MAX_CALLS_BETWEEN_CHECKS)
 
     def _build(self, positions, box):
         lengths = box.cpu().double().numpy()
@@ -70,4 +121,6 @@ class NeighborList:
         self._pairs = (i, j, shift)
         self._reference = positions.detach().clone()
         self._box = box.clone()
+        self._largest_move = torch.zeros((), dtype=dtype, device=device)
+        self._unchecked_calls = 0
         self.n_builds += 1

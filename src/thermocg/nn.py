@@ -30,7 +30,7 @@ is one (nu, F_out) matrix and the layer reduces to a tiny product.
 
 import json
 import math
-from typing import Dict, List, NamedTuple, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -117,13 +117,46 @@ def cutoff_taper(distance: Tensor, cutoff: float) -> Tensor:
     return torch.cos((0.5 * math.pi / cutoff) * distance).square()
 
 
+class PairLayout(NamedTuple):
+    """Where each listed pair sits in the padded per-bead blocks: fixed for one pair list.
+
+    Computed once per neighbour-list build (:func:`pair_layout`); with it, :func:`pair_geometry`
+    masks the pairs beyond the cutoff instead of dropping them, so a call has fixed shapes and
+    reads nothing back from the device.
+    """
+
+    slot_first: Tensor  # (P,) row of each pair in the (N * width_first) layout grouped by i
+    width_first: int
+    slot_second: Tensor  # (P,) row in the layout grouped by j (empty when unused)
+    width_second: int
+
+
+def pair_layout(i: Tensor, j: Tensor, n_beads: int, by_second: bool = True) -> PairLayout:
+    """The padded layout of every listed pair (see :class:`PairLayout`)."""
+    slot_first, width_first = padded_slots(i, n_beads)
+    slot_second, width_second = torch.zeros(0, dtype=torch.long, device=i.device), 0
+    if by_second:
+        slot_second, width_second = padded_slots(j, n_beads)
+    return PairLayout(slot_first, width_first, slot_second, width_second)
+
+
 def pair_geometry(
-    positions: Tensor, i: Tensor, j: Tensor, shift: Tensor, cutoff: float, dtype: torch.dtype, by_second: bool = True
+    positions: Tensor,
+    i: Tensor,
+    j: Tensor,
+    shift: Tensor,
+    cutoff: float,
+    dtype: torch.dtype,
+    by_second: bool = True,
+    layout: Optional[PairLayout] = None,
 ) -> PairGeometry:
     """Differentiable pair geometry (in ``dtype``) of the pairs closer than ``cutoff`` (nm).
 
     ``by_second=False`` skips the per-j layout (only layers whose inputs differ between beads
-    need it).
+    need it). Without ``layout`` the pairs beyond the cutoff (a Verlet skin) are dropped and the
+    padded blocks are laid out anew; with the list's :class:`PairLayout` (made with the same
+    ``by_second``) they stay in their slots with the values of padding (distance = cutoff, zero
+    harmonics), which gives the same energy up to the order of the float sums.
     """
     n_beads = positions.shape[0]
     coordinates = positions.t()
@@ -131,19 +164,25 @@ def pair_geometry(
     distance = torch.sqrt(displacement.square().sum(0))
     first, second = i, j
     inside = distance.detach() < cutoff
-    if not bool(inside.all()):  # a Verlet skin: drop the pairs beyond the cutoff
+    if layout is None and not bool(inside.all()):  # a Verlet skin: drop the pairs beyond the cutoff
         keep = torch.nonzero(inside).squeeze(1)
         first, second = i.index_select(0, keep), j.index_select(0, keep)
         displacement, distance = displacement.index_select(1, keep), distance.index_select(0, keep)
     harmonics = angular_harmonics(displacement / distance) * cutoff_taper(distance, cutoff)
+    if layout is None:
+        layout = pair_layout(first, second, n_beads, by_second)
+    else:
+        # where() gives the masked pairs exactly zero gradient, as if they had been dropped.
+        distance = torch.where(inside, distance, torch.full_like(distance, cutoff))
+        harmonics = torch.where(inside, harmonics, torch.zeros_like(harmonics))
 
-    slot_first, width_first = padded_slots(first, n_beads)
+    slot_first, width_first = layout.slot_first, layout.width_first
     distance_by_first = distance.new_full((n_beads * width_first,), cutoff).index_copy(0, slot_first, distance)
     harmonics_by_first = harmonics.new_zeros(9, n_beads * width_first).index_copy(1, slot_first, harmonics)
     distance_by_second, width_second = distance.new_zeros(0), 0
     second_slot_of_first_slot = torch.zeros(0, dtype=torch.long, device=positions.device)
     if by_second:
-        slot_second, width_second = padded_slots(second, n_beads)
+        slot_second, width_second = layout.slot_second, layout.width_second
         distance_by_second = distance.new_full((n_beads * width_second,), cutoff).index_copy(0, slot_second, distance)
         # Padding rows point at row 0: whatever they fetch is multiplied by zero harmonics.
         second_slot_of_first_slot = torch.zeros(n_beads * width_first, dtype=torch.long, device=positions.device)
@@ -500,10 +539,20 @@ class CGModel(torch.nn.Module):
             head.readouts[0].bias += per_bead_energy / head.scale
 
     @torch.jit.export
-    def per_bead_energies(self, positions: Tensor, i: Tensor, j: Tensor, shift: Tensor) -> Dict[str, Tensor]:
-        """{head: (N,) per-bead energy} for every head, and the prior under "prior"."""
+    def pair_layout(self, i: Tensor, j: Tensor, n_beads: int) -> PairLayout:
+        """The padded layout of a pair list, to pass as ``layout`` while the list does not change."""
+        return pair_layout(i, j, n_beads, self.n_interaction_layers > 1)
+
+    @torch.jit.export
+    def per_bead_energies(
+        self, positions: Tensor, i: Tensor, j: Tensor, shift: Tensor, layout: Optional[PairLayout] = None
+    ) -> Dict[str, Tensor]:
+        """{head: (N,) per-bead energy} for every head, and the prior under "prior".
+
+        ``layout``: this list's :meth:`pair_layout` (no per-call host synchronisation), or None.
+        """
         by_second = self.n_interaction_layers > 1
-        geometry = pair_geometry(positions, i, j, shift, self.cutoff, self.dtype_reference.dtype, by_second)
+        geometry = pair_geometry(positions, i, j, shift, self.cutoff, self.dtype_reference.dtype, by_second, layout)
         energies: Dict[str, Tensor] = {"prior": self.prior(geometry)}
         block_outputs: Dict[str, List[Tensor]] = {}
         for name, trunk in self.trunks.items():
@@ -526,9 +575,11 @@ class CGModel(torch.nn.Module):
             per_bead = per_bead + dbeta * (energies["e"] - energies["W0"]) / self.energy_matching_beta0
         return per_bead.sum()
 
-    def forward(self, positions: Tensor, i: Tensor, j: Tensor, shift: Tensor, dbeta: Tensor) -> Tensor:
+    def forward(
+        self, positions: Tensor, i: Tensor, j: Tensor, shift: Tensor, dbeta: Tensor, layout: Optional[PairLayout] = None
+    ) -> Tensor:
         """W(R; beta) in kJ/mol, dbeta = beta - beta0 in mol/kJ (0-d, or (N,) for mixed batches)."""
-        return self.total_energy(self.per_bead_energies(positions, i, j, shift), dbeta)
+        return self.total_energy(self.per_bead_energies(positions, i, j, shift, layout), dbeta)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -399,3 +399,32 @@ def test_cg_topology_has_one_bead_residue_per_molecule():
     topology = cg_topology(5)
     assert topology.n_atoms == topology.n_residues == 5
     assert all(residue.n_atoms == 1 and residue.name == "HOH" for residue in topology.residues)
+
+
+def test_planned_list_checks_give_the_every_step_trajectory_and_never_miss_a_pair():
+    """Water-like LJ at 8 fs (125 beads, the pipeline's CG step and skin): checking the list only
+    when Simulation.step_bound says it may have expired gives, bit for bit, the trajectory of a
+    check at every step, and at every step the list holds every pair within the cutoff."""
+    n, length = 125, 1.552  # water density, 18 amu beads
+    side = np.arange(5) + 0.5
+    positions = np.stack(np.meshgrid(side, side, side, indexing="ij"), -1).reshape(-1, 3) * length / 5
+    box = np.full(3, length)
+    potential = LennardJones(epsilon=2.0, sigma=0.29, cutoff=0.6)
+    planned, every_step = (Simulation(potential, positions, box, 300.0, dt=0.008, friction=1.0, seed=1,
+                                      dtype=torch.float64, device="cpu") for _ in range(2))
+    every_step.step_bound = None  # Simulation.run then passes no bound: a check at every force call
+    reference = NeighborList(potential.cutoff)  # no skin: rebuilt at every call
+    for _ in range(300):
+        planned.run(1)
+        every_step.run(1)
+        assert torch.equal(planned.positions, every_step.positions)
+        assert torch.equal(planned.velocities, every_step.velocities)
+        i, j, shift = planned.force_field.neighbor_list._pairs
+        r = (planned.positions[j] - planned.positions[i] + shift).norm(dim=1)
+        listed = set(zip(i[r < potential.cutoff].tolist(), j[r < potential.cutoff].tolist()))
+        expected = set(zip(*(x.tolist() for x in reference(planned.positions, planned.box)[:2])))
+        assert listed == expected
+    lists = planned.force_field.neighbor_list, every_step.force_field.neighbor_list
+    assert lists[0].n_builds == lists[1].n_builds >= 20
+    assert lists[0].n_late == 0
+    assert lists[0].n_checks < 0.7 * 300

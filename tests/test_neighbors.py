@@ -93,3 +93,48 @@ def test_a_changed_box_forces_a_rebuild_and_a_small_box_is_refused():
         NeighborList(0.95, skin=0.1)(positions, torch.as_tensor(BOX))
     with pytest.raises(ValueError):
         NeighborList(0.6, skin=-0.1)
+
+
+def random_walk(neighbor_list, positions, box, rng, calls, max_move, step_bound=None):
+    """Move every bead by up to max_move per call; yield (positions, pairs, rebuilt) per call."""
+    for _ in range(calls):
+        positions = positions + torch.as_tensor(rng.uniform(-max_move, max_move, size=positions.shape))
+        builds = neighbor_list.n_builds
+        pairs = neighbor_list(positions, box, step_bound)
+        yield positions, pairs, neighbor_list.n_builds > builds
+
+
+def test_checks_planned_from_a_step_bound_rebuild_at_the_same_calls_and_skip_most_reads():
+    """With a bound that holds (|move| <= sqrt(3) x 0.01 nm per call), the list is read back only
+    when it could have expired, yet it rebuilds at exactly the calls where the every-call check
+    does, and it always holds every pair within the cutoff."""
+    box = torch.as_tensor(BOX)
+    cutoff, skin, move = 0.6, 0.1, 0.01
+    bound = torch.tensor(3**0.5 * move, dtype=torch.float64)
+    exact, planned = NeighborList(cutoff, skin=skin), NeighborList(cutoff, skin=skin)
+    start = random_beads(seed=2)
+    exact(start, box)
+    planned(start, box, lambda: bound)
+    walk_exact = random_walk(exact, start, box, np.random.default_rng(3), 60, move)
+    walk_planned = random_walk(planned, start, box, np.random.default_rng(3), 60, move, lambda: bound)
+    for (positions, _, rebuilt_exact), (_, (i, j, shift), rebuilt) in zip(walk_exact, walk_planned):
+        assert rebuilt == rebuilt_exact
+        assert listed_pairs(positions, i, j, shift, cutoff).keys() == brute_force_pairs(positions, cutoff).keys()
+    assert planned.n_builds == exact.n_builds >= 4
+    assert planned.n_late == 0
+    assert planned.n_checks <= 0.7 * 60  # the every-call check reads back on all 60 calls
+
+
+def test_a_step_bound_that_does_not_hold_is_counted_and_made_more_cautious():
+    """A bound 100x too small lets calls go past the expiry unchecked: the next check counts it
+    as late, rebuilds and doubles the bound's factor."""
+    box = torch.as_tensor(BOX)
+    neighbor_list = NeighborList(0.6, skin=0.1)
+    too_small = torch.tensor(1e-4, dtype=torch.float64)
+    positions = random_beads(seed=4)
+    neighbor_list(positions, box, lambda: too_small)
+    for _ in random_walk(neighbor_list, positions, box, np.random.default_rng(5), 60, 0.02, lambda: too_small):
+        pass
+    assert neighbor_list.n_late >= 1
+    assert neighbor_list.bound_factor == 2.0**neighbor_list.n_late
+    assert neighbor_list.n_builds >= 1 + neighbor_list.n_late

@@ -361,3 +361,30 @@ def test_sensitivities_follow_the_hipnn_form():
     torch.testing.assert_close(1 / mu, torch.linspace(1 / 0.5, 1 / 0.2, 5, dtype=torch.float64))
     assert cgnn.cutoff_taper(torch.tensor(0.6), 0.6).item() == pytest.approx(0.0, abs=1e-12)
     assert cgnn.cutoff_taper(torch.tensor(0.3), 0.6).item() == pytest.approx(math.cos(math.pi / 4) ** 2)
+
+
+def test_a_fixed_pair_layout_gives_the_filtered_energy_and_forces_without_host_reads(monkeypatch):
+    """With the list's PairLayout, pairs beyond the cutoff are masked instead of dropped: the same
+    energy and forces (two layers, so the per-j layout is used too, float64), and the call reads
+    nothing back to the host (every way of doing so raises here)."""
+    model = cgnn.CGModel(n_features=16, n_sensitivities=8, n_interaction_layers=2, cutoff=CUTOFF,
+                         sensitivity_soft_min=0.2, sensitivity_soft_max=0.45, dtype="float64")
+    positions = lattice_positions(seed=5)
+    i, j, shift = pairs(positions, skin=0.1)
+    r = (positions[j] - positions[i] + shift).norm(dim=1)
+    assert (r > CUTOFF).sum() > 50  # the skin holds pairs to mask
+    energy, forces = cgnn.energy_and_forces(model, positions, i, j, shift, 0.2)
+    layout = model.pair_layout(i, j, positions.shape[0])
+
+    def host_read(*args, **kwargs):
+        raise AssertionError("host read in a call with a fixed layout")
+
+    with monkeypatch.context() as patch:
+        for name in ("__bool__", "__int__", "__float__", "item", "tolist"):
+            patch.setattr(torch.Tensor, name, host_read)
+        patch.setattr(torch, "nonzero", host_read)
+        positions_ = positions.detach().requires_grad_(True)
+        masked_energy = model(positions_, i, j, shift, torch.tensor(0.2, dtype=torch.float64), layout)
+        (gradient,) = torch.autograd.grad(masked_energy, positions_)
+    torch.testing.assert_close(masked_energy.detach(), energy, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(-gradient, forces, rtol=1e-10, atol=1e-10)

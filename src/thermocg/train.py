@@ -216,6 +216,10 @@ def fit(model, objective, train_frames, validation_frames, settings, checkpoint_
         # the loss gains terms when the warm-up ends: restart the comparison there
         if epoch == objective.warmup_epochs and objective.warmup_epochs > 0:
             state["best_loss"], state["stale"] = float("inf"), 0
+            # and the scheduler's plateau count: else the jump in the loss halves the LR every few epochs
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, factor=settings["lr_factor"], patience=settings["lr_patience"]
+            )
         scheduler.step(validation_loss)
         improved = validation_loss < state["best_loss"]
         if improved:

@@ -1,4 +1,5 @@
 # Shared set-up: config validation and helpers that name the pipeline's files.
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -55,7 +56,7 @@ def sweep_oracle_files():
 
 def _choice(names):
     """Regex matching exactly these names (matching nothing when there are none)."""
-    return "|".join(names) if names else "(?!)"
+    return "|".join(re.escape(name) for name in names) if names else "(?!)"
 
 
 def model_file(model, temperature):

@@ -1,10 +1,13 @@
 """CG MD as the pipeline runs it: start frame, outputs, and the friction fit (known answer)."""
 
+import json
+import logging
+
 import numpy as np
 import pytest
 import torch
 
-from thermocg import cgmd, io, nn, units
+from thermocg import cgmd, io, md, nn, units
 
 SETTINGS = {
     "timestep": 0.004, "equilibration": 0.4, "production": 4.0, "frame_interval": 0.04, "checkpoint_interval": 2.0,
@@ -31,9 +34,13 @@ def ideal_gas(tmp_path_factory):
     return directory
 
 
+def outputs_in(directory):
+    return {name: directory / file for name, file in
+            (("trajectory", "t.dcd"), ("topology", "t.pdb"), ("thermo", "thermo.tsv"), ("checkpoint", "c.npz"))}
+
+
 def test_simulate_writes_a_trajectory_of_the_production(ideal_gas, tmp_path):
-    outputs = {name: tmp_path / file for name, file in
-               (("trajectory", "t.dcd"), ("topology", "t.pdb"), ("thermo", "thermo.tsv"), ("checkpoint", "c.npz"))}
+    outputs = outputs_in(tmp_path)
     summary = cgmd.simulate(ideal_gas / "model.pt", ideal_gas / "beads.npz", 300.0, 300.0, SETTINGS, 5.0, outputs, seed=3)
     assert summary["n_steps"] == 1100
     beads = cgmd.trajectory_beads(outputs["trajectory"], outputs["topology"], SETTINGS, 300.0)
@@ -64,8 +71,7 @@ def test_a_blow_up_is_recorded_as_a_result_not_raised(ideal_gas, tmp_path):
     positions[:, 1] = positions[:, 0] + [0.05, 0.0, 0.0]
     frames.pop("units")
     io.save_frames(tmp_path / "beads.npz", **dict(frames, positions=positions))
-    outputs = {name: tmp_path / file for name, file in
-               (("trajectory", "t.dcd"), ("topology", "t.pdb"), ("thermo", "thermo.tsv"), ("checkpoint", "c.npz"))}
+    outputs = outputs_in(tmp_path)
     status = cgmd.simulate_or_record_blow_up(ideal_gas / "model.pt", tmp_path / "beads.npz", 300.0, 300.0,
                                              SETTINGS, 5.0, outputs, seed=3)
     assert status["stable"] is False and status["blow_up_step"] == 0
@@ -75,3 +81,88 @@ def test_a_blow_up_is_recorded_as_a_result_not_raised(ideal_gas, tmp_path):
                                              dict(SETTINGS, production=0.4), 5.0,
                                              {k: v.with_name("ok_" + v.name) for k, v in outputs.items()}, seed=3)
     assert stable["stable"] is True and stable["n_steps"] == 200
+
+
+class Killed(Exception):
+    pass
+
+
+def kill_at_step(monkeypatch, step):
+    """Make the MD guard kill the run (as a scheduler would) when it reaches ``step``."""
+    check = md.BlowUpGuard.check
+
+    def dying(self, sim):
+        if sim.step == step:
+            raise Killed
+        return check(self, sim)
+
+    monkeypatch.setattr(md.BlowUpGuard, "check", dying)
+
+
+SHORT = dict(SETTINGS, equilibration=0.0, production=0.8, checkpoint_interval=0.2)
+
+
+def test_rerun_after_a_kill_resumes_without_its_outputs(ideal_gas, tmp_path, monkeypatch):
+    """Killed at step 120 (checkpoints every 50 steps), outputs deleted (Snakemake does): the
+    rerun resumes at 100 and gives the uninterrupted run's trajectory bit for bit."""
+    args = (ideal_gas / "model.pt", ideal_gas / "beads.npz", 300.0, 300.0, SHORT, 5.0)
+    cgmd.simulate(*args, outputs_in(tmp_path / "whole"), seed=3)
+    with monkeypatch.context() as patch:
+        kill_at_step(patch, 120)
+        with pytest.raises(Killed):
+            cgmd.simulate(*args, outputs_in(tmp_path / "killed"), seed=3)
+    for name in ("t.dcd", "t.pdb", "thermo.tsv"):
+        (tmp_path / "killed" / name).unlink(missing_ok=True)
+    summary = cgmd.simulate(*args, outputs_in(tmp_path / "killed"), seed=3)
+    assert summary["resumed_from"] == 100 and summary["n_steps"] == 200
+    whole, killed = (cgmd.trajectory_beads(d / "t.dcd", d / "t.pdb", SHORT, 300.0) for d in (tmp_path / "whole", tmp_path / "killed"))
+    np.testing.assert_array_equal(whole["positions"], killed["positions"])
+    assert not (tmp_path / "killed" / "c.npz").exists()
+
+
+def test_a_checkpoint_of_another_model_is_set_aside(ideal_gas, tmp_path, monkeypatch, caplog):
+    torch.manual_seed(1)
+    other = nn.CGModel(n_features=4, n_sensitivities=4, heads=["W0"], head_scales={"W0": 1e-3})
+    nn.save_model(tmp_path / "other.pt", other, {"name": "other", "kind": "fm_ref", "trained_at_K": [300.0]})
+    with monkeypatch.context() as patch:
+        kill_at_step(patch, 120)
+        with pytest.raises(Killed):
+            cgmd.simulate(tmp_path / "other.pt", ideal_gas / "beads.npz", 300.0, 300.0, SHORT, 5.0,
+                          outputs_in(tmp_path / "run"), seed=3)
+    caplog.set_level(logging.INFO)
+    summary = cgmd.simulate(ideal_gas / "model.pt", ideal_gas / "beads.npz", 300.0, 300.0, SHORT, 5.0,
+                            outputs_in(tmp_path / "run"), seed=3)
+    assert summary["resumed_from"] is None and "another model file" in caplog.text
+    fresh = cgmd.simulate(ideal_gas / "model.pt", ideal_gas / "beads.npz", 300.0, 300.0, SHORT, 5.0,
+                          outputs_in(tmp_path / "fresh"), seed=3)
+    assert fresh["resumed_from"] is None
+    run, reference = (cgmd.trajectory_beads(d / "t.dcd", d / "t.pdb", SHORT, 300.0) for d in (tmp_path / "run", tmp_path / "fresh"))
+    np.testing.assert_array_equal(run["positions"], reference["positions"])
+
+
+def test_a_blow_up_in_the_friction_fit_is_recorded(ideal_gas, tmp_path):
+    """A model unstable at T0 gets a friction record that says so; its runs at every temperature
+    are then recorded as unstable without simulating, and the rule's outputs still exist."""
+    frames = io.load_frames(ideal_gas / "beads.npz")
+    frames.pop("units")
+    positions = frames["positions"].copy()
+    positions[:, 1] = positions[:, 0] + [0.05, 0.0, 0.0]
+    io.save_frames(tmp_path / "beads.npz", **dict(frames, positions=positions))
+    record = cgmd.fit_friction(ideal_gas / "model.pt", tmp_path / "beads.npz", 300.0, 0.1, SETTINGS, seed=4)
+    assert record["stable"] is False and record["friction_per_ps"] is None and "apart" in record["reason"]
+    io.write_json(tmp_path / "friction.json", record)
+    friction = cgmd.read_friction(tmp_path / "friction.json")
+    assert friction is None
+    outputs = outputs_in(tmp_path / "T450")
+    status = cgmd.simulate_or_record_blow_up(ideal_gas / "model.pt", tmp_path / "beads.npz", 450.0, 300.0, SETTINGS,
+                                             friction, outputs, seed=3)
+    assert status["stable"] is False and "blew up in the friction fit at T0" in status["reason"]
+    assert json.loads(json.dumps(status)) == status
+    assert io.read_table(outputs["thermo"]).empty and outputs["trajectory"].exists() and outputs["topology"].exists()
+
+
+def test_a_damaged_beads_file_is_reported_with_its_path(ideal_gas, tmp_path):
+    damaged = tmp_path / "beads.npz"
+    damaged.write_bytes((ideal_gas / "beads.npz").read_bytes()[:-100])
+    with pytest.raises(io.DamagedFileError, match=f"{damaged} is damaged.*snakemake -R {damaged}"):
+        cgmd.simulate(ideal_gas / "model.pt", damaged, 300.0, 300.0, SHORT, 5.0, outputs_in(tmp_path), seed=3)

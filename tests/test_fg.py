@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from openmm import unit
 
-from thermocg import fg, io, units
+from thermocg import checkpoints, fg, io, units
 from thermocg.fg import SamplingSettings
 
 SMALL = SamplingSettings(
@@ -46,7 +46,7 @@ def test_same_seed_same_numbers_and_seed_matters(tmp_path):
     np.testing.assert_array_equal(first["positions"], second["positions"])
     np.testing.assert_array_equal(first["forces"], second["forces"])
     assert not np.allclose(first["potential_energy"], other["potential_energy"])
-    assert paths["state.npz"].exists(), "checkpoint kept: a job killed after finishing rewrites outputs from it"
+    assert not paths["state.npz"].exists(), "the checkpoint is removed once the outputs are written"
     assert stats["ns_per_day"] > 0
 
 
@@ -69,7 +69,8 @@ class Killed(Exception):
     pass
 
 
-def test_killed_run_resumes_from_checkpoint(tmp_path, monkeypatch, caplog):
+@pytest.mark.parametrize("kill_at", [1, 4])  # frame 1: resumes at the end of equilibration; 4: after 2 frames
+def test_killed_run_resumes_and_equals_the_uninterrupted_run(tmp_path, monkeypatch, caplog, kill_at):
     caplog.set_level(logging.INFO)
     reference, _, _ = run(SMALL, tmp_path / "whole")
     original = fg._Recorder.record
@@ -77,7 +78,7 @@ def test_killed_run_resumes_from_checkpoint(tmp_path, monkeypatch, caplog):
 
     def dying_record(self, context, time_ps):
         calls["n"] += 1
-        if calls["n"] == 4:  # after the checkpoint at 2 frames, before the one at 4
+        if calls["n"] == kill_at:
             raise Killed
         original(self, context, time_ps)
 
@@ -88,31 +89,39 @@ def test_killed_run_resumes_from_checkpoint(tmp_path, monkeypatch, caplog):
     assert not (tmp_path / "killed" / "frames.npz").exists(), "no complete-looking output after a kill"
     monkeypatch.setattr(fg._Recorder, "record", original)
     resumed, _, _ = run(SMALL, tmp_path / "killed")
-    assert "resumed from" in caplog.text and "2 frames done" in caplog.text
-    # frames saved before the checkpoint are the uninterrupted run's, bit for bit
-    np.testing.assert_array_equal(resumed["positions"][:2], reference["positions"][:2])
-    # the next frame continues that trajectory (round-off only; a restart would be ~0.1 nm off)
-    assert np.abs(resumed["positions"][2] - reference["positions"][2]).max() < 1e-3
-    assert len(resumed["time"]) == len(reference["time"])
+    done = 2 * ((kill_at - 1) // 2)
+    assert f"resumed from {tmp_path / 'killed' / 'state.npz'}: 100 equilibration steps and {done} frames" in caplog.text
+    for name in ("positions", "forces", "potential_energy", "box", "time"):
+        np.testing.assert_array_equal(resumed[name], reference[name], err_msg=name)
 
 
-def test_checkpoint_from_other_settings_is_not_resumed(tmp_path, caplog):
-    run(SMALL, tmp_path)
+def test_rerun_after_success_samples_again(tmp_path, caplog):
+    """-R sample_fg must recompute: the finished run leaves no state behind to resume from."""
+    caplog.set_level(logging.INFO)
+    first, paths, _ = run(SMALL, tmp_path)
+    assert not paths["state.npz"].exists()
+    caplog.clear()
+    second, _, _ = run(SMALL, tmp_path)
+    assert "resumed" not in caplog.text and "equilibration 0.2 / 0.2 ps" in caplog.text
+    np.testing.assert_array_equal(first["positions"], second["positions"])
+
+
+def test_checkpoint_from_other_settings_is_set_aside(tmp_path, caplog):
     state = tmp_path / "state.npz"
-    # leave a stale state from another temperature, then run: it must be ignored with a warning
-    other = dataclasses.replace(SMALL, temperature=350.0, production=0.2)
-    fg._save_state(state, other, _simulation_stub(), 0, fg._Recorder())
+    # a state left by a run at another temperature: set aside (one line saying why), not resumed
+    other = dataclasses.replace(SMALL, temperature=350.0)
+    fg._save_state(state, other.fingerprint("CPU"), b"\x00", 0, fg._Recorder())
     frames, _, _ = run(SMALL, tmp_path)
-    assert "other settings" in caplog.text
+    assert "set aside" in caplog.text and "temperature 350.0 (now 300.0)" in caplog.text
+    assert (tmp_path / "state.npz.stale").exists()
     assert len(frames["time"]) == 6
 
 
-def _simulation_stub():
-    class Context:
-        def createCheckpoint(self):
-            return b"\x00"
-
-    class Simulation:
-        context = Context()
-
-    return Simulation()
+def test_damaged_state_is_reported_with_its_path(tmp_path):
+    state = tmp_path / "state.npz"
+    fg._save_state(state, SMALL.fingerprint("CPU"), b"\x00" * 64, 0, fg._Recorder())
+    data = bytearray(state.read_bytes())
+    data[-10] ^= 1
+    state.write_bytes(bytes(data))
+    with pytest.raises(checkpoints.CheckpointError, match=f"{state}.*damaged.*delete it"):
+        run(SMALL, tmp_path)

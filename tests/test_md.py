@@ -5,12 +5,13 @@ mass 39.948 amu, so tau = sigma sqrt(m/epsilon) = 2.151 ps); state points are qu
 units (rho* = rho sigma^3, T* = k_B T / epsilon).
 """
 
-import json
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+from io import BytesIO
 from pathlib import Path
 
 import mdtraj
@@ -18,8 +19,9 @@ import numpy as np
 import pytest
 import torch
 
+from thermocg import checkpoints
 from thermocg.io import cg_topology, read_table
-from thermocg.md import BlowUpError, BlowUpGuard, Simulation, load_checkpoint, run_md
+from thermocg.md import BlowUpError, BlowUpGuard, Simulation, run_md
 from thermocg.neighbors import NeighborList
 from thermocg.pair import LennardJones, PairCorrection, SumPotential, reduced_lj_units
 from thermocg.units import KB
@@ -254,23 +256,26 @@ def run_small(out, n_steps, guard=None, **kwargs):
 
 def read_run(out):
     traj = mdtraj.load(str(out / "traj.dcd"), top=str(out / "top.pdb"))
-    thermo = read_table(out / "thermo.tsv")
-    return traj, thermo, load_checkpoint(out / "state.npz")
+    return traj, read_table(out / "thermo.tsv")
+
+
+def saved_step(path):
+    """The step of an MD checkpoint."""
+    _, payload = checkpoints.read(path)
+    return int(np.load(BytesIO(payload))["step"])
 
 
 def assert_same_run(a, b):
-    (traj_a, thermo_a, state_a), (traj_b, thermo_b, state_b) = a, b
+    (traj_a, thermo_a), (traj_b, thermo_b) = a, b
     assert traj_a.n_frames == traj_b.n_frames
     assert np.array_equal(traj_a.xyz, traj_b.xyz)
     columns = [c for c in thermo_a.columns if c != "ns_per_day"]
     assert thermo_a[columns].equals(thermo_b[columns])
-    for key in ["positions", "velocities", "rng_state", "step"]:
-        assert np.array_equal(state_a[key], state_b[key]), key
 
 
-def test_run_md_writes_trajectory_topology_thermo_and_checkpoint(tmp_path):
+def test_run_md_writes_trajectory_topology_thermo_and_removes_its_checkpoint(tmp_path):
     summary = run_small(tmp_path, 200)
-    traj, thermo, state = read_run(tmp_path)
+    traj, thermo = read_run(tmp_path)
     potential, positions, box, temperature = small_liquid()
     assert traj.n_frames == 11 and traj.n_atoms == 108 and traj.n_residues == 108
     assert np.allclose(traj.xyz[0], positions, atol=1e-5)  # frame 0 is the start (nm)
@@ -281,8 +286,10 @@ def test_run_md_writes_trajectory_topology_thermo_and_checkpoint(tmp_path):
     assert np.allclose(thermo.time_ps, thermo.step * 0.004 * TAU)
     assert np.allclose(thermo.total_kJ_mol, thermo.potential_kJ_mol + thermo.kinetic_kJ_mol, rtol=1e-6)
     assert 0.5 * temperature < thermo.T_kin_K.iloc[1:].mean() < 1.5 * temperature
-    assert int(state["step"]) == 200 and summary["n_frames"] == 11 and summary["resumed_from"] is None
-    assert np.allclose(state["positions"], traj.xyz[-1], atol=1e-5)  # unwrapped, continuous
+    assert summary["n_frames"] == 11 and summary["resumed_from"] is None
+    assert not (tmp_path / "state.npz").exists(), "removed once the outputs are written: a rerun recomputes"
+    # unwrapped, continuous: no jump of a box length between frames
+    assert np.abs(np.diff(traj.xyz, axis=0)).max() < 0.5 * box[0]
 
 
 class CrashAt(BlowUpGuard):
@@ -298,16 +305,31 @@ class CrashAt(BlowUpGuard):
         return super().check(sim)
 
 
+def delete_outputs(out):
+    """What Snakemake does before it reruns a job."""
+    for name in ("traj.dcd", "top.pdb", "thermo.tsv"):
+        (out / name).unlink(missing_ok=True)
+
+
 def test_resume_after_a_crash_equals_the_uninterrupted_run(tmp_path):
-    """Crash at step 250 (checkpoints every 100): the resumed run restarts at 200, truncates
-    the frames and thermo rows written after it, and ends bit-identical to a run never stopped."""
+    """Crash at step 250 (checkpoints every 100): the resumed run restarts at 200 with the frames
+    and thermo rows of its checkpoint, even though its outputs were deleted, and ends
+    bit-identical to a run never stopped."""
     run_small(tmp_path / "whole", 400)
     with pytest.raises(KeyboardInterrupt):
         run_small(tmp_path / "crashed", 400, guard=CrashAt(250))
-    assert int(load_checkpoint(tmp_path / "crashed" / "state.npz")["step"]) == 200
+    assert saved_step(tmp_path / "crashed" / "state.npz") == 200
+    delete_outputs(tmp_path / "crashed")
     summary = run_small(tmp_path / "crashed", 400)
     assert summary["resumed_from"] == 200
     assert_same_run(read_run(tmp_path / "whole"), read_run(tmp_path / "crashed"))
+
+
+def rewrite_checkpoint(path, **changes):
+    """Change entries of an MD checkpoint, keeping its fingerprint."""
+    header, payload = checkpoints.read(path)
+    state = dict(np.load(BytesIO(payload)), **changes)
+    checkpoints.save(path, header["fingerprint"], lambda handle: np.savez(handle, **state))
 
 
 def test_a_checkpoint_from_another_device_resumes_with_a_fresh_random_stream(tmp_path, caplog):
@@ -315,21 +337,12 @@ def test_a_checkpoint_from_another_device_resumes_with_a_fresh_random_stream(tmp
     state does not fit the other device, so the run resumes with a new stream (and says so)."""
     with pytest.raises(KeyboardInterrupt):
         run_small(tmp_path, 400, guard=CrashAt(250))
-    path = tmp_path / "state.npz"
-    state = load_checkpoint(path)
-    signature = json.loads(str(state["signature"]))
-    state["signature"] = json.dumps(dict(signature, device="cuda"), sort_keys=True)
-    state["rng_state"] = np.zeros(16, dtype=np.uint8)  # a CUDA (Philox) state: useless on CPU
-    np.savez(path, **state)
+    # a CUDA (Philox) generator state: useless on CPU
+    rewrite_checkpoint(tmp_path / "state.npz", device="cuda", rng_state=np.zeros(16, dtype=np.uint8))
     with caplog.at_level("WARNING"):
         summary = run_small(tmp_path, 400)
     assert summary["resumed_from"] == 200 and summary["n_steps"] == 400
     assert "not bit-identical" in caplog.text
-    # anything else that differs is still refused
-    state["signature"] = json.dumps(dict(signature, dt=1.0), sort_keys=True)
-    np.savez(path, **state)
-    with pytest.raises(ValueError, match="another run"):
-        run_small(tmp_path, 400)
 
 
 KILL_SCRIPT = """
@@ -358,17 +371,49 @@ def test_resume_after_sigkill_equals_the_uninterrupted_run(tmp_path):
     finally:
         child.wait()
     assert child.returncode == -signal.SIGKILL, "the child finished before it could be killed"
-    killed_at = int(load_checkpoint(out / "state.npz")["step"])
+    killed_at = saved_step(out / "state.npz")
     assert 0 < killed_at < n_steps
+    delete_outputs(out)
     summary = run_small(out, n_steps, checkpoint_interval=200)
     assert summary["resumed_from"] == killed_at
     assert_same_run(read_run(tmp_path / "whole"), read_run(out))
 
 
-def test_resume_refuses_a_checkpoint_from_another_run(tmp_path):
-    run_small(tmp_path, 100)
-    with pytest.raises(ValueError, match="another run"):
-        run_small(tmp_path, 200, dt=0.002 * TAU)
+def test_a_checkpoint_from_another_run_is_set_aside(tmp_path, caplog):
+    with pytest.raises(KeyboardInterrupt):
+        run_small(tmp_path, 400, guard=CrashAt(150))
+    caplog.set_level(logging.INFO)
+    summary = run_small(tmp_path, 400, dt=0.002 * TAU)
+    assert summary["resumed_from"] is None
+    [line] = [r.getMessage() for r in caplog.records if "set aside" in r.getMessage()]
+    assert f"dt {0.004 * TAU} (now {0.002 * TAU})" in line
+    assert (tmp_path / "state.npz.stale").exists()
+
+
+class FailingPotential(torch.nn.Module):
+    """A potential that raises (as a shape bug or running out of memory would) at its n-th call."""
+
+    def __init__(self, inner, fail_at):
+        super().__init__()
+        self.inner, self.cutoff, self.fail_at, self.calls = inner, inner.cutoff, fail_at, 0
+
+    def forward(self, positions, i, j, shift, dbeta):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+        return self.inner(positions, i, j, shift, dbeta)
+
+
+def test_an_error_inside_a_step_that_is_not_a_blow_up_propagates(tmp_path):
+    """The state is fine (finite, beads apart, T_kin sane) when the potential raises at step 5:
+    that is a bug, not physics, so it fails the run with its own message."""
+    potential, positions, box, temperature = small_liquid()
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied") as error:
+        run_md(FailingPotential(potential, fail_at=6), positions, box, temperature, 50, trajectory=tmp_path / "t.dcd",
+               topology=tmp_path / "t.pdb", thermo=tmp_path / "thermo.tsv", checkpoint=tmp_path / "state.npz",
+               dt=0.004 * TAU, masses=MASS, skin=0.3 * SIGMA, device="cpu")
+    assert not isinstance(error.value, BlowUpError)
+    assert not (tmp_path / "t_last_good.pdb").exists()
 
 
 def test_blow_up_raises_naming_the_step_and_saves_the_last_good_frame(tmp_path):
@@ -390,9 +435,11 @@ def test_blow_up_raises_naming_the_step_and_saves_the_last_good_frame(tmp_path):
     saved = np.load(blow_up.last_good.with_suffix(".npz"))
     assert int(saved["step"]) == blow_up.last_good_step
     assert np.allclose(saved["positions"], last_good.xyz[0], atol=1e-4)
-    # The trajectory holds the good frames only (steps 0 .. last good).
+    # The outputs hold the good frames only (steps 0 .. last good).
     traj = mdtraj.load(str(tmp_path / "traj.dcd"), top=str(tmp_path / "top.pdb"))
     assert traj.n_frames == blow_up.last_good_step + 1 and np.isfinite(traj.xyz).all()
+    assert read_table(tmp_path / "thermo.tsv")["step"].max() == blow_up.last_good_step
+    assert not (tmp_path / "state.npz").exists()
 
 
 def test_cg_topology_has_one_bead_residue_per_molecule():

@@ -1,9 +1,12 @@
 """Training: splits, learning a known force field, determinism, resume after a kill."""
 
+import logging
+
 import numpy as np
 import pytest
 import torch
 
+from thermocg import checkpoints
 from thermocg import config as configuration
 from thermocg import io, nn, train, units
 from conftest import REPO
@@ -67,12 +70,14 @@ def test_force_matching_learns_a_known_pair_force(synthetic_beads, tmp_path):
     loaded, metadata = nn.load_model(tmp_path / "m.pt")
     assert metadata["kind"] == "fm_ref" and metadata["T0_K"] == config["reference_temperature"]
     assert len(metadata["data_sha256"]) == 64 and metadata["units"]["energy"] == "kJ/mol"
-    assert (tmp_path / "s.pt").exists(), "checkpoint kept: a job killed after saving resumes at its end"
+    assert not (tmp_path / "s.pt").exists(), "the checkpoint is removed once the model is saved"
     assert io.read_table(tmp_path / "c.tsv").shape[0] == len(curve)
 
 
-def fit_once(path, directory, objective=None, max_epochs=6):
+def fit_once(path, directory, objective=None, max_epochs=6, **changes):
     config = small_config(max_epochs=max_epochs)
+    config["training"].update({k: v for k, v in changes.items() if k in config["training"]})
+    config["network"].update({k: v for k, v in changes.items() if k in config["network"]})
     torch.manual_seed(config["seed"])
     model = train.build_model("fm_ref", config)
     frames = train.load_frames(path, range(32), model.cutoff, float(units.beta(300.0)), torch.float32, "cpu")
@@ -94,24 +99,66 @@ class Killed(Exception):
     pass
 
 
+class DyingObjective(train.Objective):
+    def __call__(self, model, frames, epoch, create_graph=True):
+        if epoch == 3:
+            raise Killed
+        return super().__call__(model, frames, epoch, create_graph)
+
+
 def test_killed_training_resumes_where_it_stopped(synthetic_beads, tmp_path):
     path, _ = synthetic_beads
     (tmp_path / "whole").mkdir(), (tmp_path / "killed").mkdir()
     reference, reference_curve = fit_once(path, tmp_path / "whole")
-
-    class DyingObjective(train.Objective):
-        def __call__(self, model, frames, epoch, create_graph=True):
-            if epoch == 3:
-                raise Killed
-            return super().__call__(model, frames, epoch, create_graph)
-
     with pytest.raises(Killed):
         fit_once(path, tmp_path / "killed", DyingObjective("fm_ref"))
     resumed, curve = fit_once(path, tmp_path / "killed")
     assert len(curve) == len(reference_curve) == 6
-    np.testing.assert_allclose(curve["validation_total"], reference_curve["validation_total"], rtol=1e-6)
+    np.testing.assert_array_equal(curve["validation_total"], reference_curve["validation_total"])
     for a, b in zip(reference.state_dict().values(), resumed.state_dict().values()):
-        torch.testing.assert_close(a, b)
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("change, why", [({"learning_rate": 3e-3}, "training.learning_rate 0.01 (now 0.003)"),
+                                         ({"n_features": 6}, "network.n_features 8 (now 6)")])
+def test_a_checkpoint_of_other_settings_is_set_aside(synthetic_beads, tmp_path, caplog, change, why):
+    """A fit killed at epoch 3, then rerun with a changed setting: a fresh fit, not the old weights."""
+    path, _ = synthetic_beads
+    (tmp_path / "killed").mkdir(), (tmp_path / "fresh").mkdir()
+    with pytest.raises(Killed):
+        fit_once(path, tmp_path / "killed", DyingObjective("fm_ref"))
+    caplog.set_level(logging.INFO)
+    rerun, curve = fit_once(path, tmp_path / "killed", **change)
+    assert "resumed" not in caplog.text
+    [line] = [r.getMessage() for r in caplog.records if "set aside" in r.getMessage()]
+    assert str(tmp_path / "killed" / "state.pt") in line and why in line
+    assert (tmp_path / "killed" / "state.pt.stale").exists() and len(curve) == 6
+    fresh, _ = fit_once(path, tmp_path / "fresh", **change)
+    for a, b in zip(rerun.state_dict().values(), fresh.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_a_damaged_training_checkpoint_is_reported_with_its_path(synthetic_beads, tmp_path):
+    path, _ = synthetic_beads
+    with pytest.raises(Killed):
+        fit_once(path, tmp_path, DyingObjective("fm_ref"))
+    state = tmp_path / "state.pt"
+    data = bytearray(state.read_bytes())
+    data[-200] ^= 0x01  # one bit inside the payload (tensor data or zip records)
+    state.write_bytes(bytes(data))
+    with pytest.raises(checkpoints.CheckpointError, match=f"{state} is damaged.*delete it"):
+        fit_once(path, tmp_path)
+
+
+def test_same_config_and_seed_give_byte_identical_model_files(synthetic_beads, tmp_path):
+    path, _ = synthetic_beads
+    files = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        train.train_model("fm", {"kind": "fm_ref"}, small_config(max_epochs=2), beads={"300": path}, energies={},
+                          model_path=out / "model.pt", curve_path=out / "c.tsv", checkpoint_path=out / "s.pt")
+        files.append((out / "model.pt").read_bytes())
+    assert files[0] == files[1]
 
 
 def test_unknown_kind_and_estimator_are_rejected():

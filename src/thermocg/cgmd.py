@@ -7,6 +7,8 @@ temperature (the stated temperature law: constant gamma), so D_CG/D_FG away from
 
 The fit uses that 1/D is close to linear in gamma for Langevin dynamics (D ~ k_B T / (m (gamma +
 gamma_internal))): two short runs at trial frictions give the line, which is solved for D_FG(T0).
+A model that blows up in those runs is a result: its friction record says so, and its runs at every
+temperature are recorded as unstable without being simulated.
 """
 
 import json
@@ -32,7 +34,11 @@ def start_frame(beads_path):
 
 
 def simulate(model_path, beads_path, temperature, reference_temperature, settings, friction, outputs, seed, threads=1):
-    """Run one model at one temperature; ``outputs`` has trajectory, topology, thermo, checkpoint paths."""
+    """Run one model at one temperature; ``outputs`` has trajectory, topology, thermo, checkpoint paths.
+
+    The checkpoint is bound to the model and beads files (their bytes), T, the friction and the
+    settings: one written by another model or start frame is set aside, not resumed.
+    """
     torch.set_num_threads(threads)
     nn.tune_cpu_allocator()
     model, metadata = nn.load_model(model_path)
@@ -45,7 +51,8 @@ def simulate(model_path, beads_path, temperature, reference_temperature, setting
         model, positions, box, temperature, steps, dt=settings["timestep"], friction=friction, masses=masses,
         reference_temperature=reference_temperature, frame_interval=every, report_interval=every * 10,
         checkpoint_interval=max(every, round(settings["checkpoint_interval"] / settings["timestep"])),
-        skin=settings["skin"], seed=seed, dtype=next(model.parameters()).dtype, **outputs,
+        skin=settings["skin"], seed=seed, dtype=next(model.parameters()).dtype,
+        inputs={"model": model_path, "beads": beads_path}, **outputs,
     )
 
 
@@ -56,8 +63,18 @@ def simulate_or_record_blow_up(model_path, beads_path, temperature, reference_te
     A model run far from its training temperatures may leave the physical region and blow up;
     that is the answer to "does it transfer here", so the pipeline records it (eps and D become
     undefined for that (model, T)) instead of stopping every other run. The record has
-    ``stable`` and, after a blow-up, the step, time (ps) and reason.
+    ``stable`` and, after a blow-up, the step, time (ps) and reason. ``friction`` None (the model
+    blew up in its friction fit, see :func:`read_friction`) records that without simulating; the
+    outputs are then written empty.
     """
+    if friction is None:
+        reason = f"blew up in the friction fit at T0 = {reference_temperature:g} K"
+        log.error("%s: recorded as unstable at %g K without simulating", reason, temperature)
+        positions, box, _ = start_frame(beads_path)
+        md.write_outputs(outputs["trajectory"], outputs["topology"], outputs["thermo"], positions, box, [], [])
+        Path(outputs["checkpoint"]).unlink(missing_ok=True)
+        return {"stable": False, "temperature_K": float(temperature), "blow_up_step": None,
+                "blow_up_time_ps": None, "reason": reason}
     try:
         summary = simulate(model_path, beads_path, temperature, reference_temperature, settings, friction,
                            outputs, seed, threads)
@@ -103,13 +120,22 @@ def measure_diffusion(model_path, beads_path, temperature, reference_temperature
 
 
 def fit_friction(model_path, beads_path, reference_temperature, target_diffusion, settings, seed):
-    """Friction (1/ps) that makes D_CG(T0) = D_FG(T0), from two trial frictions; returns a record."""
+    """Friction (1/ps) that makes D_CG(T0) = D_FG(T0), from two trial frictions; returns a record.
+
+    A trial run that blows up is a result: the record then has ``stable`` false, the reason, and
+    ``friction_per_ps`` null.
+    """
     trials = sorted(settings["friction_trials"])
     window = (settings["friction_fit_start"], settings["friction_fit_end"])
     measured = []
     for gamma in trials:
-        diffusion = measure_diffusion(model_path, beads_path, reference_temperature, reference_temperature,
-                                      settings, gamma, window, seed)
+        try:
+            diffusion = measure_diffusion(model_path, beads_path, reference_temperature, reference_temperature,
+                                          settings, gamma, window, seed)
+        except md.BlowUpError as error:
+            log.error("unstable at T0 = %g K with the trial friction %.3g/ps: %s", reference_temperature, gamma, error)
+            return {"stable": False, "friction_per_ps": None, "temperature_K": float(reference_temperature),
+                    "reason": f"trial friction {gamma:g}/ps: blew up at step {error.step}: {error.reason}"}
         log.info("friction %.3g/ps: D = %.4g nm^2/ps (target %.4g)", gamma, diffusion, target_diffusion)
         measured.append(diffusion)
     inverse = 1.0 / np.array(measured)
@@ -123,6 +149,7 @@ def fit_friction(model_path, beads_path, reference_temperature, target_diffusion
     if gamma < MINIMUM_FRICTION:
         log.warning("the model diffuses too slowly even without friction: gamma %.3g -> %.3g/ps", gamma, MINIMUM_FRICTION)
     return {
+        "stable": True,
         "friction_per_ps": float(max(gamma, MINIMUM_FRICTION)),
         "fitted_value_per_ps": float(gamma),
         "trials": [{"friction_per_ps": g, "D_nm2_per_ps": d} for g, d in zip(trials, measured)],
@@ -133,4 +160,5 @@ def fit_friction(model_path, beads_path, reference_temperature, target_diffusion
 
 
 def read_friction(path):
+    """The friction (1/ps) of a friction record, or None if the model blew up in the fit."""
     return json.loads(Path(path).read_text())["friction_per_ps"]

@@ -8,13 +8,15 @@ rigid water and deterministic under a seed; at 0.1/ps its friction is ~0.2% of w
 
 Every ``frame_interval`` the production records positions (all particles, never wrapped), forces
 on every particle, the potential energy and the box. The run checkpoints every
-``checkpoint_interval`` into one state file (OpenMM checkpoint + frames so far), written
-atomically; a killed job resumes from it. A resumed run continues the same trajectory up to
-round-off (a context restored from a checkpoint differs by ~1e-6 nm after 50 steps, which chaos
-then amplifies), so it is statistically, not bitwise, the uninterrupted run. Outputs are written only when the run is complete.
+``checkpoint_interval`` into one state file (OpenMM checkpoint + frames so far, see
+:mod:`thermocg.checkpoints`); a killed job resumes from it. A context restored from a checkpoint
+does not continue with exactly the arithmetic of the context that wrote it (measured: 1e-6 nm
+apart after 50 steps, which chaos amplifies), so every run, interrupted or not, continues each
+interval from its checkpoint in a reinitialised context: a resumed run gives the uninterrupted
+run's numbers bit for bit (CPU platform, one thread). Outputs are written only when the run is
+complete; the checkpoint is then removed, so a rerun samples again.
 """
 
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -24,7 +26,7 @@ import numpy as np
 import openmm
 from openmm import app, unit
 
-from thermocg import io, units
+from thermocg import checkpoints, io, units
 from thermocg.config import box_length
 
 log = logging.getLogger(__name__)
@@ -109,10 +111,11 @@ class SamplingSettings:
         sequence = np.random.SeedSequence([self.seed, round(self.temperature * 1000)])
         return int(sequence.generate_state(1)[0] % (2**31 - 1)) + 1
 
-    def fingerprint(self):
-        """What a checkpoint must match to be resumed (platform/threads may change)."""
-        physics = {k: v for k, v in asdict(self).items() if k not in ("platform", "threads", "checkpoint_interval")}
-        return json.dumps(physics, sort_keys=True)
+    def fingerprint(self, platform):
+        """What a checkpoint must match to be resumed. ``platform``: the one in use (OpenMM
+        checkpoints are platform-specific); the thread count may change."""
+        settings = {k: v for k, v in asdict(self).items() if k not in ("platform", "threads")}
+        return checkpoints.fingerprint(dict(settings, platform=platform))
 
 
 def _random_rotations(rng, n):
@@ -229,28 +232,27 @@ class _Recorder:
         }
 
 
-def _save_state(path, settings, simulation, phase_steps_done, recorder):
-    checkpoint = np.frombuffer(simulation.context.createCheckpoint(), dtype=np.uint8)
-    io.atomic_write(
-        path,
-        lambda tmp: np.savez(
-            tmp, checkpoint=checkpoint, fingerprint=settings.fingerprint(),
-            equilibration_steps_done=phase_steps_done, **recorder.arrays(),
-        ),
-    )
+def _save_state(path, fingerprint, checkpoint, phase_steps_done, recorder):
+    arrays = dict(checkpoint=np.frombuffer(checkpoint, dtype=np.uint8),
+                  equilibration_steps_done=phase_steps_done, **recorder.arrays())
+    checkpoints.save(path, fingerprint, lambda handle: np.savez(handle, **arrays))
 
 
-def _load_state(path, settings):
-    """The saved state if it exists and belongs to these settings, else None."""
-    path = Path(path)
-    if not path.exists():
+def _load_state(path, fingerprint):
+    """The saved state if there is one for this fingerprint, else None (see thermocg.checkpoints)."""
+    payload = checkpoints.load(path, fingerprint)
+    if payload is None:
         return None
-    with np.load(path, allow_pickle=False) as data:
-        state = {name: data[name] for name in data.files}
-    if str(state["fingerprint"]) != settings.fingerprint():
-        log.warning("ignoring checkpoint %s: it was made with other settings", path)
-        return None
-    return state
+    with np.load(payload, allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
+
+
+def _continue_from(context, checkpoint):
+    """Continue from checkpoint bytes in a reinitialised context: what a resumed run does, so that
+    interrupted and uninterrupted runs follow the same arithmetic (loadCheckpoint into the running
+    context without reinitialising it is not enough: measured, the frames then differ)."""
+    context.reinitialize()
+    context.loadCheckpoint(checkpoint)
 
 
 def _relax(integrator, settings, steps=400):
@@ -275,8 +277,7 @@ def sample(settings, frames_path, trajectory_path, topology_path, system_path, s
 
     Outputs: ``frames_path`` (see :mod:`thermocg.io`), an mdtraj-readable DCD trajectory with
     its PDB topology, and the serialized OpenMM System (used for per-molecule energies).
-    ``state_path`` holds the checkpoint. It is kept after the run: a job killed after this function
-    returned but before the scheduler recorded success then rewrites the outputs from it at once.
+    ``state_path`` holds the checkpoint; it is removed once the outputs are written.
     Returns a dict of run statistics (ns/day of production, frames, platform).
     """
     topology, positions, forcefield = build_water_box(
@@ -298,9 +299,10 @@ def sample(settings, frames_path, trajectory_path, topology_path, system_path, s
         settings.steps_per_frame * settings.timestep,
     )
 
-    saved = _load_state(state_path, settings)
+    fingerprint = settings.fingerprint(context.getPlatform().getName())
+    saved = _load_state(state_path, fingerprint)
     if saved is not None:
-        context.loadCheckpoint(saved["checkpoint"].tobytes())
+        _continue_from(context, saved["checkpoint"].tobytes())
         equilibrated = int(saved["equilibration_steps_done"])
         recorder = _Recorder(saved)
         log.info("resumed from %s: %d equilibration steps and %d frames done", state_path, equilibrated, len(recorder))
@@ -311,12 +313,17 @@ def sample(settings, frames_path, trajectory_path, topology_path, system_path, s
         _relax(integrator, settings)
         equilibrated, recorder = 0, _Recorder()
 
+    def checkpoint():
+        state = context.createCheckpoint()
+        _save_state(state_path, fingerprint, state, equilibrated, recorder)
+        _continue_from(context, state)
+
     chunk = max(1, round(settings.checkpoint_interval / settings.timestep))
     while equilibrated < settings.equilibration_steps:
         steps = min(chunk, settings.equilibration_steps - equilibrated)
         integrator.step(steps)
         equilibrated += steps
-        _save_state(state_path, settings, simulation, equilibrated, recorder)
+        checkpoint()
         log.info("equilibration %.1f / %.1f ps", equilibrated * settings.timestep, settings.equilibration)
 
     integrator.setFriction(settings.friction / unit.picosecond)
@@ -327,7 +334,7 @@ def sample(settings, frames_path, trajectory_path, topology_path, system_path, s
         for _ in range(min(frames_per_chunk, settings.n_frames - len(recorder))):
             integrator.step(settings.steps_per_frame)
             recorder.record(context, (len(recorder) + 1) * frame_time)
-        _save_state(state_path, settings, simulation, equilibrated, recorder)
+        checkpoint()
         elapsed = time.perf_counter() - started
         done_ps = (len(recorder) - done_at_start) * frame_time
         log.info(
@@ -347,6 +354,7 @@ def sample(settings, frames_path, trajectory_path, topology_path, system_path, s
     _write_trajectory(trajectory_path, topology_path, topology, arrays)
     _store_pme_parameters(system, context)
     io.atomic_write(system_path, lambda tmp: Path(tmp).write_text(openmm.XmlSerializer.serialize(system)))
+    Path(state_path).unlink(missing_ok=True)
     platform = context.getPlatform().getName()
     log.info("done: %d frames, production at %.1f ns/day on %s", len(recorder), ns_per_day, platform)
     return {"ns_per_day": ns_per_day, "n_frames": len(recorder), "platform": platform}
@@ -354,6 +362,7 @@ def sample(settings, frames_path, trajectory_path, topology_path, system_path, s
 
 def _store_pme_parameters(system, context):
     """Record the PME alpha and grid the engine chose, so that energy decompositions use the same."""
+    context.getState(getEnergy=True)  # the engine settles its grid at a force evaluation (also after reinitialize)
     for force in system.getForces():
         if isinstance(force, openmm.NonbondedForce) and force.getNonbondedMethod() == openmm.NonbondedForce.PME:
             force.setPMEParameters(*force.getPMEParametersInContext(context))
@@ -369,5 +378,5 @@ def _write_trajectory(trajectory_path, topology_path, topology, arrays):
         arrays["positions"].astype(np.float32), md_topology, time=arrays["time"],
         unitcell_lengths=arrays["box"], unitcell_angles=np.full((n_frames, 3), 90.0),
     )
-    io.atomic_write(trajectory_path, trajectory.save_dcd)
+    io.save_dcd(trajectory_path, trajectory)
     io.atomic_write(topology_path, lambda tmp: trajectory[0].save_pdb(tmp))

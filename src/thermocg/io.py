@@ -28,6 +28,8 @@ read without this module still states them.
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -49,19 +51,34 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+class DamagedFileError(OSError):
+    """A file that exists but cannot be read back (truncated, corrupted)."""
+
+    @classmethod
+    def of(cls, path, error):
+        return cls(f"{path} is damaged or truncated ({error}); remake it by rerunning the job that wrote it: "
+                   f"snakemake -R {path}")
+
+
 def atomic_write(path, write):
-    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
+    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a half-written file.
+
+    An OSError (a full disk, a missing permission) is raised again naming ``path``.
+    """
+    path, tmp = Path(path), None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+        os.close(fd)
         write(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs are for everyone to read
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as error:
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(error, OSError):
+            message = f"cannot write {path}: {error.strerror or error}"
+            raise (OSError(error.errno, message) if error.errno else OSError(message)) from error
         raise
 
 
@@ -77,9 +94,17 @@ def save_frames(path, **arrays):
 
 
 def load_frames(path):
-    """Load a frame archive into a dict of arrays (``units`` decoded to a dict)."""
-    with np.load(path, allow_pickle=False) as data:
-        out = {name: data[name] for name in data.files}
+    """Load a frame archive into a dict of arrays (``units`` decoded to a dict).
+
+    A damaged archive raises :class:`DamagedFileError` naming the file and how to remake it.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            out = {name: data[name] for name in data.files}
+    except FileNotFoundError:
+        raise
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as error:
+        raise DamagedFileError.of(path, error) from error
     out["units"] = json.loads(str(out["units"]))
     return out
 
@@ -124,6 +149,18 @@ def cg_topology(n_beads, residue_name="HOH", atom_name="W"):
     return topology
 
 
+def save_dcd(path, trajectory):
+    """An mdtraj Trajectory as DCD, atomically."""
+
+    def write(tmp):
+        try:
+            trajectory.save_dcd(tmp)
+        except TypeError as error:  # mdtraj's DCD writer reports a failed write (a full disk) this way
+            raise OSError(f"the DCD writer failed (disk full?): {error}") from error
+
+    atomic_write(path, write)
+
+
 def write_cg_trajectory(trajectory_path, topology_path, positions, box, time):
     """Bead trajectory (DCD, nm) and PDB topology (:func:`cg_topology`) that mdtraj reads."""
     import mdtraj
@@ -133,5 +170,5 @@ def write_cg_trajectory(trajectory_path, topology_path, positions, box, time):
         positions.astype(np.float32), cg_topology(positions.shape[1]), time=np.asarray(time),
         unitcell_lengths=np.asarray(box), unitcell_angles=np.full((len(positions), 3), 90.0),
     )
-    atomic_write(trajectory_path, trajectory.save_dcd)
+    save_dcd(trajectory_path, trajectory)
     atomic_write(topology_path, lambda tmp: trajectory[0].save_pdb(tmp))

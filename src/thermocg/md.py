@@ -17,23 +17,26 @@ removed (removing it would bias the thermostat), the kinetic temperature uses 3N
 and the thermo log reports |P| so that a drift would show.
 
 Determinism: one seeded ``torch.Generator`` draws the initial velocities and the noise; on CPU the
-same seed gives the same numbers. Checkpoints hold positions, velocities, the generator state and
-the step. The neighbour list is rebuilt (and forces recomputed) at every checkpoint, so a run resumed
-from a checkpoint sees the same pair list, hence the same floating-point sums, as the uninterrupted
-run: on CPU the resumed trajectory is bit-identical.
+same seed gives the same numbers. Checkpoints (:mod:`thermocg.checkpoints`) hold positions,
+velocities, the generator state, the step and the frames and thermo rows so far. The neighbour list
+is rebuilt (and forces recomputed) at every checkpoint, so a run resumed from a checkpoint sees the
+same pair list, hence the same floating-point sums, as the uninterrupted run: on CPU the resumed
+trajectory is bit-identical.
 """
 
-import json
+import hashlib
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
-from thermocg.io import atomic_write, cg_topology
+from thermocg import checkpoints
+from thermocg.io import atomic_write, cg_topology, save_dcd, write_table
 from thermocg.neighbors import NeighborList, pair_displacements
 from thermocg.units import KB, WATER_MASS
 
@@ -294,31 +297,21 @@ class Simulation:
         return (self.masses * self.velocities).sum(0).double().cpu().numpy()
 
     # --- checkpoints --------------------------------------------------------------------------
-    def _signature(self):
-        return {"n_beads": self.n_beads, "dt": self.dt, "temperature": self.temperature,
-                "friction": self.friction, "integrator": self.integrator, "seed": self.seed,
-                "dtype": str(self.dtype), "reference_temperature": self.reference_temperature,
-                "device": self.device.type}
-
     def state_dict(self):
         """Everything needed to continue bit-identically (numpy arrays, on CPU)."""
         return {
             "positions": self.positions.cpu().numpy(),
             "velocities": self.velocities.cpu().numpy(),
-            "box": self.box.cpu().numpy(),
             "step": np.int64(self.step),
             "rng_state": self.generator.get_state().cpu().numpy(),
-            "signature": json.dumps(self._signature(), sort_keys=True),
+            "device": self.device.type,
         }
 
     def load_state_dict(self, state):
-        saved, mine = json.loads(str(state["signature"])), self._signature()
-        saved_device = saved.pop("device", mine["device"])
-        if saved != {key: value for key, value in mine.items() if key != "device"}:
-            raise ValueError(f"checkpoint belongs to another run: {saved} != {mine}")
         self.positions = torch.as_tensor(state["positions"], device=self.device).to(self.dtype)
         self.velocities = torch.as_tensor(state["velocities"], device=self.device).to(self.dtype)
         self.step = int(state["step"])
+        saved_device = str(state["device"])
         if saved_device == self.device.type:
             self.generator.set_state(torch.as_tensor(state["rng_state"], dtype=torch.uint8))
         else:
@@ -329,21 +322,6 @@ class Simulation:
             log.warning("checkpoint written on %s, resuming on %s: new random stream from step %d "
                         "(not bit-identical to an uninterrupted run)", saved_device, self.device.type, self.step)
         self.refresh()
-
-    def save_checkpoint(self, path, **extra):
-        state = self.state_dict()
-        state.update({k: np.asarray(v) for k, v in extra.items()})
-
-        def write(tmp):
-            with open(tmp, "wb") as handle:
-                np.savez(handle, **state)
-
-        atomic_write(path, write)
-
-
-def load_checkpoint(path):
-    with np.load(path, allow_pickle=False) as data:
-        return {name: data[name] for name in data.files}
 
 
 # --- trajectory output ----------------------------------------------------------------------------
@@ -358,63 +336,31 @@ def write_pdb(path, positions, box, topology=None):
     atomic_write(path, lambda tmp: traj.save_pdb(tmp))
 
 
-class _DCDWriter:
-    """Frames to a DCD (Angstrom, as the format wants); reopening keeps only the first n frames."""
+def write_outputs(trajectory, topology, thermo, start, box, frames, rows):
+    """A run's outputs: ``trajectory`` (DCD of ``frames``, each (N, 3) nm; none is allowed),
+    ``topology`` (PDB of the ``start`` frame) and ``thermo`` (TSV of ``rows``, THERMO_COLUMNS)."""
+    import mdtraj
 
-    def __init__(self, path, keep_frames=0):
-        from mdtraj.formats import DCDTrajectoryFile
-
-        self.path = Path(path)
-        kept = None
-        if keep_frames:
-            with DCDTrajectoryFile(str(self.path), "r") as handle:
-                xyz, lengths, angles = handle.read(n_frames=keep_frames)
-            if len(xyz) < keep_frames:
-                raise RuntimeError(f"{self.path} holds {len(xyz)} frames, checkpoint expects {keep_frames}")
-            kept = (xyz, lengths, angles)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = DCDTrajectoryFile(str(self.path), "w", force_overwrite=True)
-        if kept is not None:
-            self._file.write(*kept)
-        self.n_frames = keep_frames
-
-    def write(self, positions_nm, box_nm):
-        xyz = 10.0 * np.asarray(positions_nm, dtype=np.float32).reshape(1, -1, 3)
-        lengths = 10.0 * np.asarray(box_nm, dtype=np.float32).reshape(1, 3)
-        self._file.write(xyz, lengths, np.full((1, 3), 90.0, dtype=np.float32))
-        self.n_frames += 1
-
-    def close(self):
-        self._file.close()
+    start = np.asarray(start, dtype=np.float64).reshape(-1, 3)
+    positions = np.asarray(frames, dtype=np.float32).reshape(-1, len(start), 3)
+    box = np.asarray(box, dtype=np.float64).reshape(1, 3)
+    save_dcd(trajectory, mdtraj.Trajectory(positions, cg_topology(len(start)), unitcell_lengths=box.repeat(len(positions), 0),
+                                           unitcell_angles=np.full((len(positions), 3), 90.0)))
+    write_pdb(topology, start, box)
+    table = pd.DataFrame(np.asarray(rows, dtype=np.float64).reshape(-1, len(THERMO_COLUMNS)), columns=THERMO_COLUMNS)
+    write_table(thermo, table.astype({"step": np.int64}), comment="thermo log of thermocg.md; units in the column names")
 
 
-class _ThermoLog:
-    """Append-only TSV; reopening keeps the header and the rows with step <= keep_step."""
-
-    def __init__(self, path, keep_step=None):
-        self.path = Path(path)
-        if keep_step is None:
-            header = "# thermo log of thermocg.md; units in the column names\n" + "\t".join(THERMO_COLUMNS) + "\n"
-            atomic_write(self.path, lambda tmp: Path(tmp).write_text(header))
+def _digest(*values):
+    """SHA-256 of arrays (numpy, torch or None), for a checkpoint's fingerprint."""
+    digest = hashlib.sha256()
+    for value in values:
+        if value is None:
+            digest.update(b"none")
         else:
-            kept = []
-            for line in self.path.read_text().splitlines(keepends=True):
-                first = line.split("\t", 1)[0]
-                if not first.strip().isdigit() or int(first) <= keep_step:
-                    kept.append(line)
-            # A line cut by a kill has no newline; drop it.
-            kept = [line for line in kept if line.endswith("\n")]
-            atomic_write(self.path, lambda tmp: Path(tmp).write_text("".join(kept)))
-        self._file = open(self.path, "a")
-
-    def write(self, row):
-        self._file.write("\t".join(f"{v:.8g}" if isinstance(v, float) else str(v) for v in row) + "\n")
-
-    def flush(self):
-        self._file.flush()
-
-    def close(self):
-        self._file.close()
+            value = value.detach().cpu().numpy() if torch.is_tensor(value) else value
+            digest.update(np.ascontiguousarray(value, dtype=np.float64).tobytes())
+    return digest.hexdigest()
 
 
 def _last_good_path(trajectory):
@@ -425,20 +371,23 @@ def _last_good_path(trajectory):
 def run_md(potential, positions, box, temperature, n_steps, *, trajectory, topology, thermo, checkpoint,
            dt=0.002, friction=1.0, masses=WATER_MASS, reference_temperature=None, integrator="langevin",
            frame_interval=500, report_interval=500, checkpoint_interval=50_000, guard=None, skin=DEFAULT_SKIN,
-           seed=0, dtype=torch.float32, device=None, resume=True, velocities=None):
+           seed=0, dtype=torch.float32, device=None, resume=True, velocities=None, inputs=None):
     """Run CG MD from ``positions`` (N, 3) nm (e.g. the mapped FG frame) to step ``n_steps``.
 
-    Writes ``trajectory`` (DCD, unwrapped positions every ``frame_interval`` steps, step 0 included),
-    ``topology`` (PDB of the first frame, one bead residue per molecule: ``mdtraj.load(trajectory,
-    top=topology)``), ``thermo`` (TSV, one row every ``report_interval`` steps) and ``checkpoint``
-    (npz, every ``checkpoint_interval`` steps and at the end, written atomically). With
-    ``resume=True`` and an existing checkpoint, the run continues from it (outputs truncated to
-    the checkpoint's step), reproducing an uninterrupted run bit for bit on CPU. (Extending a
-    finished run to a larger ``n_steps`` also continues from its final checkpoint; that equals one
-    longer run bit for bit only when the old ``n_steps`` is a multiple of ``checkpoint_interval``.)
+    Writes, when the run ends: ``trajectory`` (DCD, unwrapped positions every ``frame_interval``
+    steps, step 0 included), ``topology`` (PDB of the first frame, one bead residue per molecule:
+    ``mdtraj.load(trajectory, top=topology)``) and ``thermo`` (TSV, one row every
+    ``report_interval`` steps). ``checkpoint`` (every ``checkpoint_interval`` steps) holds the state
+    and everything recorded so far, so a killed run resumes even if those outputs were deleted
+    (Snakemake does before a rerun), reproducing an uninterrupted run bit for bit on CPU; it is
+    removed once the outputs are written. It is resumed (with ``resume=True``) only if it was made
+    with the same settings, start frame and ``inputs`` (name -> file, e.g. the model file: see
+    :mod:`thermocg.checkpoints`).
 
-    Raises :class:`BlowUpError` (naming the step) after writing the last good frame to
-    ``<trajectory stem>_last_good.pdb`` (+ ``.npz`` with velocities). Returns a summary dict.
+    Raises :class:`BlowUpError` (naming the step) after writing the outputs up to the last good
+    frame and that frame to ``<trajectory stem>_last_good.pdb`` (+ ``.npz`` with velocities). Only
+    the guard's conditions are blow-ups: an exception inside a step propagates unless the guard
+    then finds the state bad. Returns a summary dict.
     Other arguments: see :class:`Simulation` and :class:`BlowUpGuard`.
     """
     guard = guard or BlowUpGuard()
@@ -447,98 +396,103 @@ def run_md(potential, positions, box, temperature, n_steps, *, trajectory, topol
                      seed=seed, dtype=dtype, device=device, velocities=velocities)
     if reference_temperature is None:
         log.info("no reference temperature given: dbeta = 0 (T0 = T = %g K)", temperature)
-    checkpoint = Path(checkpoint)
+    fingerprint = checkpoints.fingerprint({
+        "temperature": sim.temperature, "reference_temperature": sim.reference_temperature, "n_steps": int(n_steps),
+        "dt": sim.dt, "friction": sim.friction, "integrator": integrator, "frame_interval": frame_interval,
+        "report_interval": report_interval, "checkpoint_interval": checkpoint_interval, "skin": skin, "seed": sim.seed,
+        "dtype": str(dtype), "guard": asdict(guard), "start": _digest(positions, box, masses, velocities),
+    }, inputs)
+    start, box_np = sim.positions.cpu().numpy(), sim.box.cpu().numpy()
+    frames, rows = [], []  # positions (float32) every frame_interval, thermo rows every report_interval
+    saved = checkpoints.load(checkpoint, fingerprint) if resume else None
     resumed_from = None
-    if resume and checkpoint.exists():
-        state = load_checkpoint(checkpoint)
-        sim.load_state_dict(state)
+    if saved is not None:
+        with np.load(saved, allow_pickle=False) as state:
+            sim.load_state_dict(state)
+            frames, rows = list(state["frames"]), [list(row) for row in state["thermo"]]
         resumed_from = sim.step
-        writer = _DCDWriter(trajectory, keep_frames=int(state["n_frames"]))
-        thermo_log = _ThermoLog(thermo, keep_step=sim.step)
-        log.info("resumed from %s at step %d (%d frames kept)", checkpoint, sim.step, writer.n_frames)
-    else:
-        write_pdb(topology, sim.positions.cpu().numpy(), sim.box.cpu().numpy())
-        writer = _DCDWriter(trajectory)
-        thermo_log = _ThermoLog(thermo)
-    box_np = sim.box.cpu().numpy()
+        log.info("resumed from %s at step %d (%d frames)", checkpoint, sim.step, len(frames))
     last_good = (sim.step, sim.positions.clone(), sim.velocities.clone())
     clock, clock_step, ns_per_day = time.perf_counter(), sim.step, float("nan")
     wall_start, start_step = clock, sim.step
-    t_kin_sum, t_kin_count = 0.0, 0
+
+    def save_checkpoint():
+        arrays = dict(sim.state_dict(), frames=np.asarray(frames, dtype=np.float32).reshape(-1, sim.n_beads, 3),
+                      thermo=np.asarray(rows, dtype=np.float64).reshape(-1, len(THERMO_COLUMNS)))
+        checkpoints.save(checkpoint, fingerprint, lambda handle: np.savez(handle, **arrays))
+
+    def finish():
+        write_outputs(trajectory, topology, thermo, start, box_np, frames, rows)
+        Path(checkpoint).unlink(missing_ok=True)  # outputs written: a rerun must simulate again
 
     def save_last_good():
         step, x, v = last_good
         path = _last_good_path(trajectory)
         write_pdb(path, x.cpu().numpy(), box_np)
         arrays = {"positions": x.cpu().numpy(), "velocities": v.cpu().numpy(), "box": box_np, "step": step}
-
-        def write(tmp):
-            with open(tmp, "wb") as handle:
-                np.savez(handle, **arrays)
-
-        atomic_write(path.with_suffix(".npz"), write)
+        atomic_write(path.with_suffix(".npz"), lambda tmp: np.savez(tmp, **arrays))
         return path, step
 
     def output(step):
-        nonlocal clock, clock_step, ns_per_day, t_kin_sum, t_kin_count
+        nonlocal clock, clock_step, ns_per_day
         if step % frame_interval == 0:
-            writer.write(sim.positions.cpu().numpy(), box_np)
+            frames.append(sim.positions.cpu().numpy().astype(np.float32))
         if step % report_interval == 0:
             now = time.perf_counter()
             if step > clock_step:
                 ns_per_day = (step - clock_step) * sim.dt * 1e-3 / ((now - clock) / 86400.0)
             clock, clock_step = now, step
             kinetic, t_kin, potential_energy = sim.kinetic_energy(), sim.kinetic_temperature(), sim.potential_energy()
-            t_kin_sum, t_kin_count = t_kin_sum + t_kin, t_kin_count + 1
             momentum = float(np.linalg.norm(sim.total_momentum()))
-            thermo_log.write([step, step * sim.dt, t_kin, potential_energy, kinetic, potential_energy + kinetic,
-                              momentum, ns_per_day])
+            rows.append([step, step * sim.dt, t_kin, potential_energy, kinetic, potential_energy + kinetic,
+                         momentum, ns_per_day])
             log.info("step %d/%d (%.1f%%) t=%.3f ps T_kin=%.1f K U=%.2f kJ/mol %.2f ns/day", step, n_steps,
                      100.0 * step / max(n_steps, 1), step * sim.dt, t_kin, potential_energy, ns_per_day)
 
     def blow_up(step, reason):
-        thermo_log.flush()
+        finish()
         path, good_step = save_last_good()
         return BlowUpError(step, reason, path, good_step)
 
-    try:
-        if resumed_from is None:
+    if resumed_from is None:
+        reason = guard.check(sim)
+        if reason is not None:
+            finish()
+            raise BlowUpError(0, f"the starting frame is already bad: {reason}")
+        output(0)
+    while sim.step < n_steps:
+        try:
+            sim.run(1)
+        except Exception as error:
+            # a blow-up only if the guard says so (e.g. the neighbour list failing on exploded
+            # positions); anything else (a bug, out of memory) fails the run with its own message
+            reason = guard.check(sim)
+            if reason is None:
+                raise
+            raise blow_up(sim.step + 1, f"{reason}; the next step failed: {error}") from error
+        step = sim.step
+        io_step = step % frame_interval == 0 or step % report_interval == 0
+        is_checkpoint = step % checkpoint_interval == 0 and step < n_steps
+        if step % guard.interval == 0 or io_step or is_checkpoint or step == n_steps:
             reason = guard.check(sim)
             if reason is not None:
-                raise BlowUpError(0, f"the starting frame is already bad: {reason}")
-            output(0)
-        while sim.step < n_steps:
-            try:
-                sim.run(1)
-            except (RuntimeError, ValueError) as error:  # e.g. the neighbour list on exploded positions
-                raise blow_up(sim.step + 1, f"error during the step: {error}") from error
-            step = sim.step
-            io_step = step % frame_interval == 0 or step % report_interval == 0
-            is_checkpoint = step % checkpoint_interval == 0 or step == n_steps
-            if step % guard.interval == 0 or io_step or is_checkpoint:
-                reason = guard.check(sim)
-                if reason is not None:
-                    raise blow_up(step, reason)
-                last_good = (step, sim.positions.clone(), sim.velocities.clone())
-            output(step)
-            if is_checkpoint:
-                thermo_log.flush()
-                sim.save_checkpoint(checkpoint, n_frames=writer.n_frames)
-                if step < n_steps:
-                    sim.refresh()  # what a resumed run does: same pair list, same sums
-    finally:
-        writer.close()
-        thermo_log.close()
+                raise blow_up(step, reason)
+            last_good = (step, sim.positions.clone(), sim.velocities.clone())
+        output(step)
+        if is_checkpoint:
+            save_checkpoint()
+            sim.refresh()  # what a resumed run does: same pair list, same sums
+    finish()
 
     wall = time.perf_counter() - wall_start
     steps_done = sim.step - start_step
     summary = {
         "n_steps": sim.step,
-        "n_frames": writer.n_frames,
+        "n_frames": len(frames),
         "resumed_from": resumed_from,
         "wall_s": wall,
         "ns_per_day": steps_done * sim.dt * 1e-3 / (wall / 86400.0) if steps_done and wall > 0 else float("nan"),
-        "mean_T_kin_K": t_kin_sum / t_kin_count if t_kin_count else float("nan"),
+        "mean_T_kin_K": float(np.mean([row[2] for row in rows])) if rows else float("nan"),
         "neighbor_list_builds": sim.force_field.neighbor_list.n_builds,
     }
     log.info("finished: %s", summary)

@@ -30,12 +30,14 @@ is one (nu, F_out) matrix and the layer reduces to a tiny product.
 
 import json
 import math
+from io import BytesIO
+from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from thermocg.io import atomic_write
+from thermocg.io import DamagedFileError, atomic_write
 
 #: Names a head may have: the three orders of W(R; beta) and the per-bead energy "e".
 HEAD_NAMES = ("W0", "W1", "W2", "e")
@@ -696,12 +698,20 @@ def save_model(path, model, metadata):
         "metadata": metadata,
         "units": {"positions": "nm", "energy": "kJ/mol", "dbeta": "mol/kJ", "cutoff": "nm"},
     }
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    # through a buffer: torch.save names the archive after the file, and the temporary name is random
+    buffer = BytesIO()
+    torch.save(payload, buffer)
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(buffer.getvalue()))
 
 
 def load_model(path, map_location="cpu"):
     """Read a file written by :func:`save_model` -> (CGModel in eval mode, metadata dict)."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except (OSError, RuntimeError, EOFError) as error:  # torch reports a damaged zip as RuntimeError
+        raise DamagedFileError.of(path, error) from error
     if payload.get("format") != FILE_FORMAT:
         raise ValueError(f"{path} is not a {FILE_FORMAT} file (format {payload.get('format')!r})")
     model = CGModel(**payload["config"])

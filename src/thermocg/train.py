@@ -15,11 +15,11 @@ targets are rebuilt every step from the detached current model.
 
 Frames of each temperature are split in time (train, then validation, then test) so that
 correlated neighbouring frames do not leak across the split. Training checkpoints every epoch
-(model, optimiser, scheduler, best state, learning curve) and resumes after a kill; with the same
-seed and one thread it gives the same numbers.
+(model, optimiser, scheduler, best state, learning curve; :mod:`thermocg.checkpoints`, bound to
+the training settings, the network and the data files) and resumes after a kill; with the same
+seed and one thread it gives the same numbers. The checkpoint is removed once the model is saved.
 """
 
-import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from thermocg import io, nn, targets, units
+from thermocg import checkpoints, io, nn, targets, units
 from thermocg.config import temperature_label
 from thermocg.neighbors import NeighborList
 
@@ -71,14 +71,6 @@ def split_indices(n_frames, validation_fraction, test_fraction, stride=1):
         "validation": chosen[len(chosen) - n_val - n_test : len(chosen) - n_test],
         "test": chosen[len(chosen) - n_test :],
     }
-
-
-def file_hash(paths):
-    """SHA-256 of the input files, recorded with a model so results trace back to their data."""
-    digest = hashlib.sha256()
-    for path in sorted(map(str, paths)):
-        digest.update(Path(path).read_bytes())
-    return digest.hexdigest()
 
 
 def load_frames(beads_path, indices, cutoff, beta0, dtype, device, energies_path=None, r_loc=None):
@@ -174,21 +166,29 @@ def _evaluate(objective, model, frames, epoch, batch):
     return {name: value / len(frames) for name, value in totals.items()}
 
 
-def fit(model, objective, train_frames, validation_frames, settings, checkpoint_path, seed):
+def fit(model, objective, train_frames, validation_frames, settings, checkpoint_path, seed, inputs=None,
+        more_settings=None):
     """Train ``model`` in place; returns the learning curve (DataFrame). Resumes from ``checkpoint_path``.
 
     settings: learning_rate, max_epochs, batch_frames, lr_patience, lr_factor,
-    early_stopping_patience, gradient_clip.
+    early_stopping_patience, gradient_clip. The checkpoint is resumed only if it was made with
+    these settings, seed, network and objective, the same ``inputs`` (name -> data file) and
+    ``more_settings`` (anything else that shaped the frames; see :mod:`thermocg.checkpoints`).
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=settings["learning_rate"])
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, factor=settings["lr_factor"], patience=settings["lr_patience"]
     )
     state = {"epoch": 0, "best_loss": float("inf"), "best_state": None, "stale": 0, "curve": []}
-    checkpoint_path = Path(checkpoint_path)
-    if checkpoint_path.exists():
+    fingerprint = checkpoints.fingerprint(
+        {"training": settings, "seed": seed, "network": model.config, "objective": vars(objective),
+         **(more_settings or {})},
+        inputs,
+    )
+    saved = checkpoints.load(checkpoint_path, fingerprint)
+    if saved is not None:
         # map_location: a retry may run on another kind of node (GPU checkpoint, CPU node)
-        saved = torch.load(checkpoint_path, map_location=next(model.parameters()).device, weights_only=True)
+        saved = torch.load(saved, map_location=next(model.parameters()).device, weights_only=True)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
@@ -238,10 +238,9 @@ def fit(model, objective, train_frames, validation_frames, settings, checkpoint_
             epoch, " ".join(f"{k}={v / len(train_frames):.4g}" for k, v in train_terms.items()), validation_loss,
             " *" if improved else "", row["learning_rate"], row["seconds"], len(train_frames) / row["seconds"],
         )
-        io.atomic_write(checkpoint_path, lambda tmp: torch.save({
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "state": state,
-        }, tmp))
+        payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                   "scheduler": scheduler.state_dict(), "state": state}
+        checkpoints.save(checkpoint_path, fingerprint, lambda handle: torch.save(payload, handle))
     if state["best_state"] is not None:
         model.load_state_dict(state["best_state"])
     reason = "early stopping" if state["stale"] >= settings["early_stopping_patience"] else "max_epochs"
@@ -298,13 +297,15 @@ def train_model(name, spec, config, beads, energies, model_path, curve_path, che
     temperatures = training_temperatures(spec, config, temperature)
     r_loc = spec.get("r_loc") if spec.get("estimator", "local") == "local" and kind in ("trf1", "trf2") else None
     sets = {"train": [], "validation": []}
-    used_files = []
+    used_files = {}
     for t in temperatures:
         label = temperature_label(t)
         n_frames = len(io.load_frames(beads[label])["time"])
         split = split_indices(n_frames, training["validation_fraction"], training["test_fraction"], training["frame_stride"])
         energy_file = energies[label] if kind in NEEDS_ENERGIES else None
-        used_files += [beads[label]] + ([energy_file] if energy_file else [])
+        used_files[f"beads T{label}"] = beads[label]
+        if energy_file:
+            used_files[f"energies T{label}"] = energy_file
         for part in sets:
             sets[part] += load_frames(beads[label], split[part], model.cutoff, beta0, dtype, device, energy_file, r_loc)
     log.info("%d training and %d validation frames from %s K", len(sets["train"]), len(sets["validation"]), temperatures)
@@ -315,13 +316,15 @@ def train_model(name, spec, config, beads, energies, model_path, curve_path, che
         model.set_head_offset("e", float(shares.mean()))
         energy_scale = float(shares.std())
     objective = Objective(kind, spec.get("estimator", "local"), training["warmup_epochs"] if kind in ("trf1", "trf2") else 0, energy_scale)
-    curve = fit(model, objective, sets["train"], sets["validation"], training, checkpoint_path, config["seed"])
+    curve = fit(model, objective, sets["train"], sets["validation"], training, checkpoint_path, config["seed"],
+                inputs=used_files, more_settings={"spec": spec, "T0_K": config["reference_temperature"]})
 
     metadata = {
         "name": name, "kind": kind, "spec": spec, "T0_K": config["reference_temperature"], "beta0_mol_per_kJ": beta0,
         "trained_at_K": temperatures, "cutoff_nm": model.cutoff, "network": config["network"], "training": training,
-        "data_sha256": file_hash(used_files), "units": {"energy": "kJ/mol", "length": "nm", "dbeta": "mol/kJ"},
+        "data_sha256": checkpoints.file_hash(used_files.values()), "units": {"energy": "kJ/mol", "length": "nm", "dbeta": "mol/kJ"},
     }
     nn.save_model(model_path, model.cpu(), metadata)
     io.write_table(curve_path, curve, comment=f"learning curve of {name} ({kind}); losses are relative MSEs")
+    Path(checkpoint_path).unlink(missing_ok=True)  # outputs written: a rerun (-R) must train again
     return model, curve

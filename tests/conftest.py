@@ -30,12 +30,25 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def run_snakemake(workdir, *args, check=True, timeout=1800):
-    """Run the pipeline's Snakefile with the test environment's snakemake, in ``workdir``."""
+def snakemake_command(workdir, *args):
+    """(command, environment) that run the pipeline's Snakefile with the test environment's snakemake."""
     bin_dir = Path(sys.executable).parent
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    command = [str(bin_dir / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
+    return [str(bin_dir / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args], env
+
+
+def run_snakemake(workdir, *args, check=True, timeout=1800):
+    """Run the pipeline's Snakefile with the test environment's snakemake, in ``workdir``."""
+    command, env = snakemake_command(workdir, *args)
     result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         pytest.fail(f"snakemake {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
     return result
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The tiny config run end to end once per session (a few minutes); tests that change it work on a copy."""
+    workdir = tmp_path_factory.mktemp("tiny")
+    run_snakemake(workdir, "--cores", "2", "--configfile", str(REPO / "config" / "test.yaml"))
+    return workdir

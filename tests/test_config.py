@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from thermocg import config
-from conftest import REPO
+from conftest import REPO, run_snakemake
 
 DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
@@ -51,6 +51,45 @@ def test_bad_values_name_the_key_and_the_allowed_range(path, value, expected):
     with pytest.raises(config.ConfigError, match=None) as error:
         config.check(changed(path, value))
     assert expected in str(error.value)
+
+
+NAME_RULE = "the name must be a letter, then letters, digits or _, not ending in _diffsim"
+
+
+@pytest.mark.parametrize("name", ["../../../escape", "trf1/global", "a|b", "trf2_diffsim", "2fast", "fm ref", ""])
+def test_bad_model_names_are_rejected(name):
+    # names become paths and wildcards: no folders, no regex, no clash with <model>_diffsim
+    bad = copy.deepcopy(DEFAULT)
+    bad["models"][name] = {"kind": "trf2"}
+    with pytest.raises(config.ConfigError) as error:
+        config.check(bad)
+    assert f"config key 'models.{name}': {NAME_RULE}" in str(error.value)
+
+
+@pytest.mark.parametrize("name", ["../../../escape", "trf2_diffsim"])
+def test_a_bad_model_name_stops_snakemake_before_any_job(tmp_path, name):
+    bad = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    bad["models"][name] = {"kind": "trf2"}  # test.yaml refines trf2: trf2_diffsim would be made twice
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    result = run_snakemake(tmp_path, "--cores", "1", "--configfile", str(tmp_path / "bad.yaml"), check=False)
+    assert result.returncode != 0
+    assert f"config key 'models.{name}': {NAME_RULE}" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists() and not (tmp_path / "logs").exists()
+
+
+def test_model_names_of_letters_digits_and_underscores_are_accepted():
+    good = copy.deepcopy(DEFAULT)
+    good["models"] = {"Trf2_local_05": {"kind": "trf2"}, "oracle": {"kind": "fm_oracle"}, "fm_oracle": {"kind": "fm_ref"}}
+    good["diffsim"]["models"] = ["Trf2_local_05"]
+    assert list(config.check(good)["models"]) == ["Trf2_local_05", "oracle", "fm_oracle"]
+
+
+def test_one_fm_oracle_entry_at_most():
+    bad = copy.deepcopy(DEFAULT)
+    bad["models"].update(oracle_a={"kind": "fm_oracle"}, oracle_b={"kind": "fm_oracle"})
+    with pytest.raises(config.ConfigError, match=r"config key 'models': entries \[.*'oracle_a', 'oracle_b'\] have kind "
+                                                 r"fm_oracle; at most one may"):
+        config.check(bad)
 
 
 def test_unknown_key_is_rejected():

@@ -43,13 +43,6 @@ def test_bad_config_stops_before_any_job(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("tiny")
-    run_snakemake(workdir, "--cores", "2", "--configfile", str(REPO / "config" / "test.yaml"))
-    return workdir
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("temperature", ["280", "320"])
 def test_tiny_pipeline_outputs_are_sane(tiny_run, temperature):

@@ -130,6 +130,16 @@ def test_force_errors(tmp_path, drawn):
     check_readable(drawn[-1], expect_not_run=2)
 
 
+def test_force_errors_take_the_oracle_by_kind(tmp_path, drawn):
+    # the fm_oracle entry named "oracle", and an fm_ref model named "fm_oracle"
+    forces = forces_table().replace({"model": {"fm_oracle": "oracle", "fm_ref": "fm_oracle"}})
+    plots.force_errors(forces, tmp_path / "a.png", tmp_path / "a.pdf")
+    check_readable(drawn[-1], expect_not_run=0)
+    for ax in drawn[-1]["figure"].axes:  # the oracle is the floor (dashed black), not a model's line
+        names = {line.get_label() for line in ax.get_lines()} - {"fm_oracle (noise floor)"}
+        assert {"fm_oracle", "mtfm"} <= names and "oracle" not in names
+
+
 def test_thermal_response(tmp_path, synthetic, drawn):
     plots.thermal_response(synthetic["root"] / "thermal_response.tsv", tmp_path / "a.png", tmp_path / "a.pdf")
     check_written(tmp_path, "a")

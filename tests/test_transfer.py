@@ -41,10 +41,10 @@ def write_observables(directory, temperature, rdf_shift=0.0, adf_width=1.0, diff
 
 
 MODELS = {
-    "fm_ref": {"trained_at": [300]},
-    "mtfm": {"trained_at": [280, 300, 320]},
-    "fm_oracle": {"trained_at": [280, 300, 320, 360]},
-    "mtfm_diffsim": {"trained_at": [280, 300, 320]},
+    "fm_ref": {"kind": "fm_ref", "trained_at": [300]},
+    "mtfm": {"kind": "mtfm", "trained_at": [280, 300, 320]},
+    "fm_oracle": {"kind": "fm_oracle", "trained_at": [280, 300, 320, 360]},
+    "mtfm_diffsim": {"kind": "mtfm", "trained_at": [280, 300, 320]},
 }
 TEMPERATURES = [280, 300, 320, 360]
 
@@ -76,7 +76,7 @@ def forces_table():
         for model, spec in MODELS.items():
             if model.endswith("_diffsim"):
                 continue  # force metrics do not cover refined models
-            rows.append({"model": model, "kind": model, "T_K": float(t),
+            rows.append({"model": model, "kind": spec["kind"], "T_K": float(t),
                          "trained_at": ",".join(str(x) for x in spec["trained_at"]),
                          "force_rmse": 100.0 + abs(t - 300) + (model == "fm_oracle") * -5,
                          "force_rmse_oracle": 95.0 + abs(t - 300), "n_frames": 10})
@@ -156,6 +156,20 @@ def test_missing_files_are_skipped(tmp_path):
     assert len(transfer.transferability_table(MODELS, ["300"], fg_dir, cg_dir)) == 4
     empty = transfer.transferability_table(MODELS, TEMPERATURES, tmp_path / "none", cg_dir)
     assert empty.empty and list(empty.columns) == transfer.COLUMNS
+
+
+def test_the_reference_is_the_model_of_kind_fm_oracle_whatever_its_name(tmp_path):
+    fg_dir, cg_dir = write_results(tmp_path)
+    (cg_dir / "fm_oracle").rename(cg_dir / "oracle")  # the oracle entry named "oracle" ...
+    (cg_dir / "fm_ref").rename(cg_dir / "fm_oracle")  # ... and an fm_ref model named "fm_oracle"
+    models = {"oracle": MODELS["fm_oracle"], "fm_oracle": MODELS["fm_ref"], "mtfm": MODELS["mtfm"]}
+    table = transfer.transferability_table(models, TEMPERATURES, fg_dir, cg_dir).set_index(["model", "T_K"])
+    assert len(table) == 3 * len(TEMPERATURES)
+    for ratio in ("eps_g_ratio_oracle", "eps_a_ratio_oracle"):
+        assert np.isfinite(table[ratio]).all()
+        np.testing.assert_allclose(table.loc["oracle", ratio], 1.0)
+    row = table.loc[("fm_oracle", 320.0)]  # compared with the oracle, as fm_ref is in test_table_values_ratios_and_forces
+    assert row["kind"] == "fm_ref" and row["eps_g_ratio_oracle"] == pytest.approx(0.07 / 0.02, rel=1e-6)
 
 
 def test_write_and_read_back(tmp_path):

@@ -46,6 +46,8 @@ def _explain(error):
         "minItems": f"a list of at least {limit} item(s)",
         "uniqueItems": "a list without repeats",
     }.get(rule)
+    if "propertyNames" in error.relative_schema_path:  # a bad entry name, e.g. of a model
+        return f"config key '{key}.{error.instance}': the name must be {error.schema['description']}"
     if rule == "additionalProperties":
         return f"config key '{key}': {error.message} (see config/README.md for the keys)"
     if rule == "required":
@@ -146,6 +148,9 @@ def _physics_problems(config):
         )
     if not cg["friction_fit_start"] < cg["friction_fit_end"] <= cg["friction_fit_time"]:
         problems.append("config keys 'cgmd.friction_fit_start' < 'cgmd.friction_fit_end' <= 'cgmd.friction_fit_time' must hold")
+    oracles = [name for name, spec in config["models"].items() if spec["kind"] == "fm_oracle"]
+    if len(oracles) > 1:
+        problems.append(f"config key 'models': entries {oracles} have kind fm_oracle; at most one may (the reference of every ratio)")
     fitted = [name for name, spec in config["models"].items() if spec["kind"] != "fm_oracle"]
     unknown = [t for t in config["diffsim"]["temperatures"] if t not in config["temperatures"]]
     if unknown or (config["diffsim"]["models"] and not config["diffsim"]["temperatures"]):
@@ -221,7 +226,8 @@ def schema_markdown():
             continue
         if "additionalProperties" in sub and isinstance(sub["additionalProperties"], dict):
             entry = sub["additionalProperties"]
-            table(f"`{key}`", sub["description"] + f" Each entry `{key}.<name>` has:", rows(entry, f"{key}.<name>."))
+            names = f" Names: {sub['propertyNames']['description']}." if "propertyNames" in sub else ""
+            table(f"`{key}`", sub["description"] + names + f" Each entry `{key}.<name>` has:", rows(entry, f"{key}.<name>."))
         else:
             table(f"`{key}`", sub["description"], rows(sub, f"{key}."))
     return "\n".join(lines) + "\n"

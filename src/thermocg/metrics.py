@@ -49,11 +49,11 @@ def rmse(a, b):
     return float(np.sqrt(np.mean((np.asarray(a) - np.asarray(b)) ** 2)))
 
 
-def force_table(models, oracles, beads, training, beta0):
-    """Rows (model, T_K, force_rmse, force_rmse_oracle, n_frames) for every model and temperature.
+def force_table(models, oracle_name, oracles, beads, training, beta0):
+    """Rows (model, kind, T_K, force_rmse, force_rmse_oracle, n_frames) for every model and temperature.
 
-    models: {name: (model, metadata)}; oracles: {T label: model} of one fm_oracle entry (may be
-    empty); beads: {T label: path}.
+    models: {name: (model, metadata)}; oracle_name, oracles: the name of the fm_oracle entry and
+    its {T label: model} (None and empty without one); beads: {T label: path}.
     """
     rows = []
     for label, path in beads.items():
@@ -69,7 +69,7 @@ def force_table(models, oracles, beads, training, beta0):
                 "force_rmse_oracle": oracle_rmse, "n_frames": len(positions),
             })
         if label in oracles:
-            rows.append({"model": "fm_oracle", "kind": "fm_oracle", "T_K": temperature, "trained_at": f"{temperature:g}",
+            rows.append({"model": oracle_name, "kind": "fm_oracle", "T_K": temperature, "trained_at": f"{temperature:g}",
                          "force_rmse": oracle_rmse, "force_rmse_oracle": oracle_rmse, "n_frames": len(positions)})
     return pd.DataFrame(rows)
 

@@ -254,11 +254,11 @@ def force_errors(forces_table, png, pdf=None):
     table = _read(forces_table)
     figure, (ax_rmse, ax_ratio) = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
     title_rmse, title_ratio = "Force RMSE on held-out frames", "Force RMSE relative to fm_oracle"
-    if not _has(table, "model", "T_K", "force_rmse"):
+    if not _has(table, "model", "kind", "T_K", "force_rmse"):
         _not_run(ax_rmse, "no force metrics", title_rmse)
         _not_run(ax_ratio, "no force metrics", title_ratio)
     else:
-        models = table[table["model"] != "fm_oracle"]
+        models = table[table["kind"] != "fm_oracle"]
         oracle = table.groupby("T_K")["force_rmse_oracle"].first().dropna() if "force_rmse_oracle" in table else []
         _lines_by_model(ax_rmse, models, "force_rmse")
         if len(oracle):

@@ -3,7 +3,8 @@
 - :func:`rdf_error`: eps_g = sqrt(mean_bins (g_CG - g_FG)^2) over r_min <= r <= r_max.
 - :func:`adf_error`: eps_a = sqrt(mean_bins (p_CG - p_FG)^2), p in 1/deg.
 - :func:`transferability_table`: one row per (model, temperature) found on disk, with eps_g,
-  eps_a, D_CG/D_FG, the force RMSE and the ratios of eps to the fm_oracle at that temperature.
+  eps_a, D_CG/D_FG, the force RMSE and the ratios of eps to the model of kind fm_oracle at that
+  temperature (whatever its name).
 - :func:`write_transferability`: the table as TSV (for people) and JSON records (for machines).
 
 Observable directories are laid out as written by the observables rules:
@@ -20,10 +21,9 @@ import pandas as pd
 from thermocg import io
 from thermocg.config import temperature_label
 
-ORACLE = "fm_oracle"
-
 UNITS = {
     "model": "name",
+    "kind": "fm_ref, fm_oracle, em, trf1, trf2 or mtfm (a DiffSim refinement keeps its model's kind)",
     "T_K": "K",
     "trained_at": "K, comma-separated training temperatures",
     "trained_here": "true if T_K is a training temperature of the model",
@@ -35,8 +35,8 @@ UNITS = {
     "D_ratio": "1, D_cg / D_fg",
     "force_rmse": "kJ/(mol nm)",
     "force_rmse_oracle": "kJ/(mol nm)",
-    "eps_g_ratio_oracle": "1, eps_g / eps_g of fm_oracle at T_K",
-    "eps_a_ratio_oracle": "1, eps_a / eps_a of fm_oracle at T_K",
+    "eps_g_ratio_oracle": "1, eps_g / eps_g of the fm_oracle model at T_K",
+    "eps_a_ratio_oracle": "1, eps_a / eps_a of the fm_oracle model at T_K",
 }
 COLUMNS = list(UNITS)
 
@@ -109,10 +109,11 @@ def _force_lookup(forces_table):
 def transferability_table(models, temperatures, fg_dir, cg_dir, forces_table=None):
     """One row per (model, temperature) whose FG and CG observables exist (see :data:`UNITS`).
 
-    models: {name: {"trained_at": [K, ...]}}; give fm_oracle every evaluated temperature.
+    models: {name: {"kind": kind, "trained_at": [K, ...]}}; the entry of kind fm_oracle (one at
+    most) is the reference of the ratios: give it every evaluated temperature.
     temperatures: K (numbers or path labels such as "300").
     forces_table: results/metrics/forces.tsv (path or DataFrame); force columns are NaN without it.
-    Rows whose files are missing are left out; ratio columns are NaN where fm_oracle has no row.
+    Rows whose files are missing are left out; ratio columns are NaN where the oracle has no row.
     """
     force_rmse, force_oracle = _force_lookup(forces_table)
     rows = []
@@ -131,6 +132,7 @@ def transferability_table(models, temperatures, fg_dir, cg_dir, forces_table=Non
             d_cg, d_fg = _diffusion(summary_cg), _diffusion(summary_fg)
             rows.append({
                 "model": name,
+                "kind": spec["kind"],
                 "T_K": float(label),
                 "trained_at": ",".join(f"{t:g}" for t in trained_at),
                 "trained_here": bool(np.any(np.isclose(trained_at, float(label)))),
@@ -145,7 +147,7 @@ def transferability_table(models, temperatures, fg_dir, cg_dir, forces_table=Non
                 "force_rmse_oracle": force_oracle.get(label, math.nan),
             })
     table = pd.DataFrame(rows, columns=[c for c in COLUMNS if not c.endswith("_ratio_oracle")])
-    oracle = table[table["model"] == ORACLE].set_index("T_K")
+    oracle = table[table["kind"] == "fm_oracle"].set_index("T_K")
     for eps in ("eps_g", "eps_a"):
         reference = table["T_K"].map(oracle[eps]).astype(float)
         table[f"{eps}_ratio_oracle"] = table[eps] / reference
@@ -173,5 +175,5 @@ def read_transferability(json_path):
     document = json.loads(Path(json_path).read_text())  # written with sorted keys
     columns = [c for c in COLUMNS if c in document["units"]] + [c for c in document["units"] if c not in COLUMNS]
     table = pd.DataFrame(document["records"], columns=columns)
-    numeric = [c for c in columns if c not in ("model", "trained_at", "trained_here", "stable")]
+    numeric = [c for c in columns if c not in ("model", "kind", "trained_at", "trained_here", "stable")]
     return table.astype({c: float for c in numeric})

@@ -8,6 +8,9 @@ rule fit_friction:
         fg_summary=f"results/observables/fg/T{T0}/summary.json",
     output:
         friction="results/cgmd/{model}/friction.json",
+    params:
+        friction=config["cgmd"]["friction"],
+        trials=friction_trials(),
     wildcard_constraints:
         model=_choice(SIMULATED),
     threads: config["cgmd"]["threads"]
@@ -33,6 +36,11 @@ rule cgmd:
         # stable, or the step and reason of a blow-up (a result: the model fails to transfer)
         status="results/cgmd/{model}/T{T}/status.json",
     params:
+        # what one run's numbers depend on (its friction comes from the friction file)
+        # checkpoint_interval too: the neighbour list is rebuilt at every checkpoint (thermocg.md)
+        cgmd=settings("cgmd", ["timestep", "equilibration", "production", "frame_interval", "skin", "checkpoint_interval"]),
+        seed=config["seed"],
+        reference_temperature=config["reference_temperature"],
         # Not an output: it must survive a killed job so that the rerun resumes from it.
         checkpoint="results/cgmd/{model}/T{T}/checkpoint.npz",
     wildcard_constraints:
@@ -58,6 +66,9 @@ rule observables_cg:
         adf="results/observables/cg/{model}/T{T}/adf.tsv",
         msd="results/observables/cg/{model}/T{T}/msd.tsv",
         summary="results/observables/cg/{model}/T{T}/summary.json",
+    params:
+        observables=settings("observables"),
+        cgmd=settings("cgmd", ["equilibration", "frame_interval"]),  # which frames are production
     wildcard_constraints:
         model=_choice(SIMULATED),
     log:

@@ -43,15 +43,73 @@ def sweep_table():
 SWEEP = Paramspace(sweep_table() if config["sweep"]["table"] else pd.DataFrame({"order": [1]}), filename_params="*")
 
 
+# The sampled temperatures just below and above T0 (or None): their fm_oracle models give the
+# finite-difference truth of the thermal response.
+NEIGHBOURS = thermocg.metrics.neighbouring_temperatures(config["temperatures"], config["reference_temperature"])
+
+
 def sweep_oracle_files():
     """The fm_oracle models at the temperatures next to T0: the finite-difference truth."""
     if not config["sweep"]["table"]:
         return []
-    pair = thermocg.metrics.neighbouring_temperatures(config["temperatures"], config["reference_temperature"])
-    if not ORACLES or pair is None:
+    if not ORACLES or NEIGHBOURS is None:
         raise ValueError("a sweep needs an fm_oracle model and sampled temperatures on both sides of T0")
-    labels = [thermocg.config.temperature_label(t) for t in pair]
+    labels = [thermocg.config.temperature_label(t) for t in NEIGHBOURS]
     return [f"results/models/{ORACLES[0]}/T{label}/model.pt" for label in labels]
+
+
+def _canonical(value):
+    """``value`` with every dict's keys sorted. Snakemake reruns a job when the repr of a param
+    changes; sorted keys keep that independent of the order of keys in the YAML file and of
+    whether a default value is written out."""
+    if isinstance(value, dict):
+        return {key: _canonical(value[key]) for key in sorted(value)}
+    return value
+
+
+def settings(section, keys=None, leave_out=("threads",)):
+    """Param: ``config[section]``, or only its ``keys``. By default without threads, which set the
+    rule's ``threads:`` and change no number of its result (fg.threads does: see fg.smk)."""
+    values = config[section]
+    keys = keys or [key for key in values if key not in leave_out]
+    return _canonical({key: values[key] for key in keys})
+
+
+def model_spec(name):
+    """Param: the keys of a model entry that its kind uses (the schema fills estimator and r_loc
+    into every entry; a model that ignores them must not be refitted when they change)."""
+    spec = MODELS[name]
+    keys = ["kind"]
+    if spec["kind"] in ("trf1", "trf2"):
+        keys += ["estimator", "r_loc"] if spec["estimator"] == "local" else ["estimator"]
+    if spec["kind"] == "mtfm":
+        keys.append("temperatures")
+    return _canonical({key: spec[key] for key in keys})
+
+
+def friction_trials():
+    """Param: what a fitted friction depends on besides the files (its two trial runs), or None
+    when cgmd.friction is a constant."""
+    if config["cgmd"]["friction"] != "fit":
+        return None
+    keys = ["timestep", "equilibration", "frame_interval", "skin", "checkpoint_interval", "friction_trials",
+            "friction_fit_time", "friction_fit_start", "friction_fit_end"]  # the trials' production is friction_fit_time
+    return {"cgmd": settings("cgmd", keys), "seed": config["seed"], "reference_temperature": config["reference_temperature"]}
+
+
+def evaluated_models():
+    """Param: {name: {"kind", "trained_at"}} of every simulated model (fm_oracle: trained at every T)."""
+    models = {}
+    for name, spec in MODELS.items():
+        if spec["kind"] == "fm_oracle":
+            trained_at = config["temperatures"]
+        else:
+            trained_at = thermocg.train.training_temperatures(spec, config)
+        models[name] = {"kind": spec["kind"], "trained_at": [float(t) for t in trained_at]}
+    for name in config["diffsim"]["models"]:
+        trained_at = models[name]["trained_at"] + [float(t) for t in config["diffsim"]["temperatures"]]
+        models[f"{name}_diffsim"] = {"kind": models[name]["kind"], "trained_at": trained_at}
+    return _canonical(models)
 
 
 def _choice(names):

@@ -8,6 +8,11 @@ rule refine_diffsim:
     output:
         model="results/models/{model}_diffsim/model.pt",
         curve="results/models/{model}_diffsim/loss_curve.tsv",
+    params:
+        # diffsim.models says which models are refined, not how: no param
+        diffsim=settings("diffsim", leave_out=["models", "threads"]),
+        seed=config["seed"],
+        reference_temperature=config["reference_temperature"],
     wildcard_constraints:
         model=_choice(config["diffsim"]["models"]),
     threads: config["diffsim"]["threads"]

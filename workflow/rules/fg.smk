@@ -9,6 +9,12 @@ rule sample_fg:
         system="results/fg/T{T}/system.xml",
         stats="results/fg/T{T}/sampling_stats.json",
     params:
+        water=settings("water"),
+        # fg.threads included: OpenMM's CPU platform gives bit-identical frames with 1 thread only,
+        # so a change of threads changes the frames. So does checkpoint_interval: every interval
+        # restarts from the saved state, as a resumed run does (thermocg.fg).
+        fg=settings("fg", leave_out=[]),
+        seed=config["seed"],
         # Not an output: it must survive a failed or killed job so the rerun resumes from it.
         state="results/fg/T{T}/sampling_state.npz",
     threads: config["fg"]["threads"]

@@ -16,6 +16,10 @@ rule figures:
         diffusion=figure("diffusion", "diffusion"),
         diffsim=figure("diffsim_curves", "diffsim_curves"),
         timings=figure("timings", "timings"),
+    params:
+        models=sorted(SIMULATED),  # as the other figures order them: the YAML's order changes nothing
+        temperatures=config["temperatures"],
+        lambda_adf=config["diffsim"]["lambda_adf"],
     log:
         "logs/figures/figures.log",
     conda:

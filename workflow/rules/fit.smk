@@ -8,6 +8,11 @@ rule fit:
         model="results/models/{model}/model.pt",
         curve="results/models/{model}/learning_curve.tsv",
     params:
+        spec=lambda wildcards: model_spec(wildcards.model),
+        network=settings("network"),
+        training=settings("training"),
+        seed=config["seed"],
+        reference_temperature=config["reference_temperature"],
         checkpoint="results/models/{model}/training_state.pt",
     wildcard_constraints:
         model=_choice(FITTED),
@@ -29,6 +34,11 @@ rule fit_oracle:
         model="results/models/{model}/T{T}/model.pt",
         curve="results/models/{model}/T{T}/learning_curve.tsv",
     params:
+        spec=lambda wildcards: model_spec(wildcards.model),
+        network=settings("network"),
+        training=settings("training"),
+        seed=config["seed"],
+        reference_temperature=config["reference_temperature"],
         checkpoint="results/models/{model}/T{T}/training_state.pt",
     wildcard_constraints:
         model=_choice(ORACLES),

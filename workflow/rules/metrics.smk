@@ -8,6 +8,10 @@ rule force_metrics:
     output:
         forces="results/metrics/forces.tsv",
         response="results/metrics/thermal_response.tsv",
+    params:
+        temperatures=config["temperatures"],
+        reference_temperature=config["reference_temperature"],
+        split=settings("training", ["validation_fraction", "test_fraction", "frame_stride"]),  # the test frames
     log:
         "logs/metrics/force_metrics.log",
     benchmark:
@@ -30,6 +34,9 @@ rule transferability:
             category="Transferability",
         ),
         json="results/metrics/transferability.json",
+    params:
+        models=evaluated_models(),
+        temperatures=config["temperatures"],
     log:
         "logs/metrics/transferability.log",
     conda:

@@ -11,6 +11,8 @@ rule observables_fg:
         adf="results/observables/fg/T{T}/adf.tsv",
         msd="results/observables/fg/T{T}/msd.tsv",
         summary="results/observables/fg/T{T}/summary.json",
+    params:
+        observables=settings("observables"),
     log:
         "logs/observables/fg/T{T}/observables_fg.log",
     benchmark:

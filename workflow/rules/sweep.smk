@@ -13,6 +13,11 @@ rule sweep_fit:
         curve=f"results/sweep/{SWEEP.wildcard_pattern}/learning_curve.tsv",
     params:
         point=SWEEP.instance,
+        network=settings("network"),
+        training=settings("training"),
+        seed=config["seed"],
+        reference_temperature=config["reference_temperature"],
+        neighbours=NEIGHBOURS,
         checkpoint=f"results/sweep/{SWEEP.wildcard_pattern}/training_state.pt",
     threads: config["training"]["threads"]
     log:

@@ -3,12 +3,12 @@
 from thermocg import cgmd, io, logs
 
 logs.to_file(snakemake.log[0])
-config = snakemake.config
+params = snakemake.params
 status = cgmd.simulate_or_record_blow_up(
-    snakemake.input.model, snakemake.input.beads, float(snakemake.wildcards.T), config["reference_temperature"],
-    config["cgmd"], cgmd.read_friction(snakemake.input.friction),
+    snakemake.input.model, snakemake.input.beads, float(snakemake.wildcards.T), params.reference_temperature,
+    params.cgmd, cgmd.read_friction(snakemake.input.friction),
     outputs={"trajectory": snakemake.output.trajectory, "topology": snakemake.output.topology,
-             "thermo": snakemake.output.thermo, "checkpoint": snakemake.params.checkpoint},
-    seed=config["seed"], threads=snakemake.threads,
+             "thermo": snakemake.output.thermo, "checkpoint": params.checkpoint},
+    seed=params.seed, threads=snakemake.threads,
 )
 io.write_json(snakemake.output.status, status)

@@ -5,20 +5,19 @@ from pathlib import Path
 from thermocg import logs, plots
 
 logs.to_file(snakemake.log[0])
-config, out, inp = snakemake.config, snakemake.output, snakemake.input
+params, out, inp = snakemake.params, snakemake.output, snakemake.input
 
 
 def pdf(png):
     return str(Path(png).with_suffix(".pdf"))
 
 
-models = [*config["models"], *(f"{m}_diffsim" for m in config["diffsim"]["models"])]
 plots.transferability(inp.table, out.transferability, pdf(out.transferability))
-plots.rdf_adf_overlays("results/observables/fg", "results/observables/cg", models, config["temperatures"],
+plots.rdf_adf_overlays("results/observables/fg", "results/observables/cg", params.models, params.temperatures,
                        out.overlays, pdf(out.overlays))
 plots.force_errors(inp.forces, out.forces, pdf(out.forces))
 plots.thermal_response(inp.response, out.response, pdf(out.response))
 plots.diffusion(inp.table, out.diffusion, pdf(out.diffusion))
 curves = {Path(path).parent.name: path for path in inp.curves}
-plots.diffsim_curves(curves, inp.table, out.diffsim, pdf(out.diffsim), lambda_adf=snakemake.config["diffsim"]["lambda_adf"])
+plots.diffsim_curves(curves, inp.table, out.diffsim, pdf(out.diffsim), lambda_adf=params.lambda_adf)
 plots.timings(plots.collect_timings("results"), out.timings, pdf(out.timings))

@@ -3,12 +3,11 @@
 from thermocg import cgmd, io, logs, observables
 
 log = logs.to_file(snakemake.log[0])
-config = snakemake.config
 status = cgmd.read_status(snakemake.input.status)
 if status["stable"]:
-    beads = cgmd.trajectory_beads(snakemake.input.trajectory, snakemake.input.topology, config["cgmd"],
+    beads = cgmd.trajectory_beads(snakemake.input.trajectory, snakemake.input.topology, snakemake.params.cgmd,
                                   float(snakemake.wildcards.T))
-    tables, summary = observables.compute_all(beads, config["observables"])
+    tables, summary = observables.compute_all(beads, snakemake.params.observables)
     log.info("D = %.4g nm^2/ps", summary["diffusion"]["D_nm2_per_ps"])
 else:  # a blown-up run has no observables: empty tables, and the summary says why
     tables, summary = observables.empty_tables(), {}

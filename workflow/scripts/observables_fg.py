@@ -5,7 +5,7 @@ from thermocg import io, logs, observables
 log = logs.to_file(snakemake.log[0])
 frames = io.load_frames(snakemake.input.frames)
 oxygen = frames["positions"][:, frames["atom_names"] == "O"]
-tables, summary = observables.compute_all(io.load_frames(snakemake.input.beads), snakemake.config["observables"], oxygen)
+tables, summary = observables.compute_all(io.load_frames(snakemake.input.beads), snakemake.params.observables, oxygen)
 for name, table in tables.items():
     io.write_table(snakemake.output[name], table)
 io.write_json(snakemake.output.summary, summary)

@@ -3,9 +3,9 @@
 from thermocg import diffsim, logs
 
 logs.to_file(snakemake.log[0])
-config = snakemake.config
+params = snakemake.params
 diffsim.refine_model_file(
-    snakemake.input.model, list(snakemake.input.beads), config["diffsim"]["temperatures"], config["reference_temperature"],
-    config["diffsim"], snakemake.output.model, snakemake.output.curve,
-    seed=config["seed"], threads=snakemake.threads,
+    snakemake.input.model, list(snakemake.input.beads), params.diffsim["temperatures"], params.reference_temperature,
+    params.diffsim, snakemake.output.model, snakemake.output.curve,
+    seed=params.seed, threads=snakemake.threads,
 )

@@ -41,7 +41,7 @@ import pandas as pd
 import torch
 
 from thermocg.io import write_table
-from thermocg.md import BlowUpError, BlowUpGuard, Simulation, baoab_step
+from thermocg.md import BlowUpError, BlowUpGuard, Simulation, baoab_step, default_device
 from thermocg.pair import smooth_switch
 from thermocg.units import WATER_MASS
 
@@ -502,7 +502,8 @@ def refine_model_file(model_path, beads_paths, temperatures, reference_temperatu
         beads = io.load_frames(path)
         masses = beads["masses"]
         targets.append(make_target(beads["positions"], beads["box"], temperature, with_adf=with_adf))
-    log.info("refining %s (%s) at %s K", metadata["name"], ", ".join(settings["parameters"]), temperatures)
+    log.info("refining %s (%s) at %s K on %s", metadata["name"], ", ".join(settings["parameters"]), temperatures,
+             default_device())
     refined, history = refine(
         model, targets, params=settings["parameters"], n_iterations=settings["iterations"], window=settings["window"],
         sample_every=settings["sample_every"], dt=settings["timestep"], friction=settings["friction"],

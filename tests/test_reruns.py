@@ -103,7 +103,7 @@ def test_a_config_change_reruns_exactly_what_it_affects(finished, changes, expec
 
 def kill_when_written(workdir, path, *args, timeout=600):
     """Start snakemake in ``workdir`` and SIGKILL it, jobs included, as soon as ``path`` exists
-    (a checkpoint: the job is then part-way through)."""
+    (a checkpoint: the job is then part-way through); then ``--unlock``, as a user would."""
     command, env = snakemake_command(workdir, *args)
     process = subprocess.Popen(command, cwd=workdir, env=env, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -115,13 +115,15 @@ def kill_when_written(workdir, path, *args, timeout=600):
         time.sleep(0.01)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+    run_snakemake(workdir, "--unlock", *args)
 
 
 def new_log_text(path, run):
-    """What ``run()`` appends to the log at ``path`` (logs are appended across reruns)."""
-    before = path.stat().st_size if path.exists() else 0
+    """The log at ``path`` of what ``run()`` does (Snakemake starts a job's log afresh, but a job
+    that does not run would leave the old one: remove it first)."""
+    path.unlink(missing_ok=True)
     run()
-    return path.read_text()[before:]
+    return path.read_text()
 
 
 @pytest.mark.slow

@@ -105,6 +105,16 @@ def test_transferability(tmp_path, synthetic, drawn):
     check_readable(drawn[-1], expect_not_run=4)
 
 
+def test_transferability_draws_the_fg_noise_floor(tmp_path, synthetic, drawn):
+    plots.transferability(synthetic["table"], tmp_path / "a.png", tmp_path / "a.pdf")
+    top = drawn[-1]["figure"].axes[:2]
+    for ax, column in zip(top, ("eps_g_floor", "eps_a_floor")):
+        bands = [c for c in ax.collections if c.get_label() == "FG noise floor"]
+        assert len(bands) == 1
+        upper = bands[0].get_paths()[0].vertices[:, 1].max()
+        assert upper == pytest.approx(synthetic["table"][column].max())
+
+
 def test_transferability_marks_runs_that_blew_up(tmp_path, synthetic, drawn):
     table = synthetic["table"].copy()
     blown = (table["model"] == "fm_ref") & (table["T_K"] == 360.0)

@@ -37,6 +37,7 @@ def write_observables(directory, temperature, rdf_shift=0.0, adf_width=1.0, diff
             "temperature_K": float(temperature), "n_beads": 128, "n_frames": 40,
             "diffusion": {"D_nm2_per_ps": diffusion, "intercept_nm2": 0.0, "fit_start_ps": 2.0, "fit_end_ps": 8.0},
             "potential_energy": {"mean_per_molecule_kJ_per_mol": -45.0, "sem_kJ_per_mol": 10.0},
+            "noise_floor": {"eps_g": 1e-4 * temperature, "eps_a": 1e-7 * temperature},
         })
 
 
@@ -47,6 +48,7 @@ MODELS = {
     "mtfm_diffsim": {"kind": "mtfm", "trained_at": [280, 300, 320]},
 }
 TEMPERATURES = [280, 300, 320, 360]
+SETTINGS = {"rdf_bin_width": 0.002, "adf_shell": 0.33, "adf_bin_width": 1.0}
 
 
 def write_results(root, skip=()):
@@ -129,6 +131,7 @@ def test_table_values_ratios_and_forces(tmp_path):
     assert row["eps_g_ratio_oracle"] == pytest.approx(row["eps_g"] / oracle["eps_g"])
     assert row["eps_g_ratio_oracle"] == pytest.approx(expected / 0.02, rel=1e-6)
     assert row["eps_a_ratio_oracle"] == pytest.approx(row["eps_a"] / oracle["eps_a"])
+    assert row["eps_g_floor"] == pytest.approx(0.032) and row["eps_a_floor"] == pytest.approx(3.2e-5)  # FG's, at 320 K
     assert row["D_ratio"] == pytest.approx(1 + expected)
     assert row["D_fg"] == pytest.approx(2.5e-3 * 320 / 300)
     assert row["force_rmse"] == 120.0 and row["force_rmse_oracle"] == 115.0
@@ -200,3 +203,26 @@ def test_a_blown_up_run_gives_an_unstable_row_without_values(tmp_path):
     transfer.write_transferability(table, tmp_path / "t.tsv", tmp_path / "t.json")
     back = transfer.read_transferability(tmp_path / "t.json")
     assert back["stable"].dtype == bool and (~back["stable"]).sum() == 1
+
+
+def test_noise_floor_of_identical_halves_is_zero():
+    rng = np.random.default_rng(0)
+    half = rng.uniform(0.0, 2.0, size=(5, 100, 3))
+    beads = {"positions": np.concatenate([half, half]), "box": np.full((10, 3), 2.0)}
+    floor = transfer.noise_floor(beads, SETTINGS)
+    assert floor["eps_g"] == 0.0 and floor["eps_a"] == 0.0
+
+
+def test_noise_floor_of_an_ideal_gas_is_its_counting_noise():
+    """Uniform random frames: pair counts per bin are Poisson, so each half's g has variance
+    1/(frames x expected pairs per frame in the bin), and eps_g^2 is the mean of twice that."""
+    rng = np.random.default_rng(1)
+    n_frames, n, length = 40, 200, 2.5
+    beads = {"positions": rng.uniform(0.0, length, size=(n_frames, n, 3)), "box": np.full((n_frames, 3), length)}
+    floor = transfer.noise_floor(beads, SETTINGS)
+    r, _ = observables.rdf(beads["positions"][:1], beads["box"][:1], SETTINGS["rdf_bin_width"])
+    r = r[r >= 0.2]
+    pairs_per_frame = n * (n - 1) / 2 * 4 * np.pi * r**2 * SETTINGS["rdf_bin_width"] / length**3
+    expected = np.sqrt(np.mean(2 / (n_frames / 2 * pairs_per_frame)))
+    assert floor["eps_g"] == pytest.approx(expected, rel=0.1)
+    assert floor["eps_a"] > 0

@@ -159,6 +159,16 @@ def _mark_unstable(ax, table):
         ax.plot(row.T_K, 0.97, "x", color=_model_style(row.model)[0], ms=9, mew=2, transform=on_top, clip_on=False)
 
 
+def _noise_floor(ax, table, column):
+    """The FG noise floor per T (eps between two halves of the FG run) as a grey band from zero:
+    differences between models inside it are not resolved."""
+    floor = table.groupby("T_K")[column].first().astype(float).dropna().sort_index()
+    if len(floor):
+        ax.fill_between(floor.index, 0, floor.to_numpy(), color="0.85", zorder=0, label="FG noise floor")
+        ax.plot(floor.index, floor.to_numpy(), color="0.5", lw=1, ls="--", zorder=0)
+        ax.set_ylim(bottom=0)
+
+
 def _legend_with_markers(ax, unstable=False):
     """The panel's legend plus entries that explain filled and open markers (and x: blew up)."""
     from matplotlib.lines import Line2D
@@ -218,7 +228,8 @@ def transferability(table, png, pdf=None):
     """Headline figure: eps_g and eps_a against T per model (top) and their ratio to fm_oracle (bottom).
 
     ``table``: :func:`thermocg.transfer.transferability_table` output (DataFrame or TSV path).
-    Filled markers: the model was trained at that temperature; open: extrapolation.
+    Filled markers: the model was trained at that temperature; open: extrapolation. The grey band
+    in the top row is the FG noise floor (``eps_*_floor``), where the table has it.
     """
     table = _read(table)
     figure, axes = plt.subplots(2, 2, figsize=(12, 8.5), constrained_layout=True)
@@ -235,6 +246,8 @@ def transferability(table, png, pdf=None):
             continue
         _lines_by_model(ax, table[np.isfinite(table[column].astype(float))], column)
         _mark_unstable(ax, table)
+        if not ratio and _has(table, f"{column}_floor"):
+            _noise_floor(ax, table, f"{column}_floor")
         if ratio:
             ax.axhline(1.0, color="k", lw=0.8, ls=":")
             _log_y(ax)

@@ -2,9 +2,11 @@
 
 - :func:`rdf_error`: eps_g = sqrt(mean_bins (g_CG - g_FG)^2) over r_min <= r <= r_max.
 - :func:`adf_error`: eps_a = sqrt(mean_bins (p_CG - p_FG)^2), p in 1/deg.
+- :func:`noise_floor`: eps_g and eps_a between the two halves of one trajectory (METHOD.md,
+  "Measurement floor"): how far two independent estimates of the same structure lie apart.
 - :func:`transferability_table`: one row per (model, temperature) found on disk, with eps_g,
-  eps_a, D_CG/D_FG, the force RMSE and the ratios of eps to the model of kind fm_oracle at that
-  temperature (whatever its name).
+  eps_a, the FG noise floor, D_CG/D_FG, the force RMSE and the ratios of eps to the model of kind
+  fm_oracle at that temperature (whatever its name).
 - :func:`write_transferability`: the table as TSV (for people) and JSON records (for machines).
 
 Observable directories are laid out as written by the observables rules:
@@ -18,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from thermocg import io
+from thermocg import io, observables
 from thermocg.config import temperature_label
 
 UNITS = {
@@ -30,6 +32,8 @@ UNITS = {
     "stable": "false if the CG MD blew up (eps and D are then undefined: NaN/null)",
     "eps_g": "1 (g is dimensionless)",
     "eps_a": "1/deg",
+    "eps_g_floor": "1, eps_g between the two halves of the FG run at T_K (noise floor)",
+    "eps_a_floor": "1/deg, eps_a between the two halves of the FG run at T_K (noise floor)",
     "D_cg": "nm^2/ps",
     "D_fg": "nm^2/ps",
     "D_ratio": "1, D_cg / D_fg",
@@ -68,6 +72,27 @@ def rdf_error(r_cg, g_cg, r_fg, g_fg, r_min=0.2, r_max=None):
 def adf_error(theta_cg, p_cg, theta_fg, p_fg):
     """eps_a in 1/deg over the whole angle range (CG interpolated onto FG bins if needed)."""
     return _profile_error(theta_cg, p_cg, theta_fg, p_fg, -np.inf, None)
+
+
+def noise_floor(beads, settings):
+    """{"eps_g", "eps_a"} between the first and the second half of a trajectory's frames.
+
+    ``beads``: a frame dict (see :mod:`thermocg.io`); ``settings``: the config's ``observables``.
+    Two halves are two independent estimates of one structure (for runs much longer than the
+    structure's correlation time), so a difference between models below this is not resolved.
+    """
+    positions, box = beads["positions"], beads["box"]
+    half = len(positions) // 2
+    if half < 1:
+        raise ValueError("a noise floor needs at least two frames")
+    profiles = []
+    for part in (slice(0, half), slice(half, 2 * half)):
+        r, g = observables.rdf(positions[part], box[part], settings["rdf_bin_width"])
+        theta, p = observables.adf(positions[part], box[part], settings["adf_shell"], settings["adf_bin_width"])
+        profiles.append((r, g, theta, p))
+    (r1, g1, theta1, p1), (r2, g2, theta2, p2) = profiles
+    return {"eps_g": rdf_error(r2, g2, r1, g1), "eps_a": adf_error(theta2, p2, theta1, p1),
+            "method": f"first vs second half of {2 * half} frames"}
 
 
 def _observables(directory):
@@ -130,6 +155,7 @@ def transferability_table(models, temperatures, fg_dir, cg_dir, forces_table=Non
             trained_at = [float(t) for t in spec.get("trained_at", [])]
             stable = _stable(summary_cg)
             d_cg, d_fg = _diffusion(summary_cg), _diffusion(summary_fg)
+            floor = (summary_fg or {}).get("noise_floor", {})
             rows.append({
                 "model": name,
                 "kind": spec["kind"],
@@ -140,6 +166,8 @@ def transferability_table(models, temperatures, fg_dir, cg_dir, forces_table=Non
                 "eps_g": rdf_error(rdf_cg["r_nm"], rdf_cg["g"], rdf_fg["r_nm"], rdf_fg["g"]) if stable else math.nan,
                 "eps_a": (adf_error(adf_cg["theta_deg"], adf_cg["p_per_deg"], adf_fg["theta_deg"], adf_fg["p_per_deg"])
                           if stable else math.nan),
+                "eps_g_floor": floor.get("eps_g", math.nan),
+                "eps_a_floor": floor.get("eps_a", math.nan),
                 "D_cg": d_cg,
                 "D_fg": d_fg,
                 "D_ratio": d_cg / d_fg if d_fg > 0 else math.nan,

@@ -5,9 +5,10 @@ panel instead of crashing when its inputs are missing."""
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.container import BarContainer
 
 from test_transfer import MODELS, TEMPERATURES, forces_table, write_results
-from thermocg import io, plots, transfer
+from thermocg import io, metrics, plots, transfer
 
 
 @pytest.fixture
@@ -65,7 +66,8 @@ def synthetic(tmp_path_factory):
         "model": ["em", "trf1", "trf1_global", "trf2", "mtfm"], "kind": ["em", "trf1", "trf1", "trf2", "mtfm"],
         "estimator": ["", "local", "global", "local", ""], "rel_rmse": [0.9, 0.5, 1.4, 0.45, 0.7],
         "cosine": [0.3, 0.85, -0.05, 0.88, 0.6], "truth_rms": 250.0, "T_minus_K": 280.0, "T_plus_K": 320.0,
-        "n_frames": 10,
+        "score": [1.2e4, 3.5e4, -8e3, 4e4, 5e3], "score_se": [3e3, 4e3, 9e3, 4.5e3, 3.5e3], "centring_model": "fm_oracle",
+        "score_r_loc_nm": 0.5, "n_frames": 10,
     })
     io.write_table(root / "thermal_response.tsv", response)  # the estimator column reads back as NaN
     iteration = np.arange(40)
@@ -155,12 +157,30 @@ def test_thermal_response(tmp_path, synthetic, drawn):
     check_written(tmp_path, "a")
     check_readable(drawn[-1])
     assert "280 K" in drawn[-1]["suptitle"] and "320 K" in drawn[-1]["suptitle"]
-    # what metrics.response_table writes when T0 has no neighbours on both sides: columns, no rows
-    empty = pd.DataFrame(columns=["model", "kind", "estimator", "rel_rmse", "cosine", "truth_rms", "T_minus_K", "T_plus_K", "n_frames"])
-    io.write_table(tmp_path / "empty.tsv", empty)
+    # what metrics.response_table writes without models: columns, no rows
+    io.write_table(tmp_path / "empty.tsv", pd.DataFrame(columns=metrics.RESPONSE_COLUMNS))
     plots.thermal_response(tmp_path / "empty.tsv", tmp_path / "b.png", tmp_path / "b.pdf")
     check_written(tmp_path, "b", min_png_bytes=5_000)
+    check_readable(drawn[-1], expect_not_run=3)
+
+
+def test_thermal_response_draws_the_score_with_its_standard_error(tmp_path, synthetic, drawn):
+    table = io.read_table(synthetic["root"] / "thermal_response.tsv")
+    plots.thermal_response(table, tmp_path / "a.png", tmp_path / "a.pdf")
+    score_panel = drawn[-1]["figure"].axes[0]
+    assert "fm_oracle" in score_panel.get_title() and "0.5 nm" in score_panel.get_title()
+    (bars,) = [c for c in score_panel.containers if isinstance(c, BarContainer)]
+    assert [bar.get_height() for bar in bars] == pytest.approx(list(table["score"]))
+    error_bars = bars.errorbar.lines[2][0].get_segments()  # one vertical segment per model: score +- SE
+    assert [(top[1] - bottom[1]) / 2 for bottom, top in error_bars] == pytest.approx(list(table["score_se"]))
+    # T0 without oracles on both sides: the score alone; a table from before the score: the old panels alone
+    no_truth = table.assign(rel_rmse=np.nan, cosine=np.nan, truth_rms=np.nan, T_minus_K=np.nan, T_plus_K=np.nan)
+    plots.thermal_response(no_truth, tmp_path / "b.png", tmp_path / "b.pdf")
     check_readable(drawn[-1], expect_not_run=2)
+    assert drawn[-1]["panels"][0]["has_data"]
+    plots.thermal_response(table.drop(columns=["score", "score_se"]), tmp_path / "c.png", tmp_path / "c.pdf")
+    check_readable(drawn[-1], expect_not_run=1)
+    assert "not run" in drawn[-1]["panels"][0]["texts"]
 
 
 def test_diffusion(tmp_path, synthetic, drawn):

@@ -5,7 +5,9 @@
   mapped forces carry irreducible noise, so the oracle's RMSE is the floor).
 - Thermal response: the model's dF/dbeta at T0 on the T0 test frames against the finite-difference
   truth (F_+(R) - F_-(R)) / (beta_+ - beta_-) of the fm_oracle models at the neighbouring sampled
-  temperatures, as relative RMSE and cosine similarity.
+  temperatures, as relative RMSE and cosine similarity. That truth is mostly noise, so the table
+  also has the held-out score of METHOD.md ("Judging a thermal response"), which can rank models:
+  local y1 targets on the same T0 test frames, scored by :func:`response_score`.
 """
 
 import numpy as np
@@ -18,11 +20,21 @@ from thermocg.neighbors import NeighborList
 from thermocg.train import split_indices
 
 
+# nm: the radius of the local y1 targets of the held-out score, fixed so that every model is
+# judged against the same targets whatever r_loc it was trained with (METHOD.md's measured one).
+SCORE_R_LOC = 0.5
+
+
+def test_indices(n_frames, training):
+    """Indices of the held-out test frames: the end of the time-ordered split every fit used."""
+    split = split_indices(n_frames, training["validation_fraction"], training["test_fraction"], training["frame_stride"])
+    return split["test"]
+
+
 def test_frames(beads_path, training):
     """Positions, forces and box of the held-out test frames of one temperature (numpy)."""
     beads = io.load_frames(beads_path)
-    split = split_indices(len(beads["time"]), training["validation_fraction"], training["test_fraction"], training["frame_stride"])
-    k = split["test"]
+    k = test_indices(len(beads["time"]), training)
     return beads["positions"][k], beads["forces"][k], beads["box"][k]
 
 
@@ -81,23 +93,103 @@ def neighbouring_temperatures(temperatures, reference):
     return (max(below), min(above)) if below and above else None
 
 
-def response_table(models, oracles, beads_reference, temperatures, reference, training):
-    """Rows (model, rel_rmse, cosine, ...) comparing each model's dF/dbeta at T0 with the oracle truth."""
+def response_targets(positions, forces, box, bead_energies, mean_forces, r_loc=SCORE_R_LOC):
+    """Local first-order targets y1 (F, N, 3), (kJ/mol)^2/nm, on evaluation frames (METHOD.md).
+
+    y1_I = -(f_I - F_I) sum_{J in N(I)} (u_J - e), N(I) the beads within ``r_loc`` nm of I.
+    ``mean_forces`` F (F, N, 3) come from one fixed model, the same for every model scored. e is
+    one constant, the mean of u_J (kJ/mol) over these frames and beads: with a good F any constant
+    leaves E[y1 | R] unchanged (thermocg.targets), and a learned e_J(R) would differ between models.
+    """
+    energies = torch.as_tensor(bead_energies, dtype=torch.float64)
+    constant = energies.mean()
+    neighbors = NeighborList(r_loc)
+    out = []
+    for k in range(len(positions)):
+        x = torch.as_tensor(positions[k], dtype=torch.float64)
+        pairs = targets.local_pairs(x, torch.as_tensor(box[k], dtype=torch.float64), r_loc, neighbors)
+        force = torch.as_tensor(forces[k], dtype=torch.float64)
+        mean_force = torch.as_tensor(mean_forces[k], dtype=torch.float64)
+        out.append(targets.first_order_local_target(force, mean_force, energies[k], constant, pairs).numpy())
+    return np.stack(out)
+
+
+def response_score(y1, predicted):
+    """Held-out score of a thermal response F_b,model (METHOD.md, "Judging a thermal response").
+
+    score = mean |y1|^2 - mean |y1 - F_b,model|^2, squares summed over components, means over beads
+    and frames; units ((kJ/mol)^2/nm)^2 = (kJ/mol)^4/nm^2, those of |dF/dbeta|^2. Since E[y1 | R] =
+    F_b, its expectation is |F_b|^2 - |F_b - F_b,model|^2 (the noise of y1 cancels): higher is
+    better, the true F_b scores the most, |F_b|^2, and predicting zero scores exactly 0.
+
+    y1 (F, N, d); predicted broadcasts to it. Returns (score, standard error, per-frame scores (F,)),
+    the SE being std/sqrt(F) of the per-frame scores (beads of one frame are correlated, frames are
+    taken as independent). Neighbouring frames of one trajectory may be correlated too, so the SE is
+    a lower bound unless the frames are far apart in time.
+    """
+    y1 = np.asarray(y1, dtype=np.float64)
+    residual = y1 - np.asarray(predicted, dtype=np.float64)
+    per_frame = (np.sum(y1**2, axis=-1) - np.sum(residual**2, axis=-1)).reshape(len(y1), -1).mean(axis=1)
+    se = per_frame.std(ddof=1) / np.sqrt(len(per_frame)) if len(per_frame) > 1 else np.nan
+    return float(per_frame.mean()), float(se), per_frame
+
+
+def centring_model(models, oracles, oracle_name, reference):
+    """(name, model) of the fixed mean force that centres y1: the fm_oracle of T0 if there is one,
+    else the fm_ref-kind model; ("", None) without either."""
+    label = temperature_label(reference)
+    if label in oracles:
+        return oracle_name, oracles[label]
+    for name, (model, metadata) in models.items():
+        if metadata["kind"] == "fm_ref":
+            return name, model
+    return "", None
+
+
+RESPONSE_COLUMNS = ["model", "kind", "estimator", "rel_rmse", "cosine", "truth_rms", "T_minus_K", "T_plus_K",
+                    "score", "score_se", "centring_model", "score_r_loc_nm", "n_frames"]
+
+
+def response_table(models, oracles, beads_reference, temperatures, reference, training, energies_reference=None,
+                   oracle_name="fm_oracle"):
+    """One row per model: its dF/dbeta at T0 on the T0 test frames, judged two ways.
+
+    - rel_rmse, cosine: against the finite difference of the fm_oracle models at the sampled
+      temperatures next to T0 (truth_rms, T_minus_K, T_plus_K); NaN without such a pair.
+    - score, score_se: :func:`response_score` against local y1 targets (radius score_r_loc_nm)
+      built from the per-bead energies ``energies_reference`` of T0 and centred with the mean force
+      of ``centring_model``; NaN without energies or a centring model. fm_ref (F_b = 0) scores 0.
+    n_frames: the number of test frames, shared by both.
+    """
+    positions, forces, box = test_frames(beads_reference, training)
     pair = neighbouring_temperatures(temperatures, reference)
-    if pair is None or any(temperature_label(t) not in oracles for t in pair):
-        return pd.DataFrame(columns=["model", "kind", "estimator", "rel_rmse", "cosine", "truth_rms", "T_minus_K", "T_plus_K", "n_frames"])
-    positions, _, box = test_frames(beads_reference, training)
-    minus, plus = (model_forces(oracles[temperature_label(t)], positions, box, 0.0) for t in pair)
-    truth = torch.as_tensor((plus - minus) / float(units.beta(pair[1]) - units.beta(pair[0])))
+    truth = None
+    if pair is not None and all(temperature_label(t) in oracles for t in pair):
+        minus, plus = (model_forces(oracles[temperature_label(t)], positions, box, 0.0) for t in pair)
+        truth = torch.as_tensor((plus - minus) / float(units.beta(pair[1]) - units.beta(pair[0])))
+    centring_name, centring = centring_model(models, oracles, oracle_name, reference)
+    y1 = None
+    if energies_reference is not None and centring is not None:
+        bead_energies = io.load_frames(energies_reference)["bead_energies"]
+        n_frames = len(io.load_frames(beads_reference)["time"])
+        if len(bead_energies) != n_frames:  # the same split must pick the same frames from both
+            raise ValueError(f"{energies_reference} has {len(bead_energies)} frames, {beads_reference} has {n_frames}")
+        k = test_indices(n_frames, training)
+        y1 = response_targets(positions, forces, box, bead_energies[k], model_forces(centring, positions, box, 0.0))
     rows = []
     for name, (model, metadata) in models.items():
-        predicted = torch.as_tensor(thermal_response(model, positions, box))
-        rows.append({
+        predicted = thermal_response(model, positions, box)
+        row = {
             "model": name, "kind": metadata["kind"],
             "estimator": metadata["spec"].get("estimator", "") if metadata["kind"] in ("trf1", "trf2") else "",
-            "rel_rmse": float(targets.relative_rmse(predicted, truth)),
-            "cosine": float(targets.cosine_similarity(predicted, truth)),
-            "truth_rms": float(truth.pow(2).mean().sqrt()), "T_minus_K": pair[0], "T_plus_K": pair[1],
             "n_frames": len(positions),
-        })
-    return pd.DataFrame(rows)
+        }
+        if truth is not None:
+            row.update(rel_rmse=float(targets.relative_rmse(torch.as_tensor(predicted), truth)),
+                       cosine=float(targets.cosine_similarity(torch.as_tensor(predicted), truth)),
+                       truth_rms=float(truth.pow(2).mean().sqrt()), T_minus_K=pair[0], T_plus_K=pair[1])
+        if y1 is not None:
+            score, se, _ = response_score(y1, predicted)
+            row.update(score=score, score_se=se, centring_model=centring_name, score_r_loc_nm=SCORE_R_LOC)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=RESPONSE_COLUMNS)

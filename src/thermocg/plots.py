@@ -297,48 +297,85 @@ ESTIMATOR_STYLE = {  # colour, hatch, legend text
 }
 
 
+def _finite(table, column):
+    """True if ``column`` exists and has at least one finite value."""
+    return _has(table, column) and np.isfinite(table[column].astype(float)).any()
+
+
+def _response_bars(ax, x, values, styles, errors=None):
+    """One bar per model, coloured by estimator, labelled with its value beyond its error bar (NaN
+    bars left out)."""
+    ax.bar(x, values, yerr=errors, capsize=4 if errors is not None else 0, color=[s[0] for s in styles],
+           hatch=[s[1] for s in styles], edgecolor="k")
+    reach = np.nan_to_num(np.asarray(errors, dtype=float)) if errors is not None else np.zeros(len(x))
+    for xi, value, extra in zip(x, values, reach):
+        if np.isfinite(value):
+            tip = value + extra if value >= 0 else value - extra
+            ax.annotate(f"{value:.3g}", (xi, tip), ha="center", va="bottom" if value >= 0 else "top", fontsize=8)
+
+
 def thermal_response(response_table, png, pdf=None):
-    """Learned dF/dbeta at T0 against the finite-difference truth: relative RMSE and cosine per model.
+    """Learned dF/dbeta at T0 per model: the held-out score with its +-1 SE error bar (the ranking), then the
+    relative RMSE and cosine against the (noisy) finite-difference truth of fm_oracle.
 
     ``response_table``: results/metrics/thermal_response.tsv (DataFrame or path). Bars are
-    coloured and hatched by the estimator of the thermal-response target.
+    coloured and hatched by the estimator of the thermal-response target. A panel whose columns
+    are missing or all NaN (no T0 energies or centring model; no oracles on both sides of T0)
+    says 'not run'.
     """
     from matplotlib.patches import Patch
 
     table = _read(response_table)
-    figure, (ax_rmse, ax_cos) = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
+    figure, (ax_score, ax_rmse, ax_cos) = plt.subplots(1, 3, figsize=(18, 4.8), constrained_layout=True)
+    title_score = "Held-out score (higher is better, 0 = predicting zero)"
     title_rmse, title_cos = "Relative RMSE of dF/d$\\beta$ (lower is better)", "Cosine similarity (higher is better)"
-    if not _has(table, "model", "rel_rmse", "cosine"):
-        _not_run(ax_rmse, "no thermal response rows", title_rmse)
-        _not_run(ax_cos, "no thermal response rows", title_cos)
-        figure.suptitle("Thermal response dF/d$\\beta$ against finite differences of fm_oracle")
+    figure.suptitle("Thermal response dF/d$\\beta$ at T0")
+    if not _has(table, "model"):
+        for ax, title in ((ax_score, title_score), (ax_rmse, title_rmse), (ax_cos, title_cos)):
+            _not_run(ax, "no thermal response rows", title)
         _save(figure, png, pdf)
         return
     estimator = table.get("estimator")
     estimator = estimator.fillna("").astype(str) if estimator is not None else [""] * len(table)
     styles = [ESTIMATOR_STYLE.get(e, ESTIMATOR_STYLE[""]) for e in estimator]
     x = np.arange(len(table))
-    for ax, column in ((ax_rmse, "rel_rmse"), (ax_cos, "cosine")):
-        ax.bar(x, table[column], color=[s[0] for s in styles], hatch=[s[1] for s in styles], edgecolor="k")
-        for xi, value in zip(x, table[column]):
-            ax.annotate(f"{value:.2f}", (xi, value), ha="center", va="bottom" if value >= 0 else "top", fontsize=8)
+    drawn = []
+    if _finite(table, "score"):
+        row = table[np.isfinite(table["score"].astype(float))].iloc[0]
+        _response_bars(ax_score, x, table["score"].astype(float), styles, table.get("score_se"))
+        ax_score.axhline(0.0, color="k", lw=0.8)
+        ax_score.set_title(f"{title_score}\nlocal y1 within {row['score_r_loc_nm']:g} nm on {row['n_frames']:g} held-out "
+                           f"T0 frames,\ncentred with {row['centring_model']}; bars ±1 SE (a lower bound)", fontsize=10)
+        ax_score.set_ylabel("mean |y1|$^2$ - mean |y1 - dF/d$\\beta$|$^2$ ((kJ/mol)$^4$ nm$^{-2}$)")
+        drawn.append(ax_score)
+    else:
+        _not_run(ax_score, "no T0 per-bead energies or centring model", title_score)
+    if _finite(table, "rel_rmse") and _finite(table, "cosine"):
+        _response_bars(ax_rmse, x, table["rel_rmse"].astype(float), styles)
+        _response_bars(ax_cos, x, table["cosine"].astype(float), styles)
+        ax_rmse.axhline(1.0, color="k", ls=":", lw=1, label="= predicting zero")
+        ax_cos.axhline(0.0, color="k", lw=0.8)
+        ax_cos.set_ylim(min(-0.1, float(table["cosine"].min()) - 0.1), 1.1)
+        ax_rmse.set(title=title_rmse, ylabel="||learned - truth|| / ||truth|| (1)")
+        ax_cos.set(title=title_cos, ylabel="cos(learned, truth) (1)")
+        drawn += [ax_rmse, ax_cos]
+        row = table.iloc[0]
+        figure.suptitle(f"Thermal response dF/d$\\beta$ at T0; finite-difference truth = (F({row['T_plus_K']:g} K) - "
+                        f"F({row['T_minus_K']:g} K)) / $\\Delta\\beta$ of fm_oracle, rms {row['truth_rms']:.3g} "
+                        "kJ/(mol nm) per mol/kJ (mostly noise)")
+    else:
+        for ax, title in ((ax_rmse, title_rmse), (ax_cos, title_cos)):
+            _not_run(ax, "no fm_oracle on both sides of T0", title)
+    for ax in drawn:
         ax.set_xticks(x, table["model"], rotation=30, ha="right")
         ax.set_xlabel("model")
-    ax_rmse.axhline(1.0, color="k", ls=":", lw=1, label="= predicting zero")
-    ax_cos.axhline(0.0, color="k", lw=0.8)
-    ax_cos.set_ylim(min(-0.1, float(table["cosine"].min()) - 0.1), 1.1)
-    ax_rmse.set(title=title_rmse, ylabel="||learned - truth|| / ||truth|| (1)")
-    ax_cos.set(title=title_cos, ylabel="cos(learned, truth) (1)")
-    used = [key for key in ESTIMATOR_STYLE if key in set(estimator)]
-    handles = [Patch(facecolor=ESTIMATOR_STYLE[k][0], hatch=ESTIMATOR_STYLE[k][1], edgecolor="k",
-                     label=ESTIMATOR_STYLE[k][2]) for k in used]
-    ax_rmse.legend(handles=handles + ax_rmse.get_legend_handles_labels()[0], fontsize=8)
-    truth = ""
-    if _has(table, "T_minus_K", "T_plus_K", "truth_rms"):
-        row = table.iloc[0]
-        truth = (f": truth = (F({row['T_plus_K']:g} K) - F({row['T_minus_K']:g} K)) / $\\Delta\\beta$, "
-                 f"rms {row['truth_rms']:.3g} kJ/(mol nm) per mol/kJ")
-    figure.suptitle(f"Thermal response dF/d$\\beta$ at T0 against fm_oracle finite differences{truth}")
+    if ax_rmse in drawn:
+        ax_rmse.legend(fontsize=8)  # the 'predicting zero' line; replaced below if this is the first panel
+    if drawn:
+        used = [key for key in ESTIMATOR_STYLE if key in set(estimator)]
+        handles = [Patch(facecolor=ESTIMATOR_STYLE[k][0], hatch=ESTIMATOR_STYLE[k][1], edgecolor="k",
+                         label=ESTIMATOR_STYLE[k][2]) for k in used]
+        drawn[0].legend(handles=handles + drawn[0].get_legend_handles_labels()[0], fontsize=8)
     _save(figure, png, pdf)
 
 

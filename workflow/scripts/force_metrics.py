@@ -1,4 +1,5 @@
-"""Rule force_metrics: force RMSE per model and T, learned dF/dbeta against finite differences."""
+"""Rule force_metrics: force RMSE per model and T; learned dF/dbeta against finite differences and
+its held-out score against local y1 targets at T0."""
 
 from thermocg import io, logs, metrics, nn, units
 from thermocg.config import temperature_label
@@ -18,6 +19,12 @@ reference = temperature_label(params.reference_temperature)
 beta0 = float(units.beta(params.reference_temperature))
 forces = metrics.force_table(models, oracle_name, oracle, beads, params.split, beta0)
 io.write_table(snakemake.output.forces, forces, comment="force RMSE on held-out frames, kJ/(mol nm)")
-response = metrics.response_table(models, oracle, beads[reference], params.temperatures, params.reference_temperature, params.split)
-io.write_table(snakemake.output.response, response, comment="dF/dbeta at T0 vs oracle finite differences")
+response = metrics.response_table(models, oracle, beads[reference], params.temperatures, params.reference_temperature,
+                                  params.split, snakemake.input.energies_reference, oracle_name)
+io.write_table(snakemake.output.response, response, comment=(
+    "dF/dbeta at T0 on held-out T0 frames, (kJ/mol)^2/nm\n"
+    "rel_rmse, cosine: against fm_oracle finite differences between T_minus_K and T_plus_K (mostly noise)\n"
+    "score, score_se: mean |y1|^2 - mean |y1 - dF/dbeta|^2 per bead, (kJ/mol)^4/nm^2, higher is better, 0 = predicting zero;\n"
+    "y1 local within score_r_loc_nm, centred with centring_model's mean force and the mean u_J of these frames;\n"
+    "score_se = std/sqrt(n_frames) over frames, a lower bound when neighbouring frames are correlated"))
 log.info("forces:\n%s\nthermal response:\n%s", forces.to_string(), response.to_string())

@@ -1,0 +1,132 @@
+"""Held-out thermal response score (thermocg.metrics, METHOD.md "Judging a thermal response").
+
+Known answer on the synthetic system of test_targets.py (u(r, s) = a(r) + b(r) s^2 / 2, sampled
+exactly, so F_b(r) is known): E[score] = |F_b|^2 - |F_b - F_b,model|^2, i.e. |F_b|^2 for the true
+F_b, 0 for zero, -3 |F_b|^2 for -F_b and 3/4 |F_b|^2 for F_b / 2.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from test_targets import mean_force, response, sample
+from thermocg import io, metrics, nn, targets
+
+N_FRAMES, N_BEADS, SPACING = 4000, 32, 0.4  # nm between beads on a periodic chain
+
+
+def chain(n_frames):
+    """Beads on a line along x, SPACING apart, periodic: within r_loc = 0.5 nm each bead sees I +- 1."""
+    positions = np.zeros((n_frames, N_BEADS, 3))
+    positions[:, :, 0] = SPACING * np.arange(N_BEADS)
+    box = np.tile([SPACING * N_BEADS, 3.0, 3.0], (n_frames, 1))
+    return positions, box
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    """One independent synthetic system per bead; y1 from metrics.response_targets on the chain."""
+    r, f, u = sample((N_FRAMES, N_BEADS), seed=5)
+    positions, box = chain(N_FRAMES)
+    forces, exact_mean_forces = f[..., None].numpy(), mean_force(r)[..., None].numpy()
+    y1 = metrics.response_targets(positions, forces, box, u.numpy(), exact_mean_forces)
+    truth = response(r)[..., None].numpy()  # F_b (F, N, 1)
+    return {"y1": y1, "truth": truth, "signal": float(np.mean(np.sum(truth**2, axis=-1))),
+            "r": r, "f": f, "u": u}
+
+
+def test_response_targets_are_the_local_target_with_a_constant_energy(synthetic):
+    # The chain wraps round the box, so N(I) = {I - 1, I, I + 1} modulo N_BEADS, the ring of test_targets.
+    ring = torch.arange(N_BEADS)
+    pairs = (torch.cat([ring, ring]), torch.cat([(ring + 1) % N_BEADS, (ring - 1) % N_BEADS]))
+    r, f, u = synthetic["r"], synthetic["f"], synthetic["u"]
+    expected = targets.first_order_local_target(f[..., None], mean_force(r)[..., None], u, u.mean(), pairs)
+    np.testing.assert_allclose(synthetic["y1"], expected.numpy(), rtol=1e-12, atol=1e-9)
+
+
+def test_score_known_answers(synthetic):
+    y1, truth, signal = synthetic["y1"], synthetic["truth"], synthetic["signal"]
+    score, se, per_frame = metrics.response_score(y1, truth)
+    assert per_frame.shape == (N_FRAMES,)
+    assert se < 0.05 * signal  # precise enough for the checks below to mean something
+    assert abs(score - signal) < 4 * se
+
+    score, se, per_frame = metrics.response_score(y1, np.zeros_like(truth))
+    assert score == 0.0 and se == 0.0 and np.all(per_frame == 0.0)
+
+    score, se, _ = metrics.response_score(y1, -truth)
+    assert abs(score - (-3 * signal)) < 4 * se
+
+
+def test_true_response_ranks_above_half_of_it(synthetic):
+    y1, truth, signal = synthetic["y1"], synthetic["truth"], synthetic["signal"]
+    full, _, full_frames = metrics.response_score(y1, truth)
+    half, half_se, half_frames = metrics.response_score(y1, truth / 2)
+    assert abs(half - 0.75 * signal) < 4 * half_se
+    # Same frames, so the gap (expected signal / 4) is judged by the SE of the per-frame differences.
+    gap = full_frames - half_frames
+    assert full - half > 5 * gap.std(ddof=1) / np.sqrt(len(gap))
+
+
+def test_score_standard_error_is_over_frames():
+    # Per-frame scores 2 y1.P - |P|^2 with P = 1 on 2 beads x 1 component: frames give 1, 3, 5, 7.
+    y1 = np.array([[[1.0], [1.0]], [[2.0], [2.0]], [[3.0], [3.0]], [[4.0], [4.0]]])
+    score, se, per_frame = metrics.response_score(y1, 1.0)
+    np.testing.assert_allclose(per_frame, [1.0, 3.0, 5.0, 7.0])
+    assert score == pytest.approx(4.0)
+    assert se == pytest.approx(np.std([1.0, 3.0, 5.0, 7.0], ddof=1) / 2)
+
+
+def test_centring_model_prefers_the_oracle_at_t0():
+    models = {"em": ("em model", {"kind": "em"}), "base": ("fm_ref model", {"kind": "fm_ref"})}
+    oracles = {"280": "oracle 280", "300": "oracle 300"}
+    assert metrics.centring_model(models, oracles, "oracle", 300) == ("oracle", "oracle 300")
+    assert metrics.centring_model(models, {"280": "oracle 280"}, "oracle", 300) == ("base", "fm_ref model")
+    assert metrics.centring_model({"em": models["em"]}, {}, None, 300) == ("", None)
+
+
+def small_model(seed, heads):
+    torch.manual_seed(seed)
+    return nn.CGModel(n_features=8, n_sensitivities=4, n_interaction_layers=1, n_dense_layers=1, cutoff=0.5,
+                      sensitivity_soft_min=0.2, sensitivity_soft_max=0.4, heads=heads,
+                      head_scales={"W1": 100.0} if "W1" in heads else None, dtype="float64")
+
+
+def test_response_table_scores_against_the_centring_model(tmp_path):
+    # Mapped forces equal to the T0 oracle's mean force make every y1 exactly zero, so each model
+    # scores -mean |F_b,model|^2 and fm_ref (F_b = 0) scores 0: this checks which force centres y1,
+    # and that the score is taken on the test frames with their own energies.
+    rng = np.random.default_rng(0)
+    n_frames, side = 10, 4  # box 1.24 nm, more than twice the cutoff
+    grid = np.stack(np.meshgrid(*[np.arange(side)] * 3, indexing="ij"), axis=-1).reshape(-1, 3) * 0.31
+    positions = grid + rng.normal(scale=0.03, size=(n_frames, len(grid), 3))
+    box = np.full((n_frames, 3), side * 0.31)
+    oracle = small_model(1, ("W0",))
+    io.save_frames(tmp_path / "beads.npz", positions=positions, box=box, time=0.1 * np.arange(n_frames),
+                   forces=metrics.model_forces(oracle, positions, box, 0.0), temperature=np.float64(300.0))
+    io.save_frames(tmp_path / "energies.npz", bead_energies=rng.normal(-40.0, 5.0, size=(n_frames, len(grid))))
+    models = {"fm_ref": (small_model(2, ("W0",)), {"kind": "fm_ref", "spec": {"kind": "fm_ref"}}),
+              "trf1": (small_model(3, ("W0", "W1")), {"kind": "trf1", "spec": {"kind": "trf1", "estimator": "local"}})}
+    split = {"validation_fraction": 0.2, "test_fraction": 0.3, "frame_stride": 1}
+    table = metrics.response_table(models, {"300": oracle}, tmp_path / "beads.npz", [300], 300, split,
+                                   tmp_path / "energies.npz", "oracle")
+    assert list(table.columns) == metrics.RESPONSE_COLUMNS
+    rows = table.set_index("model")
+    assert set(rows["centring_model"]) == {"oracle"} and set(rows["n_frames"]) == {3}
+    assert rows.loc["fm_ref", "score"] == 0.0 and rows.loc["fm_ref", "score_se"] == 0.0
+    test = metrics.test_indices(n_frames, split)
+    fb = metrics.thermal_response(models["trf1"][0], positions[test], box[test])
+    assert np.mean(np.sum(fb**2, axis=-1)) > 0
+    assert rows.loc["trf1", "score"] == pytest.approx(-np.mean(np.sum(fb**2, axis=-1)), rel=1e-9)
+    # T0 has no sampled neighbours here: no finite-difference truth, the score is still there.
+    assert rows["cosine"].isna().all() and rows["score"].notna().all()
+
+    # Without an oracle at T0 the fm_ref model centres y1, and its own y1 is then not zero.
+    table = metrics.response_table(models, {}, tmp_path / "beads.npz", [300], 300, split, tmp_path / "energies.npz")
+    assert set(table["centring_model"]) == {"fm_ref"}
+    assert (table.set_index("model").loc["trf1", "score"] != rows.loc["trf1", "score"])
+    # A per-bead energy file of another run (other frame count) is refused, not silently misaligned.
+    io.save_frames(tmp_path / "short.npz", bead_energies=np.zeros((n_frames - 1, len(grid))))
+    with pytest.raises(ValueError, match="frames"):
+        metrics.response_table(models, {"300": oracle}, tmp_path / "beads.npz", [300], 300, split,
+                               tmp_path / "short.npz", "oracle")

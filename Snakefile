@@ -2,6 +2,7 @@
 # Run: snakemake --cores N   (default config: config/config.yaml; see README.md)
 from pathlib import Path
 
+import thermocg.reporting
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -35,3 +36,8 @@ rule all:
     input:
         all_outputs(),
     default_target: True
+
+
+# Snakemake calls this after a real run only: not for dry runs, nor inside the jobs it spawns.
+onsuccess:
+    print(thermocg.reporting.run_summary("results/metrics/transferability.tsv"))

@@ -145,9 +145,9 @@ def model_files():
     return files
 
 
-def figure(name, caption):
-    """A figure of the comparison, marked for the Snakemake report."""
-    return report(f"results/figures/{name}.png", caption=f"../report/{caption}.rst", category="Transferability")
+def figure(name, category):
+    """A figure of the comparison, in the report's ``category`` with caption workflow/report/<name>.rst."""
+    return report(f"results/figures/{name}.png", caption=f"../report/{name}.rst", category=category)
 
 
 def all_outputs():

@@ -9,13 +9,13 @@ rule figures:
         curves=expand("results/models/{model}/loss_curve.tsv", model=REFINED),
         fg=expand("results/observables/fg/T{T}/summary.json", T=TEMPERATURES),
     output:
-        transferability=figure("transferability", "transferability"),
-        overlays=figure("rdf_adf_overlays", "rdf_adf_overlays"),
-        forces=figure("force_errors", "force_errors"),
-        response=figure("thermal_response", "thermal_response"),
-        diffusion=figure("diffusion", "diffusion"),
-        diffsim=figure("diffsim_curves", "diffsim_curves"),
-        timings=figure("timings", "timings"),
+        transferability=figure("transferability", "Structure"),
+        overlays=figure("rdf_adf_overlays", "Structure"),
+        forces=figure("force_errors", "Thermal response"),
+        response=figure("thermal_response", "Thermal response"),
+        diffusion=figure("diffusion", "Dynamics"),
+        diffsim=figure("diffsim_curves", "DiffSim"),
+        timings=figure("timings", "Performance"),
     params:
         models=sorted(SIMULATED),  # as the other figures order them: the YAML's order changes nothing
         temperatures=config["temperatures"],

@@ -1,10 +1,12 @@
-# Stage 5: how well each fitted model reproduces forces and their temperature derivative.
+# Stage 5: how well each fitted model reproduces forces and their temperature derivative
+# (against oracle finite differences and by its held-out score at T0).
 
 
 rule force_metrics:
     input:
         models=model_files(),
         beads=expand("results/cg/T{T}/beads.npz", T=TEMPERATURES),
+        energies_reference=f"results/cg/T{T0}/molecule_energies.npz",  # u_J of the held-out response score
     output:
         forces="results/metrics/forces.tsv",
         response="results/metrics/thermal_response.tsv",
@@ -28,12 +30,14 @@ rule transferability:
         cg=[f"results/observables/cg/{m}/T{t}/summary.json" for m, t in simulated_pairs()],
         forces="results/metrics/forces.tsv",
     output:
-        table=report(
-            "results/metrics/transferability.tsv",
-            caption="../report/transferability_table.rst",
-            category="Transferability",
-        ),
+        table="results/metrics/transferability.tsv",
         json="results/metrics/transferability.json",
+        # the report shows HTML as a page, a TSV only as a download
+        html=report(
+            "results/metrics/transferability.html",
+            caption="../report/transferability_table.rst",
+            category="Structure",
+        ),
     params:
         models=evaluated_models(),
         temperatures=config["temperatures"],

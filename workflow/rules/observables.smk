@@ -30,7 +30,7 @@ rule plot_fg_observables:
         png=report(
             "results/figures/fg_observables.png",
             caption="../report/fg_observables.rst",
-            category="Reference (FG) observables",
+            category="Structure",
         ),
         pdf="results/figures/fg_observables.pdf",
     log:

@@ -311,7 +311,9 @@ def _response_bars(ax, x, values, styles, errors=None):
     for xi, value, extra in zip(x, values, reach):
         if np.isfinite(value):
             tip = value + extra if value >= 0 else value - extra
-            ax.annotate(f"{value:.3g}", (xi, tip), ha="center", va="bottom" if value >= 0 else "top", fontsize=8)
+            ax.annotate(f"{value:.3g}", (xi, tip), xytext=(0, 2 if value >= 0 else -2), textcoords="offset points",
+                        ha="center", va="bottom" if value >= 0 else "top", fontsize=8)
+    ax.margins(y=0.12)  # room for the labels beyond the longest error bars
 
 
 def thermal_response(response_table, png, pdf=None):
@@ -370,12 +372,13 @@ def thermal_response(response_table, png, pdf=None):
         ax.set_xticks(x, table["model"], rotation=30, ha="right")
         ax.set_xlabel("model")
     if ax_rmse in drawn:
-        ax_rmse.legend(fontsize=8)  # the 'predicting zero' line; replaced below if this is the first panel
+        ax_rmse.legend(fontsize=8)  # the 'predicting zero' line; replaced below if this is the last panel
     if drawn:
+        # in the last panel drawn (the cosines, when there are any, leave room above their bars)
         used = [key for key in ESTIMATOR_STYLE if key in set(estimator)]
         handles = [Patch(facecolor=ESTIMATOR_STYLE[k][0], hatch=ESTIMATOR_STYLE[k][1], edgecolor="k",
                          label=ESTIMATOR_STYLE[k][2]) for k in used]
-        drawn[0].legend(handles=handles + drawn[0].get_legend_handles_labels()[0], fontsize=8)
+        drawn[-1].legend(handles=handles + drawn[-1].get_legend_handles_labels()[0], fontsize=8, loc="best")
     _save(figure, png, pdf)
 
 

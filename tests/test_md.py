@@ -452,7 +452,7 @@ def test_planned_list_checks_give_the_every_step_trajectory_and_never_miss_a_pai
     """Water-like LJ at 8 fs (125 beads, the pipeline's CG step and skin): checking the list only
     when Simulation.step_bound says it may have expired gives, bit for bit, the trajectory of a
     check at every step, and at every step the list holds every pair within the cutoff."""
-    n, length = 125, 1.552  # water density, 18 amu beads
+    length = 1.552  # 125 beads of 18 amu at water density
     side = np.arange(5) + 0.5
     positions = np.stack(np.meshgrid(side, side, side, indexing="ij"), -1).reshape(-1, 3) * length / 5
     box = np.full(3, length)

@@ -12,8 +12,8 @@ Parts (``--parts``, all by default), each kept from stopping the others:
   Simulation.run only: no trajectory output or blow-up guard (bench_md.py: run_md adds 3-11% on CPU).
 - ``ratio``: CG ns/day of the default network over FG ns/day, per size (from the two parts).
 - ``train``: training frames/s of one optimiser step as thermocg.train.fit takes it (the kind's
-  full Objective with its thermal-response terms on, backward, clipping, Adam) and of a validation
-  pass, for every model kind of config/paper.yaml, on synthetic 512-bead frames (batch of
+  Objective, backward, clipping, Adam) and of a validation pass, for every network-trained model
+  (fm_ref, fm_oracle, mtfm) of config/paper.yaml, on synthetic 512-bead frames (batch of
   ``training.batch_frames``), with the paper network (and, unless --quick, the default one).
 - ``diffsim``: seconds per DiffSim refinement iteration at one temperature (thermocg.diffsim.refine
   of the paper network's W1/W2 heads, the paper's window, sample_every and time step).
@@ -205,7 +205,7 @@ def bench_train(network_name, config_path, name, spec, args):
     dtype = next(model.parameters()).dtype
     batch = training["batch_frames"]
     frames = synthetic_frames(2 * batch, args.train_beads, model.cutoff, r_loc, dbetas, dtype, args.device)
-    objective = train.Objective(kind, estimator, 0, 5.0)  # thermal-response terms on from the start
+    objective = train.Objective(kind)
     optimizer = torch.optim.Adam(model.parameters(), lr=training["learning_rate"])
 
     def step(k):
@@ -391,7 +391,8 @@ def estimate(tables, args):
             n_t = len(train.training_temperatures(spec, paper, temperature))
             return n_t * (n_train / r.train_frames_per_s + n_val / r.eval_frames_per_s)
 
-        fit_epochs = [epoch_seconds(name, spec) for name, spec in paper["models"].items() if spec["kind"] != "fm_oracle"]
+        fit_epochs = [epoch_seconds(name, spec) for name, spec in paper["models"].items()
+                      if spec["kind"] != "fm_oracle" and spec["kind"] not in train.SHARED_W0]
         oracle = [(name, spec) for name, spec in paper["models"].items() if spec["kind"] == "fm_oracle"]
         for label, epochs in (("max_epochs", tr["max_epochs"]), ("assumed", args.assume_epochs)):
             add("fit", epochs * float(np.mean(fit_epochs)),
@@ -549,10 +550,12 @@ def main(argv=None):
     part("ratio", ratio)
 
     paper_models = load_config(PAPER_CONFIG)["models"]
-    train_items = [("paper", PAPER_CONFIG, name, spec, args) for name, spec in paper_models.items()]
+    # em, trf1 and trf2 are closed-form fits on fm_ref's W0 (seconds), not trained: no rate to measure
+    trained = lambda models: {name: spec for name, spec in models.items() if spec["kind"] not in train.SHARED_W0}  # noqa: E731
+    train_items = [("paper", PAPER_CONFIG, name, spec, args) for name, spec in trained(paper_models).items()]
     if not quick:
         default_models = load_config(DEFAULT_CONFIG)["models"]
-        train_items += [("default", DEFAULT_CONFIG, name, spec, args) for name, spec in default_models.items()]
+        train_items += [("default", DEFAULT_CONFIG, name, spec, args) for name, spec in trained(default_models).items()]
     part("train", lambda: run_rows(bench_train, train_items, "train", "train.tsv"))
     ds_items = [("paper", PAPER_CONFIG, args)] + ([] if quick else [("default", DEFAULT_CONFIG, args)])
     part("diffsim", lambda: run_rows(bench_diffsim, ds_items, "diffsim", "diffsim.tsv"))

@@ -166,3 +166,21 @@ def test_a_damaged_beads_file_is_reported_with_its_path(ideal_gas, tmp_path):
     damaged.write_bytes((ideal_gas / "beads.npz").read_bytes()[:-100])
     with pytest.raises(io.DamagedFileError, match=f"{damaged} is damaged.*snakemake -R {damaged}"):
         cgmd.simulate(ideal_gas / "model.pt", damaged, 300.0, 300.0, SHORT, 5.0, outputs_in(tmp_path), seed=3)
+
+
+@pytest.mark.slow
+def test_dynamics_run_gives_the_free_langevin_diffusion_and_vacf(ideal_gas):
+    """Ideal gas: D = k_B T / (m gamma) within its error bars, VACF = exp(-gamma t)."""
+    gamma = 10.0
+    summary, vacf = cgmd.dynamics_run(ideal_gas / "model.pt", ideal_gas / "beads.npz", 300.0, 300.0, SETTINGS, gamma,
+                                      (1.0, 3.0), seed=5, production=6.0, vacf_max_lag=0.3)
+    expected = units.KB * 300.0 / (units.WATER_MASS * gamma)
+    diffusion = summary["diffusion"]
+    assert summary["stable"] and summary["friction_per_ps"] == gamma
+    assert abs(diffusion["D_nm2_per_ps"] - expected) < max(4 * diffusion["D_error_nm2_per_ps"], 0.1 * expected)
+    # finite-difference velocities over one step: C(t) = exp(-gamma t) to O(gamma dt)
+    early = vacf["lag_ps"] <= 0.2
+    np.testing.assert_allclose(vacf["vacf"][early], np.exp(-gamma * vacf["lag_ps"][early]), atol=0.06)
+    unstable, empty = cgmd.dynamics_run(ideal_gas / "model.pt", ideal_gas / "beads.npz", 300.0, 300.0, SETTINGS, None,
+                                        (1.0, 3.0), seed=5, production=6.0)
+    assert unstable["stable"] is False and len(empty) == 0

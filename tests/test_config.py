@@ -92,6 +92,19 @@ def test_one_fm_oracle_entry_at_most():
         config.check(bad)
 
 
+@pytest.mark.parametrize("references", [{}, {"fm_a": {"kind": "fm_ref"}, "fm_b": {"kind": "fm_ref"}}])
+def test_models_on_a_shared_w0_need_exactly_one_fm_ref(references):
+    bad = copy.deepcopy(DEFAULT)
+    bad["models"] = {"trf1": {"kind": "trf1"}, "em": {"kind": "em"}, **references}
+    bad["diffsim"]["models"] = []
+    with pytest.raises(config.ConfigError, match=r"\['trf1', 'em'\] are fitted on the W0 of the fm_ref model, so "
+                                                 r"exactly one entry must have kind fm_ref"):
+        config.check(bad)
+    good = copy.deepcopy(bad)
+    good["models"] = {"trf1": {"kind": "trf1"}, "fm_a": {"kind": "fm_ref"}}
+    assert config.check(good)["models"]["trf1"]["response"] == "radial"
+
+
 def test_unknown_key_is_rejected():
     bad = copy.deepcopy(DEFAULT)
     bad["fg"]["thermostat"] = "berendsen"

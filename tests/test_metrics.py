@@ -11,6 +11,7 @@ import torch
 
 from test_targets import mean_force, response, sample
 from thermocg import io, metrics, nn, targets
+from thermocg.train import split_indices
 
 N_FRAMES, N_BEADS, SPACING = 4000, 32, 0.4  # nm between beads on a periodic chain
 
@@ -107,7 +108,7 @@ def test_response_table_scores_against_the_centring_model(tmp_path):
     io.save_frames(tmp_path / "energies.npz", bead_energies=rng.normal(-40.0, 5.0, size=(n_frames, len(grid))))
     models = {"fm_ref": (small_model(2, ("W0",)), {"kind": "fm_ref", "spec": {"kind": "fm_ref"}}),
               "trf1": (small_model(3, ("W0", "W1")), {"kind": "trf1", "spec": {"kind": "trf1", "estimator": "local"}})}
-    split = {"validation_fraction": 0.2, "test_fraction": 0.3, "frame_stride": 1}
+    split = {"validation_fraction": 0.2, "test_fraction": 0.3, "frame_stride": 1, "response_frame_stride": 1}
     table = metrics.response_table(models, {"300": oracle}, tmp_path / "beads.npz", [300], 300, split,
                                    tmp_path / "energies.npz", "oracle")
     assert list(table.columns) == metrics.RESPONSE_COLUMNS
@@ -130,3 +131,12 @@ def test_response_table_scores_against_the_centring_model(tmp_path):
     with pytest.raises(ValueError, match="frames"):
         metrics.response_table(models, {"300": oracle}, tmp_path / "beads.npz", [300], 300, split,
                                tmp_path / "short.npz", "oracle")
+
+
+@pytest.mark.parametrize("n_frames", [40, 301, 600])
+@pytest.mark.parametrize("stride", [1, 3, 7])
+def test_test_frames_come_after_every_frame_any_fit_saw(n_frames, stride):
+    training = {"validation_fraction": 0.15, "test_fraction": 0.15, "frame_stride": stride, "response_frame_stride": 1}
+    test = metrics.test_indices(n_frames, training)
+    seen = [split_indices(n_frames, 0.15, 0.15, s)[part] for s in (stride, 1) for part in ("train", "validation")]
+    assert len(test) > 0 and test.min() > max(part.max() for part in seen)

@@ -127,7 +127,7 @@ def test_tiny_pipeline_runs_cg_md_and_compares_with_fg(tiny_run):
     assert abs(thermo["T_kin_K"].mean() - 320) < 60  # 128 beads, 2 ps: loose, but catches a wrong thermostat
     assert (results / "models/trf2_diffsim/loss_curve.tsv").exists()
     for name in ("transferability", "rdf_adf_overlays", "force_errors", "thermal_response", "diffusion",
-                 "diffsim_curves", "timings"):
+                 "diffsim_curves", "timings", "learning_curves"):
         assert (results / f"figures/{name}.png").stat().st_size > 10_000
         assert (results / f"figures/{name}.pdf").exists()
 

@@ -5,7 +5,8 @@ panel instead of crashing when its inputs are missing."""
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.container import BarContainer
+from matplotlib.colors import to_rgb
+from matplotlib.container import BarContainer, ErrorbarContainer
 
 from test_transfer import MODELS, TEMPERATURES, forces_table, write_results
 from thermocg import io, metrics, plots, transfer
@@ -21,7 +22,7 @@ def drawn(monkeypatch):
         figures.append({
             "figure": figure,  # closed, but its axes, lines and legends can still be read
             "suptitle": figure._suptitle.get_text() if figure._suptitle else "",
-            "legend": any(ax.get_legend() for ax in figure.axes),
+            "legend": any(ax.get_legend() for ax in figure.axes) or bool(figure.legends),
             "panels": [{
                 "title": ax.get_title(), "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(),
                 "texts": " ".join(t.get_text() for t in ax.texts),
@@ -85,6 +86,8 @@ def test_rdf_adf_overlays(tmp_path, synthetic, drawn):
     check_written(tmp_path, "a")
     check_readable(drawn[-1])
     assert len(drawn[-1]["panels"]) == 2 * len(TEMPERATURES)
+    figure = drawn[-1]["figure"]  # one legend beside the panels, none on a panel's curves
+    assert len(figure.legends) == 1 and not any(ax.get_legend() for ax in figure.axes)
     # a temperature without FG observables, and no temperatures at all
     plots.rdf_adf_overlays(synthetic["fg"], synthetic["cg"], MODELS, [300, 999], tmp_path / "b.png", tmp_path / "b.pdf")
     check_readable(drawn[-1], expect_not_run=2)
@@ -127,8 +130,54 @@ def test_transferability_marks_runs_that_blew_up(tmp_path, synthetic, drawn):
     for ax in figure.axes:  # one x per panel, at 360 K, at the top edge
         crosses = [line for line in ax.lines if line.get_marker() == "x"]
         assert len(crosses) == 1 and list(crosses[0].get_xdata()) == [360.0]
-    legend = figure.axes[0].get_legend()
+    (legend,) = figure.legends  # beside the panels
     assert any("blew up" in text.get_text() for text in legend.get_texts())
+
+
+def test_transferability_draws_the_spreads_as_error_bars(tmp_path, synthetic, drawn):
+    plots.transferability(synthetic["table"], tmp_path / "a.png", tmp_path / "a.pdf")
+    assert not any(isinstance(c, ErrorbarContainer) for ax in drawn[-1]["figure"].axes for c in ax.containers)
+    table = synthetic["table"].assign(eps_g_spread=0.1 * synthetic["table"]["eps_g"],
+                                      eps_a_spread=0.2 * synthetic["table"]["eps_a"])
+    plots.transferability(table, tmp_path / "b.png", tmp_path / "b.pdf")
+    figure = drawn[-1]["figure"]
+    n_models = table["model"].nunique()
+    for ax, fraction in zip(figure.axes, (0.1, 0.2, 0.1, 0.2)):  # top: eps; bottom: ratios, the same fraction
+        bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer) and c.get_label() == "_spread"]
+        assert len(bars) == n_models
+        for container in bars:  # each bar: value +- fraction x value
+            _, _, (segments,) = container.lines
+            half, middle = np.array([((top[1] - bottom[1]) / 2, (top[1] + bottom[1]) / 2)
+                                     for bottom, top in segments.get_segments()]).T
+            assert len(half) and half == pytest.approx(fraction * middle)
+    legend = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert plots.SPREAD_LABEL in legend and "FG noise floor" in legend
+
+
+def test_log_axis_labels_only_two_and_five_between_decades(tmp_path):
+    import matplotlib.pyplot as plt
+
+    figure, ax = plt.subplots()
+    ax.plot([1, 2], [0.3, 5.0])
+    plots._log_y(ax)
+    figure.canvas.draw()
+    labels = [tick.label1.get_text() for tick in ax.yaxis.get_minor_ticks() if tick.label1.get_text()]
+    plt.close(figure)
+    assert labels and {float(label) for label in labels} <= {0.2, 0.5, 2.0, 5.0}
+    # less than a factor 3: a log axis would label one tick or none, a linear one does better
+    figure, ax = plt.subplots()
+    ax.plot([1, 2], [0.93, 1.17])
+    plots._log_y(ax)
+    assert ax.get_yscale() == "linear"
+    plt.close(figure)
+
+
+def test_temperature_colours_read_on_white():
+    colours = plots._temperature_colours([450, 280, 320, 300, 360])
+    assert list(colours) == [280, 300, 320, 360, 450]  # cold to hot
+    for colour in colours.values():  # no near-white colour (coolwarm gave the middle T one, luminance 0.87)
+        assert 0.2126 * to_rgb(colour)[0] + 0.7152 * to_rgb(colour)[1] + 0.0722 * to_rgb(colour)[2] < 0.7
+    assert len({tuple(c) for c in colours.values()}) == 5
 
 
 def test_force_errors(tmp_path, drawn):
@@ -183,10 +232,36 @@ def test_thermal_response_draws_the_score_with_its_standard_error(tmp_path, synt
     assert "not run" in drawn[-1]["panels"][0]["texts"]
 
 
+def test_thermal_response_says_why_fm_ref_has_no_cosine(tmp_path, synthetic, drawn):
+    table = io.read_table(synthetic["root"] / "thermal_response.tsv")
+    # fm_ref predicts dF/dbeta = 0: relative RMSE 1, cosine 0/0, score 0
+    fm_ref = table.iloc[[0]].assign(model="fm_ref", kind="fm_ref", estimator=np.nan, rel_rmse=1.0, cosine=np.nan,
+                                    score=0.0, score_se=0.0)
+    table = pd.concat([fm_ref, table], ignore_index=True)
+    plots.thermal_response(table, tmp_path / "a.png", tmp_path / "a.pdf")
+    figure = drawn[-1]["figure"]
+    ax_cos = figure.axes[2]
+    (note,) = [text for text in ax_cos.texts if "W1" in text.get_text()]
+    assert "construction" in note.get_text() and note.get_position()[0] == 0  # at fm_ref's place
+    # units written out, no '(1)' on a dimensionless label, the legend below the bars rather than on them
+    assert "kJ$^2$ mol$^{-2}$ nm$^{-1}$" in drawn[-1]["suptitle"] and "per mol/kJ" not in drawn[-1]["suptitle"]
+    assert not any(panel["ylabel"].endswith("(1)") for panel in drawn[-1]["panels"])
+    assert not any(ax.get_legend() for ax in figure.axes)
+    (legend,) = figure.legends
+    assert "local energy target" in [text.get_text() for text in legend.get_texts()]
+    # scores of millions: the power of ten in the unit of the axis label, not as '1e6' under the title
+    plots.thermal_response(table.assign(score=100 * table["score"], score_se=100 * table["score_se"]),
+                           tmp_path / "b.png", tmp_path / "b.pdf")
+    assert "(10$^{6}$ kJ$^4$" in drawn[-1]["panels"][0]["ylabel"]
+
+
 def test_diffusion(tmp_path, synthetic, drawn):
     plots.diffusion(synthetic["table"], tmp_path / "a.png", tmp_path / "a.pdf")
     check_written(tmp_path, "a")
     check_readable(drawn[-1])
+    figure = drawn[-1]["figure"]  # one legend beside the panels, none on a panel's curves
+    assert len(figure.legends) == 1 and not any(ax.get_legend() for ax in figure.axes)
+    assert not any(panel["ylabel"].endswith("(1)") for panel in drawn[-1]["panels"])
     plots.diffusion(synthetic["table"].assign(D_cg=np.nan), tmp_path / "b.png", tmp_path / "b.pdf")
     check_readable(drawn[-1], expect_not_run=2)
 
@@ -202,11 +277,64 @@ def test_diffsim_curves(tmp_path, synthetic, drawn):
                       "mtfm_diffsim: RDF 320 K", "mtfm_diffsim: ADF 320 K (x lambda_adf = 10000)"]
     lines = loss_panel.get_lines()  # the weighted terms add up to the total
     np.testing.assert_allclose(sum(line.get_ydata() for line in lines[1:]), lines[0].get_ydata(), rtol=1e-6)
+    # no two terms look alike: colour for the temperature, line style for the term
+    looks = {(to_rgb(line.get_color()), line.get_linestyle()) for line in lines}
+    assert len(looks) == len(lines)
+    # the legend lies below the panel, off the curves
+    figure = drawn[-1]["figure"]
+    figure.canvas.draw()
+    assert loss_panel.get_legend().get_window_extent().y1 < loss_panel.get_window_extent().y0
     # no refinement in this configuration: three 'not run' panels
     unrefined = synthetic["table"][~synthetic["table"]["model"].str.endswith("_diffsim")]
     plots.diffsim_curves({}, unrefined, tmp_path / "b.png", tmp_path / "b.pdf")
     check_written(tmp_path, "b", min_png_bytes=5_000)
     check_readable(drawn[-1], expect_not_run=3)
+
+
+def learning_curve(epochs, scale=1.0):
+    """A network's learning curve as thermocg.train writes it."""
+    epoch = np.arange(epochs)
+    force = scale * (0.5 + 0.5 * np.exp(-epoch / 5))
+    return pd.DataFrame({"epoch": epoch, "learning_rate": 1e-3, "validation_force": force, "validation_total": force})
+
+
+def closed_form_fit(chosen_ridge):
+    """A closed-form fit's table as thermocg.response writes it: heads e and W1, ridges inf and 1e-3..1."""
+    rows = []
+    for head, no_term in (("e", 100.0), ("W1", 1000.0)):
+        for ridge, relative in ((float("inf"), 1.0), (1e-3, 0.95), (1e-2, 0.96), (1.0, 0.99)):
+            rows.append({"relative_ridge": ridge, "train_mse": relative * no_term, "validation_mse": relative * no_term,
+                         "gain_se": 0.01 * no_term, "chosen": ridge == chosen_ridge, "head": head})
+    return pd.DataFrame(rows)
+
+
+def test_learning_curves(tmp_path, drawn):
+    io.write_table(tmp_path / "trf1.tsv", closed_form_fit(1e-2))
+    curves = {("fm_ref", None): learning_curve(12), ("trf1", None): tmp_path / "trf1.tsv",
+              ("em", None): tmp_path / "not_there.tsv", ("trf2", None): closed_form_fit(float("inf")),
+              **{("fm_oracle", t): learning_curve(8, scale=s) for t, s in (("280", 1.0), ("300", 0.9))}}
+    plots.learning_curves(curves, tmp_path / "a.png", tmp_path / "a.pdf")
+    check_written(tmp_path, "a")
+    check_readable(drawn[-1])
+    figure = drawn[-1]["figure"]
+    networks, thermal = figure.axes[0], figure.axes[1]
+    assert [line.get_label() for line in networks.get_lines() if not line.get_label().startswith("_")] == [
+        "fm_oracle (280 K)", "fm_oracle (300 K)", "fm_ref"]
+    stars = [line for line in networks.get_lines() if line.get_marker() == "*"]
+    assert sorted(star.get_xdata()[0] for star in stars) == [7, 7, 11]  # the lowest validation loss
+    oracles = [line for line in networks.get_lines() if line.get_label().startswith("fm_oracle")]
+    assert oracles[0].get_color() == oracles[1].get_color() and oracles[0].get_linestyle() != oracles[1].get_linestyle()
+    # closed-form fits: one curve per model and head with error bars, a star where a ridge was chosen,
+    # "no term" written where none was
+    assert [c.get_label() for c in thermal.containers] == ["trf1 e", "trf1 W1", "trf2 e", "trf2 W1"]
+    stars = [line for line in thermal.get_lines() if line.get_marker() == "*"]
+    assert len(stars) == 2 and all(star.get_xdata()[0] == 1e-2 for star in stars)
+    assert sorted(text.get_text() for text in thermal.texts) == ["W1: no term", "e: no term"]
+    assert thermal.get_xscale() == "log"
+    # nothing to draw: two 'not run' panels
+    plots.learning_curves({}, tmp_path / "b.png", tmp_path / "b.pdf")
+    check_written(tmp_path, "b", min_png_bytes=5_000)
+    check_readable(drawn[-1], expect_not_run=2)
 
 
 def write_benchmark(path, seconds):

@@ -211,6 +211,7 @@ PIPELINE_FIGURES = {
     "fg_observables": "Structure", "transferability": "Structure", "rdf_adf_overlays": "Structure",
     "force_errors": "Thermal response", "thermal_response": "Thermal response", "diffusion": "Dynamics",
     "diffsim_curves": "DiffSim", "timings": "Performance", "sweep": "Parameter sweep",
+    "learning_curves": "Training",
 }
 
 

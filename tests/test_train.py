@@ -161,31 +161,8 @@ def test_same_config_and_seed_give_byte_identical_model_files(synthetic_beads, t
     assert files[0] == files[1]
 
 
-def test_unknown_kind_and_estimator_are_rejected():
+def test_unknown_kinds_and_closed_form_kinds_have_no_training_objective():
     with pytest.raises(ValueError, match="unknown model kind"):
         train.Objective("magic")
-    with pytest.raises(ValueError, match="estimator"):
-        train.Objective("trf1", estimator="semi-local")
-
-
-def test_scheduler_restarts_when_the_warm_up_ends(synthetic_beads, tmp_path):
-    """The loss jumps when the thermal terms join; the LR must not decay for that jump alone."""
-    path, _ = synthetic_beads
-
-    class JumpingObjective(train.Objective):
-        # after the warm-up a term joins that is large but falls every epoch, as a new term does
-        def __call__(self, model, frames, epoch, create_graph=True):
-            terms = super().__call__(model, frames, epoch, create_graph)
-            if epoch >= self.warmup_epochs:
-                terms["joined"] = torch.tensor(10.0 * 0.8**epoch)
-            return terms
-
-    config = small_config(max_epochs=10, lr_patience=1)
-    torch.manual_seed(config["seed"])
-    model = train.build_model("fm_ref", config)
-    frames = train.load_frames(path, range(32), model.cutoff, float(units.beta(300.0)), torch.float32, "cpu")
-    objective = JumpingObjective("fm_ref", warmup_epochs=2)
-    curve = train.fit(model, objective, frames[:24], frames[24:], config["training"], tmp_path / "state.pt", seed=1)
-    after = curve[curve["epoch"] >= 2]
-    assert after["validation_total"].is_monotonic_decreasing
-    assert (after["learning_rate"] == config["training"]["learning_rate"]).all(), after[["epoch", "learning_rate"]]
+    with pytest.raises(ValueError, match="closed form"):
+        train.Objective("trf1")

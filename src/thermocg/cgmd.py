@@ -20,7 +20,7 @@ import mdtraj
 import numpy as np
 import torch
 
-from thermocg import io, md, nn, observables
+from thermocg import friction, io, md, nn, observables
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def simulate_or_record_blow_up(model_path, beads_path, temperature, reference_te
     outputs are then written empty.
     """
     if friction is None:
-        reason = f"blew up in the friction fit at T0 = {reference_temperature:g} K"
+        reason = f"blew up in the friction fit at T0 = {reference_temperature:g} K (or in its trial run at this T)"
         log.error("%s: recorded as unstable at %g K without simulating", reason, temperature)
         positions, box, _ = start_frame(beads_path)
         md.write_outputs(outputs["trajectory"], outputs["topology"], outputs["thermo"], positions, box, [], [])
@@ -119,46 +119,162 @@ def measure_diffusion(model_path, beads_path, temperature, reference_temperature
     return observables.diffusion_coefficient(lag, msd, *fit_window)["D_nm2_per_ps"]
 
 
+def trial_diffusion(model_path, beads_path, temperature, reference_temperature, settings, seed):
+    """The trial runs at one temperature: [{"friction_per_ps", "D_nm2_per_ps"}] (the 1/D line).
+
+    Raises :class:`thermocg.md.BlowUpError` if a trial run blows up.
+    """
+    window = (settings["friction_fit_start"], settings["friction_fit_end"])
+    trials = []
+    for gamma in sorted(settings["friction_trials"]):
+        diffusion = measure_diffusion(model_path, beads_path, temperature, reference_temperature, settings, gamma,
+                                      window, seed)
+        log.info("%g K, friction %.3g/ps: D = %.4g nm^2/ps", temperature, gamma, diffusion)
+        trials.append({"friction_per_ps": float(gamma), "D_nm2_per_ps": float(diffusion)})
+    return trials
+
+
+def friction_lines(models, beads, temperatures, reference_temperature, settings, seed):
+    """Trial runs at each temperature (``models``, ``beads``: {T: path}); returns a record.
+
+    A blow-up at a temperature is a result: that temperature's entry then has ``stable`` false
+    and the reason (the other temperatures are still measured).
+    """
+    lines = {}
+    for temperature in temperatures:
+        key = f"{float(temperature):g}"
+        try:
+            lines[key] = {"stable": True, "trials": trial_diffusion(models[key], beads[key], float(temperature),
+                                                                    reference_temperature, settings, seed)}
+        except md.BlowUpError as error:
+            log.error("unstable at %g K in a trial run: %s", temperature, error)
+            lines[key] = {"stable": False, "reason": f"blew up at step {error.step}: {error.reason}"}
+    return {"reference_temperature_K": float(reference_temperature), "lines": lines,
+            "units": {"friction_per_ps": "1/ps", "D_nm2_per_ps": "nm^2/ps"}}
+
+
 def fit_friction(model_path, beads_path, reference_temperature, target_diffusion, settings, seed):
     """Friction (1/ps) that makes D_CG(T0) = D_FG(T0), from two trial frictions; returns a record.
 
     A trial run that blows up is a result: the record then has ``stable`` false, the reason, and
     ``friction_per_ps`` null.
     """
-    trials = sorted(settings["friction_trials"])
-    window = (settings["friction_fit_start"], settings["friction_fit_end"])
-    measured = []
-    for gamma in trials:
-        try:
-            diffusion = measure_diffusion(model_path, beads_path, reference_temperature, reference_temperature,
-                                          settings, gamma, window, seed)
-        except md.BlowUpError as error:
-            log.error("unstable at T0 = %g K with the trial friction %.3g/ps: %s", reference_temperature, gamma, error)
-            return {"stable": False, "friction_per_ps": None, "temperature_K": float(reference_temperature),
-                    "reason": f"trial friction {gamma:g}/ps: blew up at step {error.step}: {error.reason}"}
-        log.info("friction %.3g/ps: D = %.4g nm^2/ps (target %.4g)", gamma, diffusion, target_diffusion)
-        measured.append(diffusion)
-    inverse = 1.0 / np.array(measured)
-    slope = (inverse[1] - inverse[0]) / (trials[1] - trials[0])
-    if slope <= 0:
-        raise RuntimeError(
-            f"1/D does not grow with friction ({dict(zip(trials, measured))}): runs too short or too noisy "
-            "to fit the friction; lengthen cgmd.friction_fit_time"
-        )
-    gamma = trials[0] + (1.0 / target_diffusion - inverse[0]) / slope
-    if gamma < MINIMUM_FRICTION:
-        log.warning("the model diffuses too slowly even without friction: gamma %.3g -> %.3g/ps", gamma, MINIMUM_FRICTION)
+    try:
+        measured = trial_diffusion(model_path, beads_path, reference_temperature, reference_temperature, settings, seed)
+    except md.BlowUpError as error:
+        log.error("unstable at T0 = %g K in a trial run: %s", reference_temperature, error)
+        return {"stable": False, "friction_per_ps": None, "temperature_K": float(reference_temperature),
+                "reason": f"trial run blew up at step {error.step}: {error.reason}"}
+    gamma, fitted = friction.friction_for_diffusion(measured, target_diffusion, MINIMUM_FRICTION)
+    if fitted < MINIMUM_FRICTION:
+        log.warning("the model diffuses too slowly even without friction: gamma %.3g -> %.3g/ps", fitted, gamma)
     return {
         "stable": True,
-        "friction_per_ps": float(max(gamma, MINIMUM_FRICTION)),
-        "fitted_value_per_ps": float(gamma),
-        "trials": [{"friction_per_ps": g, "D_nm2_per_ps": d} for g, d in zip(trials, measured)],
+        "friction_per_ps": gamma,
+        "fitted_value_per_ps": fitted,
+        "trials": measured,
         "target_D_nm2_per_ps": float(target_diffusion),
         "temperature_K": float(reference_temperature),
-        "law": "constant gamma at every temperature",
+        "law": "constant",
     }
 
 
-def read_friction(path):
-    """The friction (1/ps) of a friction record, or None if the model blew up in the fit."""
-    return json.loads(Path(path).read_text())["friction_per_ps"]
+def friction_law(law, temperatures, reference_temperature, lines, fg_diffusion, law_settings, fg_energy=None,
+                 n_molecules=None, force_acf=None):
+    """gamma(T) of a friction law (see :mod:`thermocg.friction`) for every temperature; a record.
+
+    lines: a :func:`friction_lines` record (T0 at least; every T for the per-temperature laws);
+    fg_diffusion: {T label: D_FG} (T0 only for the predictive laws: they must not see the others);
+    fg_energy: the FG potential energies at T0 (law "entropy"); force_acf: a
+    :func:`thermocg.friction.friction_from_force_autocorrelation` result (law "force_acf").
+    ``friction_by_temperature`` maps T labels to gamma (None where the model blew up).
+    """
+    if law not in friction.LAWS:
+        raise ValueError(f"unknown friction law {law!r}: one of {friction.LAWS}")
+    t0 = f"{float(reference_temperature):g}"
+    line0 = lines["lines"][t0]
+    record = {"law": law, "reference_temperature_K": float(reference_temperature), "stable": line0["stable"]}
+    if not line0["stable"]:
+        return dict(record, friction_per_ps=None, friction_by_temperature={f"{float(t):g}": None for t in temperatures},
+                    reason=f"blew up in the friction fit at T0: {line0['reason']}")
+    gamma0, fitted0 = friction.friction_for_diffusion(line0["trials"], fg_diffusion[t0], MINIMUM_FRICTION)
+    record.update(friction_T0_per_ps=gamma0, fitted_T0_per_ps=fitted0, target_D_T0_nm2_per_ps=float(fg_diffusion[t0]))
+    by_temperature, targets = {}, {}
+    if law == "force_acf":
+        record["force_acf"] = {k: v for k, v in force_acf.items() if not isinstance(v, np.ndarray)}
+    if law == "entropy":
+        heat_capacity, error = friction.excess_heat_capacity(fg_energy, n_molecules, reference_temperature)
+        record["entropy"] = {"c_v_ex_per_kB": heat_capacity, "c_v_ex_error": error, **law_settings}
+    for temperature in temperatures:
+        key = f"{float(temperature):g}"
+        if law == "constant":
+            by_temperature[key] = gamma0
+            continue
+        if law == "force_acf":
+            by_temperature[key] = max(float(force_acf["friction_per_ps"]), MINIMUM_FRICTION)
+            continue
+        line = lines["lines"][key]
+        if law == "oracle":
+            targets[key] = float(fg_diffusion[key])
+        elif law == "rescaling":
+            if not line["stable"]:
+                by_temperature[key] = None
+                continue
+            targets[key] = float(fg_diffusion[t0]) * (friction.intrinsic_diffusion(line["trials"])
+                                                      / friction.intrinsic_diffusion(line0["trials"]))
+        else:  # entropy
+            targets[key] = float(friction.entropy_scaled_diffusion(
+                float(temperature), reference_temperature, fg_diffusion[t0], heat_capacity,
+                law_settings["alpha"], law_settings["heat_capacity_form"]))
+        by_temperature[key] = (friction.friction_for_diffusion(line["trials"], targets[key], MINIMUM_FRICTION)[0]
+                               if line["stable"] else None)
+    record.update(friction_per_ps=by_temperature[t0] if t0 in by_temperature else gamma0,
+                  friction_by_temperature=by_temperature)
+    if targets:
+        record["target_D_nm2_per_ps"] = targets
+    record["intrinsic_D_nm2_per_ps"] = {key: friction.intrinsic_diffusion(line["trials"])
+                                        for key, line in lines["lines"].items() if line["stable"]}
+    return record
+
+
+def read_friction(path, temperature=None):
+    """The friction (1/ps) of a friction record at ``temperature`` (K; None: T0), or None if the
+    model blew up in the fit. A record without ``friction_by_temperature`` holds one constant gamma."""
+    record = json.loads(Path(path).read_text())
+    by_temperature = record.get("friction_by_temperature")
+    if temperature is None or by_temperature is None:
+        return record["friction_per_ps"]
+    return by_temperature[f"{float(temperature):g}"]
+
+
+def dynamics_run(model_path, beads_path, temperature, reference_temperature, settings, friction_per_ps, fit_window,
+                 seed, production, vacf_max_lag=1.0, n_groups=8):
+    """D with its error and the bead VACF of one run at this friction (rule dynamics_cg).
+
+    A run of ``production`` ps saving every step (the VACF needs the step's resolution); D from
+    the MSD over ``fit_window`` (ps of lag), its error over groups of beads
+    (:func:`thermocg.observables.diffusion_with_error`). Returns (summary dict, VACF table) or,
+    after a blow-up or with friction None, (a summary with ``stable`` false, an empty table).
+    """
+    import pandas as pd
+
+    run = dict(settings, production=production, frame_interval=settings["timestep"])
+    if friction_per_ps is None:
+        return {"stable": False, "reason": "no friction: the model blew up in the friction fit"}, pd.DataFrame(
+            columns=["lag_ps", "vacf"])
+    with tempfile.TemporaryDirectory() as tmp:
+        outputs = {name: Path(tmp) / file for name, file in (("trajectory", "t.dcd"), ("topology", "t.pdb"),
+                                                              ("thermo", "thermo.tsv"), ("checkpoint", "c.npz"))}
+        try:
+            simulate(model_path, beads_path, temperature, reference_temperature, run, friction_per_ps, outputs, seed)
+        except md.BlowUpError as error:
+            return {"stable": False, "reason": f"blew up at step {error.step}: {error.reason}",
+                    "friction_per_ps": friction_per_ps}, pd.DataFrame(columns=["lag_ps", "vacf"])
+        beads = trajectory_beads(outputs["trajectory"], outputs["topology"], run, temperature)
+    diffusion = observables.diffusion_with_error(beads["positions"], beads["box"], beads["time"], *fit_window,
+                                                 n_groups=n_groups)
+    lag, vacf, v2 = observables.velocity_autocorrelation(beads["positions"], beads["box"], beads["time"], vacf_max_lag)
+    summary = {"stable": True, "temperature_K": float(temperature), "friction_per_ps": float(friction_per_ps),
+               "diffusion": {k: float(v) for k, v in diffusion.items()}, "mean_v2_nm2_per_ps2": v2,
+               "production_ps": float(production), "n_frames": int(len(beads["time"]))}
+    return summary, pd.DataFrame({"lag_ps": lag, "vacf": vacf})

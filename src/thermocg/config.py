@@ -73,6 +73,13 @@ def _fill_defaults(config, schema):
                 _fill_defaults(value, entries)
 
 
+def model_spec_with_defaults(spec):
+    """A model entry (e.g. {"kind": "trf1"}) with the schema's defaults filled in."""
+    spec = copy.deepcopy(spec)
+    _fill_defaults(spec, load_schema()["properties"]["models"]["additionalProperties"])
+    return spec
+
+
 def check(config):
     """Validate a config dict; return a copy with defaults filled. Raise ConfigError on any problem."""
     config = copy.deepcopy(config)
@@ -152,6 +159,13 @@ def _physics_problems(config):
     if len(oracles) > 1:
         problems.append(f"config key 'models': entries {oracles} have kind fm_oracle; at most one may (the reference of every ratio)")
     fitted = [name for name, spec in config["models"].items() if spec["kind"] != "fm_oracle"]
+    references = [name for name, spec in config["models"].items() if spec["kind"] == "fm_ref"]
+    sharing = [name for name, spec in config["models"].items() if spec["kind"] in ("em", "trf1", "trf2")]
+    if sharing and len(references) != 1:
+        problems.append(
+            f"config key 'models': {sharing} are fitted on the W0 of the fm_ref model, so exactly one entry must have "
+            f"kind fm_ref (found {references or 'none'})"
+        )
     unknown = [t for t in config["diffsim"]["temperatures"] if t not in config["temperatures"]]
     if unknown or (config["diffsim"]["models"] and not config["diffsim"]["temperatures"]):
         problems.append(

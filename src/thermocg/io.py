@@ -150,7 +150,12 @@ def cg_topology(n_beads, residue_name="HOH", atom_name="W"):
 
 
 def save_dcd(path, trajectory):
-    """An mdtraj Trajectory as DCD, atomically."""
+    """An mdtraj Trajectory as DCD, atomically.
+
+    DCD keeps positions and box only: the trajectory's ``time`` is lost, and mdtraj reads the
+    frame index (0, 1, 2, ...) back as the time. Keep the times (ps) elsewhere: the bead archive
+    (``time``), or the frame interval of the run that wrote it (thermocg.md.run_md's summary).
+    """
 
     def write(tmp):
         try:
@@ -162,12 +167,18 @@ def save_dcd(path, trajectory):
 
 
 def write_cg_trajectory(trajectory_path, topology_path, positions, box, time):
-    """Bead trajectory (DCD, nm) and PDB topology (:func:`cg_topology`) that mdtraj reads."""
+    """Bead trajectory (DCD, nm) and PDB topology (:func:`cg_topology`) that mdtraj reads.
+
+    ``time`` (F,) ps is checked (one per frame, increasing) but not stored: DCD has no times (see
+    :func:`save_dcd`); they stay in the bead archive the positions came from.
+    """
     import mdtraj
 
-    positions = np.asarray(positions)
+    positions, time = np.asarray(positions), np.asarray(time, dtype=np.float64)
+    if time.shape != (len(positions),) or np.any(np.diff(time) <= 0):
+        raise ValueError(f"need one increasing time (ps) per frame: {len(positions)} frames, times of shape {time.shape}")
     trajectory = mdtraj.Trajectory(
-        positions.astype(np.float32), cg_topology(positions.shape[1]), time=np.asarray(time),
+        positions.astype(np.float32), cg_topology(positions.shape[1]), time=time,
         unitcell_lengths=np.asarray(box), unitcell_angles=np.full((len(positions), 3), 90.0),
     )
     save_dcd(trajectory_path, trajectory)

@@ -368,18 +368,39 @@ def _last_good_path(trajectory):
     return trajectory.with_name(trajectory.stem + "_last_good.pdb")
 
 
+def _model_from_file(path, reference_temperature, inputs):
+    """(model, T0 K, checkpoint inputs) of a model file; T0 from the file unless given."""
+    from thermocg import nn
+
+    model, metadata = nn.load_model(path)
+    if reference_temperature is None:
+        if metadata.get("T0_K") is None:
+            raise ValueError(f"{path} stores no reference temperature (T0_K): pass reference_temperature (K)")
+        reference_temperature = float(metadata["T0_K"])
+    return model, reference_temperature, {"model": path, **(inputs or {})}
+
+
 def run_md(potential, positions, box, temperature, n_steps, *, trajectory, topology, thermo, checkpoint,
            dt=0.002, friction=1.0, masses=WATER_MASS, reference_temperature=None, integrator="langevin",
            frame_interval=500, report_interval=500, checkpoint_interval=50_000, guard=None, skin=DEFAULT_SKIN,
-           seed=0, dtype=torch.float32, device=None, resume=True, velocities=None, inputs=None):
+           seed=0, dtype=torch.float32, device=None, resume=True, velocities=None, inputs=None,
+           equilibration_steps=0):
     """Run CG MD from ``positions`` (N, 3) nm (e.g. the mapped FG frame) to step ``n_steps``.
 
+    ``potential``: a potential object, or the path of a model file (thermocg.nn.save_model), whose
+    T0 is then the default ``reference_temperature`` (K) and whose bytes bind the checkpoint. With
+    a potential object and no reference temperature the run uses dbeta = 0 (T0 = T) and says so in
+    a warning: pass the model file's T0 (``nn.load_model(path)[1]["T0_K"]``) for a transferable model.
+
     Writes, when the run ends: ``trajectory`` (DCD, unwrapped positions every ``frame_interval``
-    steps, step 0 included), ``topology`` (PDB of the first frame, one bead residue per molecule:
+    steps from step ``equilibration_steps`` on, that step included: the equilibration is kept out of
+    the trajectory), ``topology`` (PDB of the start frame, one bead residue per molecule:
     ``mdtraj.load(trajectory, top=topology)``) and ``thermo`` (TSV, one row every
-    ``report_interval`` steps). ``checkpoint`` (every ``checkpoint_interval`` steps) holds the state
-    and everything recorded so far, so a killed run resumes even if those outputs were deleted
-    (Snakemake does before a rerun), reproducing an uninterrupted run bit for bit on CPU; it is
+    ``report_interval`` steps, equilibration included, ``time_ps`` from the start of the run).
+    DCD stores no times (mdtraj reads the frame index as the time): frame k is at
+    ``first_frame_time_ps + k * frame_interval_ps`` of the returned summary. ``checkpoint`` (every
+    ``checkpoint_interval`` steps) holds the state and everything recorded so far, so a killed run
+    resumes even if those outputs were deleted (Snakemake does before a rerun), reproducing an uninterrupted run bit for bit on CPU; it is
     removed once the outputs are written. It is resumed (with ``resume=True``) only if it was made
     with the same settings, start frame and ``inputs`` (name -> file, e.g. the model file: see
     :mod:`thermocg.checkpoints`).
@@ -391,16 +412,23 @@ def run_md(potential, positions, box, temperature, n_steps, *, trajectory, topol
     Other arguments: see :class:`Simulation` and :class:`BlowUpGuard`.
     """
     guard = guard or BlowUpGuard()
+    if isinstance(potential, (str, Path)):
+        potential, reference_temperature, inputs = _model_from_file(potential, reference_temperature, inputs)
+    if equilibration_steps < 0 or equilibration_steps > n_steps:
+        raise ValueError(f"equilibration_steps must be within 0..n_steps ({n_steps}), got {equilibration_steps}")
     sim = Simulation(potential, positions, box, temperature, masses=masses, dt=dt, friction=friction,
                      integrator=integrator, reference_temperature=reference_temperature, skin=skin,
                      seed=seed, dtype=dtype, device=device, velocities=velocities)
     if reference_temperature is None:
-        log.info("no reference temperature given: dbeta = 0 (T0 = T = %g K)", temperature)
+        log.warning("no reference temperature given: dbeta = 0, the potential runs as if T0 = T = %g K "
+                    "(pass reference_temperature, e.g. the model file's T0_K)", temperature)
     fingerprint = checkpoints.fingerprint({
         "temperature": sim.temperature, "reference_temperature": sim.reference_temperature, "n_steps": int(n_steps),
         "dt": sim.dt, "friction": sim.friction, "integrator": integrator, "frame_interval": frame_interval,
         "report_interval": report_interval, "checkpoint_interval": checkpoint_interval, "skin": skin, "seed": sim.seed,
         "dtype": str(dtype), "guard": asdict(guard), "start": _digest(positions, box, masses, velocities),
+        # only when set, so that checkpoints of runs without it keep their fingerprint
+        **({"equilibration_steps": int(equilibration_steps)} if equilibration_steps else {}),
     }, inputs)
     start, box_np = sim.positions.cpu().numpy(), sim.box.cpu().numpy()
     frames, rows = [], []  # positions (float32) every frame_interval, thermo rows every report_interval
@@ -435,7 +463,7 @@ def run_md(potential, positions, box, temperature, n_steps, *, trajectory, topol
 
     def output(step):
         nonlocal clock, clock_step, ns_per_day
-        if step % frame_interval == 0:
+        if step >= equilibration_steps and (step - equilibration_steps) % frame_interval == 0:
             frames.append(sim.positions.cpu().numpy().astype(np.float32))
         if step % report_interval == 0:
             now = time.perf_counter()
@@ -494,6 +522,9 @@ def run_md(potential, positions, box, temperature, n_steps, *, trajectory, topol
         "ns_per_day": steps_done * sim.dt * 1e-3 / (wall / 86400.0) if steps_done and wall > 0 else float("nan"),
         "mean_T_kin_K": float(np.mean([row[2] for row in rows])) if rows else float("nan"),
         "neighbor_list_builds": sim.force_field.neighbor_list.n_builds,
+        "reference_temperature_K": sim.reference_temperature,
+        "first_frame_time_ps": int(equilibration_steps) * sim.dt,
+        "frame_interval_ps": frame_interval * sim.dt,
     }
     log.info("finished: %s", summary)
     return summary

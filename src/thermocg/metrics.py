@@ -26,9 +26,17 @@ SCORE_R_LOC = 0.5
 
 
 def test_indices(n_frames, training):
-    """Indices of the held-out test frames: the end of the time-ordered split every fit used."""
-    split = split_indices(n_frames, training["validation_fraction"], training["test_fraction"], training["frame_stride"])
-    return split["test"]
+    """Indices of the held-out test frames: every frame of the test time range that no fit saw.
+
+    Networks train on every ``frame_stride``-th frame, the closed-form fits on every
+    ``response_frame_stride``-th (thermocg.train); the test range is the end of the time-ordered
+    split, after both.
+    """
+    fractions = training["validation_fraction"], training["test_fraction"]
+    last_seen = max(split_indices(n_frames, *fractions, training[key])["validation"][-1]
+                    for key in ("frame_stride", "response_frame_stride"))
+    every = split_indices(n_frames, *fractions, 1)
+    return every["test"][every["test"] > last_seen]
 
 
 def test_frames(beads_path, training):

@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from thermocg.io import DamagedFileError, atomic_write
+from thermocg.pair import pinned_spline_basis
 
 #: Names a head may have: the three orders of W(R; beta) and the per-bead energy "e".
 HEAD_NAMES = ("W0", "W1", "W2", "e")
@@ -409,11 +410,49 @@ class EnergyHead(torch.nn.Module):
         self.scale = float(scale)
         self.readouts = torch.nn.ModuleList([torch.nn.Linear(n_features, 1) for _ in range(n_blocks)])
 
-    def forward(self, block_outputs: List[Tensor]) -> Tensor:
+    def features(self, block_outputs: List[Tensor]) -> Tensor:
+        """(N, n_blocks * n_features): what the read-outs are linear in (their biases aside)."""
+        return torch.cat(block_outputs, dim=1)
+
+    def forward(self, block_outputs: List[Tensor], geometry: PairGeometry) -> Tensor:
         energy = torch.zeros_like(block_outputs[0][:, 0])
         for k, readout in enumerate(self.readouts):
             energy = energy + readout(block_outputs[k]).squeeze(1)
         return self.scale * energy
+
+
+class PairHead(torch.nn.Module):
+    """Per-bead energy from one radial pair function: 1/2 sum_j phi(r_ij), phi a cubic B-spline.
+
+    phi(r) = sum_k c_k B_k(r) on [r_min, cutoff], ``n_basis`` coefficients (``coefficients``, in
+    the head's energy unit), three more pinned to zero at each end so that phi and its first two
+    derivatives vanish at r_min and at the cutoff; phi = 0 outside (the prior's region below
+    r_min). The energy is linear in the coefficients, so they can be fitted by least squares
+    (thermocg.response); a low-capacity alternative to a network head for the thermal terms.
+    Same call as :class:`EnergyHead` (block outputs unused), so both live in one ModuleDict.
+    """
+
+    def __init__(self, n_basis: int, r_min: float, cutoff: float):
+        super().__init__()
+        if not 0 < r_min < cutoff or n_basis < 1:
+            raise ValueError(f"a pair head needs 0 < r_min < cutoff (nm) and n_basis >= 1, got {r_min}, {cutoff}, {n_basis}")
+        self.n_basis = int(n_basis)
+        self.r_min = float(r_min)
+        self.cutoff = float(cutoff)
+        self.coefficients = torch.nn.Parameter(torch.zeros(self.n_basis))
+
+    def basis(self, distance: Tensor) -> Tensor:
+        """(P,) distances in nm -> (P, n_basis) values of the B-splines B_k(r)."""
+        return pinned_spline_basis(distance, self.r_min, self.cutoff, self.n_basis)
+
+    def basis_per_bead(self, geometry: PairGeometry) -> Tensor:
+        """(N, n_basis): each bead's share 1/2 sum_j B_k(r_ij) (the pair list is full)."""
+        values = self.basis(geometry.distance)
+        per_bead = values.new_zeros(geometry.n_beads, self.n_basis)
+        return per_bead.index_add(0, geometry.first, 0.5 * values)
+
+    def forward(self, block_outputs: List[Tensor], geometry: PairGeometry) -> Tensor:
+        return self.basis_per_bead(geometry) @ self.coefficients
 
 
 # ---------------------------------------------------------------------------------------------
@@ -432,6 +471,9 @@ class CGModel(torch.nn.Module):
       head_scales: {head: factor} multiplying that head's read-out (default 1), to give the
         thermal heads their natural size at initialisation (W1 in (kJ/mol)^2, W2 in (kJ/mol)^3).
       separate_trunks: False = one shared trunk; True = one trunk per head (no coupling).
+      pair_heads: heads that are radial pair functions (:class:`PairHead`) instead of network
+        read-outs, e.g. ("W1", "W2") for low-capacity thermal terms.
+      pair_basis: dict(n_basis, r_min nm) of the pair heads' splines (they end at the cutoff).
       prior: dict(onset_radius nm, decay_length nm, strength kJ/mol) or None for no prior.
       norm_eps: the eps under the tensor-norm square roots (hippynn's cusp regulariser).
       dtype: "float32" or "float64".
@@ -454,6 +496,8 @@ class CGModel(torch.nn.Module):
         heads=("W0", "W1", "W2"),
         head_scales=None,
         separate_trunks: bool = False,
+        pair_heads=(),
+        pair_basis=None,
         prior=DEFAULT_PRIOR,
         norm_eps: float = 1e-6,
         dtype: str = "float32",
@@ -467,6 +511,10 @@ class CGModel(torch.nn.Module):
         head_scales = {name: float(value) for name, value in (head_scales or {}).items()}
         if any(name not in heads for name in head_scales):
             raise ValueError(f"head_scales {head_scales} names a head not in {heads}")
+        if set(pair_heads) - set(heads) or "e" in pair_heads:
+            raise ValueError(f"pair_heads must be heads of the model other than 'e', got {list(pair_heads)}")
+        pair_heads = [name for name in heads if name in set(pair_heads)]
+        pair_basis = {"n_basis": int(pair_basis["n_basis"]), "r_min": float(pair_basis["r_min"])} if pair_heads else None
         if n_interaction_layers < 1:
             raise ValueError("n_interaction_layers must be >= 1")
         if prior is not None:
@@ -489,6 +537,8 @@ class CGModel(torch.nn.Module):
             "heads": heads,
             "head_scales": head_scales,
             "separate_trunks": bool(separate_trunks),
+            "pair_heads": pair_heads,
+            "pair_basis": pair_basis,
             "prior": prior,
             "norm_eps": float(norm_eps),
             "dtype": dtype,
@@ -509,9 +559,11 @@ class CGModel(torch.nn.Module):
         trunk_names = heads if separate_trunks else ["shared"]
         self.trunks = torch.nn.ModuleDict({name: make_trunk() for name in trunk_names})
         self.trunk_of: Dict[str, str] = {name: (name if separate_trunks else "shared") for name in heads}
-        self.heads = torch.nn.ModuleDict(
-            {name: EnergyHead(n_features, n_interaction_layers, head_scales.get(name, 1.0)) for name in heads}
-        )
+        self.heads = torch.nn.ModuleDict({
+            name: PairHead(pair_basis["n_basis"], pair_basis["r_min"], cutoff) if name in pair_heads
+            else EnergyHead(n_features, n_interaction_layers, head_scales.get(name, 1.0))
+            for name in heads
+        })
         if prior is None:
             self.prior = RepulsivePrior(1.0, 1.0, 0.0, enabled=False)
         else:
@@ -560,7 +612,7 @@ class CGModel(torch.nn.Module):
         for name, trunk in self.trunks.items():
             block_outputs[name] = trunk(geometry)
         for name, head in self.heads.items():
-            energies[name] = head(block_outputs[self.trunk_of[name]])
+            energies[name] = head(block_outputs[self.trunk_of[name]], geometry)
         return energies
 
     @torch.jit.export

@@ -131,6 +131,40 @@ def diffusion_coefficient(lag, msd_values, fit_start, fit_end):
     return {"D_nm2_per_ps": slope / 6.0, "intercept_nm2": intercept, "fit_start_ps": fit_start, "fit_end_ps": fit_end}
 
 
+def diffusion_with_error(positions, box, time, fit_start, fit_end, n_groups=8):
+    """D (nm^2/ps) from the whole trajectory and its standard error over ``n_groups`` groups of beads.
+
+    Each group's D comes from the MSD of its own beads over the same window; the error is the
+    spread of the groups / sqrt(n_groups). Beads of one box are weakly correlated (collective
+    motion), so this is a lower bound on the error that independent replicas would show.
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    lag, values = msd(positions, box, time)
+    result = diffusion_coefficient(lag, values, fit_start, fit_end)
+    groups = np.array_split(np.arange(positions.shape[1]), min(n_groups, positions.shape[1]))
+    per_group = [diffusion_coefficient(*msd(positions[:, g], box, time), fit_start, fit_end)["D_nm2_per_ps"]
+                 for g in groups]
+    error = float(np.std(per_group, ddof=1) / np.sqrt(len(per_group))) if len(per_group) > 1 else float("nan")
+    return dict(result, D_error_nm2_per_ps=error, n_groups=len(per_group))
+
+
+def velocity_autocorrelation(positions, box, time, max_lag=1.0):
+    """Normalised bead velocity autocorrelation C(t) = <v(0).v(t)> / <v.v> from positions.
+
+    Velocities are finite differences of consecutive unwrapped frames, (x(t+dt) - x(t)) / dt: with
+    dt much shorter than the decay of C (a few fs for FG, one step for CG) this is the VACF; with
+    coarser frames it is the VACF of displacements over dt. Returns (lag ps, C, <v.v> nm^2/ps^2).
+    """
+    time = np.asarray(time, dtype=np.float64)
+    dt = float(time[1] - time[0])
+    velocities = np.diff(unwrap_in_time(positions, box), axis=0) / dt
+    n_lags = max(1, min(int(round(max_lag / dt)) + 1, len(velocities)))
+    from thermocg.friction import autocorrelation
+
+    c = autocorrelation(velocities, n_lags)
+    return np.arange(n_lags) * dt, c / c[0], float(c[0])
+
+
 def energy_statistics(energy, n_molecules, n_blocks=5):
     """Mean, standard deviation and block-average standard error of a potential energy series (kJ/mol)."""
     energy = np.asarray(energy, dtype=np.float64)
@@ -176,6 +210,8 @@ def compute_all(beads, settings, oxygen_positions=None):
         r_oo, g_oo = rdf(oxygen_positions, box, settings["rdf_bin_width"])
         tables["rdf_oo"] = pd.DataFrame({"r_nm": r_oo, "g": g_oo})
     diffusion = diffusion_coefficient(lag, msd_values, settings["msd_fit_start"], settings["msd_fit_end"])
+    groups = diffusion_with_error(positions, box, time, settings["msd_fit_start"], settings["msd_fit_end"])
+    diffusion.update(D_error_nm2_per_ps=groups["D_error_nm2_per_ps"], n_groups=groups["n_groups"])
     summary = {
         "temperature_K": float(beads["temperature"]),
         "n_beads": int(positions.shape[1]),

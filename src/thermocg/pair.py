@@ -132,10 +132,26 @@ def smooth_switch(r, r_on, r_off):
     return 1.0 - x**3 * (10.0 - 15.0 * x + 6.0 * x * x)
 
 
-def cubic_bspline_weights(u):
-    """The four uniform cubic B-spline weights at fractional position u in [0, 1), shape (..., 4)."""
+def pinned_spline_basis(r: torch.Tensor, r_min: float, cutoff: float, n_basis: int) -> torch.Tensor:
+    """(P,) distances (nm) -> (P, n_basis): uniform cubic B-splines B_k(r) on [r_min, cutoff].
+
+    n_basis + 3 intervals; the three further coefficients at each end are pinned to zero, so any
+    sum_k c_k B_k(r) vanishes with its first two derivatives at r_min and at the cutoff, and is
+    zero outside. Each distance touches at most four basis functions.
+    """
+    n_intervals = n_basis + 3
+    t = (r - r_min) * (n_intervals / (cutoff - r_min))
+    inside = (t >= 0) & (t < n_intervals)
+    interval = torch.floor(t.detach()).clamp(0, n_intervals - 1).long()
+    u = t - interval.to(t.dtype)
     u2, u3 = u * u, u * u * u
-    return torch.stack([(1 - u) ** 3, 3 * u3 - 6 * u2 + 4, -3 * u3 + 3 * u2 + 3 * u + 1, u3], dim=-1) / 6.0
+    weights = torch.stack([(1 - u) ** 3, 3 * u3 - 6 * u2 + 4, -3 * u3 + 3 * u2 + 3 * u + 1, u3], dim=1) / 6.0
+    # interval m uses padded coefficients m..m+3, i.e. free ones m-3..m; the pinned ones go to a spare column
+    column = interval.unsqueeze(1) + torch.arange(4, device=r.device) - 3
+    free = (column >= 0) & (column < n_basis) & inside.unsqueeze(1)
+    column = torch.where(free, column, torch.full_like(column, n_basis))
+    values = torch.zeros(r.shape[0], n_basis + 1, dtype=r.dtype, device=r.device)
+    return values.scatter_add(1, column, torch.where(free, weights, torch.zeros_like(weights)))[:, :n_basis]
 
 
 class PairCorrection(PairPotential):
@@ -155,23 +171,15 @@ class PairCorrection(PairPotential):
         if not 0 < r_min < cutoff or n_basis < 1:
             raise ValueError("need 0 < r_min < cutoff and n_basis >= 1")
         self.r_min = float(r_min)
-        self.n_intervals = n_basis + 3
-        self.spacing = (self.cutoff - self.r_min) / self.n_intervals
+        self.spacing = (self.cutoff - self.r_min) / (n_basis + 3)  # nm between knots
         self.a = nn.Parameter(torch.zeros(n_basis, dtype=torch.float64))
         self.b = nn.Parameter(torch.zeros(n_basis, dtype=torch.float64))
 
-    def _spline(self, coefficients, interval, weights):
-        padded = nn.functional.pad(coefficients, (3, 3))  # pinned zeros at both ends
-        return (padded[interval[..., None] + torch.arange(4, device=interval.device)] * weights).sum(-1)
-
     def pair_energy(self, r, dbeta=0.0):
-        t = (r - self.r_min) / self.spacing
-        inside = (t >= 0) & (t < self.n_intervals)
-        interval = torch.floor(t.detach()).clamp(0, self.n_intervals - 1).long()
-        weights = cubic_bspline_weights(t - interval.to(t.dtype))
+        shape = r.shape
+        basis = pinned_spline_basis(r.reshape(-1), self.r_min, self.cutoff, len(self.a))
         dbeta = _as_tensor(dbeta, r)
-        energy = self._spline(self.a, interval, weights) + dbeta * self._spline(self.b, interval, weights)
-        return torch.where(inside, energy, torch.zeros_like(energy))
+        return (basis @ self.a.to(r.dtype)).reshape(shape) + dbeta * (basis @ self.b.to(r.dtype)).reshape(shape)
 
     def extra_repr(self):
         return f"n_basis={len(self.a)}, r_min={self.r_min} nm, cutoff={self.cutoff} nm"

@@ -27,7 +27,7 @@ def fg_observables(directories, png, pdf=None):
     summaries = [json.loads((Path(d) / "summary.json").read_text()) for d in directories]
     order = np.argsort([s["temperature_K"] for s in summaries])
     directories, summaries = [directories[i] for i in order], [summaries[i] for i in order]
-    colours = plt.cm.coolwarm(np.linspace(0, 1, len(directories)))
+    colours = list(_temperature_colours([s["temperature_K"] for s in summaries]).values())
     figure, axes = plt.subplots(2, 3, figsize=(14, 8), constrained_layout=True)
     for directory, summary, colour in zip(directories, summaries, colours):
         label = f"{summary['temperature_K']:g} K"
@@ -75,6 +75,13 @@ MODEL_COLOURS = {
 }
 
 
+def _temperature_colours(temperatures):
+    """{T: colour}, cold to hot from dark blue to orange: every colour reads on white (coolwarm's
+    middle, which 320 K used to get, is near-white)."""
+    ordered = sorted(temperatures, key=float)
+    return dict(zip(ordered, plt.cm.plasma(np.linspace(0.0, 0.75, len(ordered)))))
+
+
 def _model_style(name):
     """(colour, linestyle) of a model name."""
     import zlib
@@ -120,28 +127,43 @@ def _trained_mask(table):
     ])
 
 
-def _lines_by_model(ax, table, column, scale=1.0):
-    """One line per model of ``column`` against T_K; filled markers at training temperatures."""
+SPREAD_LABEL = "error bars: ±1 SD over seeds or replicas"
+
+
+def _lines_by_model(ax, table, column, scale=1.0, spread=None):
+    """One line per model of ``column`` against T_K; filled markers at training temperatures, and
+    error bars from the ``spread`` column where the table has one."""
     trained = _trained_mask(table)
     for name in sorted(table["model"].unique()):
         rows = (table["model"] == name).to_numpy()
         part = table[rows].assign(_trained=trained[rows]).sort_values("T_K")
         colour, style = _model_style(name)
         ax.plot(part["T_K"], scale * part[column], style, color=colour, label=name)
+        if _finite(part, spread):
+            ax.errorbar(part["T_K"], scale * part[column], yerr=scale * part[spread].astype(float), fmt="none",
+                        ecolor=colour, elinewidth=1, capsize=3, label="_spread")
         for is_trained, face in ((True, colour), (False, "white")):
             sel = part["_trained"] == is_trained
             ax.plot(part["T_K"][sel], scale * part[column][sel], "o", color=colour, mfc=face, ms=7)
 
 
 def _log_y(ax):
-    """Log y scale with plain numbers (0.5, 2, 10) rather than 5x10^-1 tick labels."""
-    from matplotlib.ticker import FormatStrFormatter, NullFormatter
+    """Log y scale with plain numbers (0.5, 2, 10) rather than 5x10^-1 tick labels; a linear one where
+    the data span less than a factor 3 (a log axis would have one labelled tick or none)."""
+    from matplotlib.ticker import FormatStrFormatter, FuncFormatter, NullFormatter
 
+    if 0 < ax.dataLim.y0 and ax.dataLim.y1 < 3 * ax.dataLim.y0:
+        return
     ax.set_yscale("log")
     low, high = ax.get_ylim()
     ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-    # label the 2..9 ticks only within about a decade, where they would otherwise be the only ones
-    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g") if high / low < 30 else NullFormatter())
+
+    def two_and_five(value, _):
+        mantissa = round(value / 10 ** np.floor(np.log10(value)))
+        return f"{value:g}" if mantissa in (2, 5) else ""
+
+    # within two decades the minor ticks need labels, but only 2 and 5: all of 2..9 overlap
+    ax.yaxis.set_minor_formatter(FuncFormatter(two_and_five) if high / low < 100 else NullFormatter())
 
 
 def _unstable_rows(table):
@@ -169,8 +191,9 @@ def _noise_floor(ax, table, column):
         ax.set_ylim(bottom=0)
 
 
-def _legend_with_markers(ax, unstable=False):
-    """The panel's legend plus entries that explain filled and open markers (and x: blew up)."""
+def _legend_with_markers(ax, unstable=False, outside=False):
+    """The panel's legend plus entries that explain filled and open markers (x: blew up; error bars)."""
+    from matplotlib.container import ErrorbarContainer
     from matplotlib.lines import Line2D
 
     handles, _ = ax.get_legend_handles_labels()
@@ -180,7 +203,12 @@ def _legend_with_markers(ax, unstable=False):
     ]
     if unstable:
         handles.append(Line2D([], [], marker="x", color="k", mew=2, ls="", label="CG MD blew up (no value)"))
-    ax.legend(handles=handles, fontsize=8)
+    if any(isinstance(c, ErrorbarContainer) for c in ax.containers):
+        handles.append(ax.errorbar([], [], yerr=[], fmt="none", ecolor="k", capsize=3, label=SPREAD_LABEL))
+    if outside:  # beside the panels, where it covers no curve
+        ax.figure.legend(handles=handles, fontsize=8, loc="outside right upper")
+    else:
+        ax.legend(handles=handles, fontsize=8)
 
 
 def rdf_adf_overlays(fg_dir, cg_dir, models, temperatures, png, pdf=None):
@@ -218,8 +246,8 @@ def rdf_adf_overlays(fg_dir, cg_dir, models, temperatures, png, pdf=None):
             size = f" ({json.loads(summary.read_text()).get('n_beads', '?')} beads)"
         ax_rdf.set(title=f"{label} K: COM RDF{size}", xlabel="r (nm)", ylabel="g(r)", xlim=(0.2, None))
         ax_adf.set(title=f"{label} K: first-shell ADF", xlabel="angle J-I-K (deg)", ylabel="p (1/deg)")
-        if column == 0:
-            ax_rdf.legend(fontsize=7)
+        if column == 0:  # one legend beside the panels, where it covers no curve
+            figure.legend(handles=ax_rdf.get_legend_handles_labels()[0], fontsize=8, loc="outside right upper")
     figure.suptitle("Structure of CG models against the atomistic reference, per temperature")
     _save(figure, png, pdf)
 
@@ -229,7 +257,8 @@ def transferability(table, png, pdf=None):
 
     ``table``: :func:`thermocg.transfer.transferability_table` output (DataFrame or TSV path).
     Filled markers: the model was trained at that temperature; open: extrapolation. The grey band
-    in the top row is the FG noise floor (``eps_*_floor``), where the table has it.
+    in the top row is the FG noise floor (``eps_*_floor``), and error bars the spread over seeds or
+    replicas (``eps_*_spread``), where the table has them.
     """
     table = _read(table)
     figure, axes = plt.subplots(2, 2, figsize=(12, 8.5), constrained_layout=True)
@@ -244,7 +273,11 @@ def transferability(table, png, pdf=None):
         if not _has(table, "model", "T_K", column) or not np.isfinite(table[column].astype(float)).any():
             _not_run(ax, "no fm_oracle rows" if ratio else "no CG observables", title)
             continue
-        _lines_by_model(ax, table[np.isfinite(table[column].astype(float))], column)
+        base = column.removesuffix("_ratio_oracle")
+        spread = f"{column}_spread"
+        if ratio and _has(table, f"{base}_spread"):  # the model's own spread, scaled as its ratio (the oracle's left out)
+            table = table.assign(**{spread: table[f"{base}_spread"] * table[column] / table[base]})
+        _lines_by_model(ax, table[np.isfinite(table[column].astype(float))], column, spread=spread)
         _mark_unstable(ax, table)
         if not ratio and _has(table, f"{column}_floor"):
             _noise_floor(ax, table, f"{column}_floor")
@@ -254,7 +287,7 @@ def transferability(table, png, pdf=None):
         ax.set(title=title, xlabel="T (K)", ylabel=ylabel)
     first = next((ax for ax in axes.flat if ax.get_lines()), None)
     if first is not None:
-        _legend_with_markers(first, unstable=len(_unstable_rows(table)) > 0)
+        _legend_with_markers(first, unstable=len(_unstable_rows(table)) > 0, outside=True)
     figure.suptitle("Temperature transferability of CG models (lower is better)")
     _save(figure, png, pdf)
 
@@ -277,13 +310,12 @@ def force_errors(forces_table, png, pdf=None):
         if len(oracle):
             ax_rmse.plot(oracle.index, oracle.values, "k--", lw=2, label="fm_oracle (noise floor)")
         ax_rmse.set(title=title_rmse, xlabel="T (K)", ylabel="force RMSE (kJ/(mol nm))")
-        _legend_with_markers(ax_rmse)
+        _legend_with_markers(ax_rmse, outside=True)  # one legend for both panels, covering neither
         if len(oracle) and len(models):
             ratio = models.assign(ratio=models["force_rmse"] / models["T_K"].map(oracle))
             _lines_by_model(ax_ratio, ratio[np.isfinite(ratio["ratio"])], "ratio")
             ax_ratio.axhline(1.0, color="k", ls="--", lw=1)
             ax_ratio.set(title=title_ratio, xlabel="T (K)", ylabel="RMSE / RMSE of fm_oracle")
-            ax_ratio.legend(fontsize=8)
         else:
             _not_run(ax_ratio, "no fm_oracle RMSE", title_ratio)
     figure.suptitle("Mean-force accuracy across temperature (oracle = one force-matched model per T)")
@@ -313,7 +345,41 @@ def _response_bars(ax, x, values, styles, errors=None):
             tip = value + extra if value >= 0 else value - extra
             ax.annotate(f"{value:.3g}", (xi, tip), xytext=(0, 2 if value >= 0 else -2), textcoords="offset points",
                         ha="center", va="bottom" if value >= 0 else "top", fontsize=8)
-    ax.margins(y=0.12)  # room for the labels beyond the longest error bars
+    # room for the labels beyond the longest error bars, on both sides of zero (bars pin an axis
+    # limit at zero, which margins alone would keep and so cut the label of a zero bar)
+    values = np.asarray(values, dtype=float)
+    low, high = min(0.0, np.nanmin(values - reach)), max(0.0, np.nanmax(values + reach))
+    pad = 0.12 * (high - low) or 1.0
+    ax.set_ylim(low - pad if low < 0 else 0.0, high + pad)
+
+
+def _power_of_thousand(ax, values):
+    """Tick labels in units of 10^3k where the values are large: the unit goes into the axis label
+    (returned, e.g. '10$^{6}$ ') instead of a '1e6' above the axis, where it meets the title."""
+    from matplotlib.ticker import FuncFormatter
+
+    largest = np.nanmax(np.abs(np.asarray(values, dtype=float)))
+    power = int(3 * np.floor(np.log10(largest) / 3)) if largest > 0 else 0
+    if abs(power) < 6:  # plain numbers read well up to 999999 (matplotlib's own limit) and down to 1e-5
+        return ""
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value / 10**power:g}"))
+    return f"10$^{{{power}}}$ "
+
+
+def _explain_missing_bars(ax, x, values, kinds):
+    """A note where a model has no bar: its kind has no W1 head (dF/dbeta = 0 by construction, so its
+    cosine is 0/0), or the value was not computed."""
+    from matplotlib.transforms import blended_transform_factory
+
+    from thermocg.train import HEADS
+
+    at_bar = blended_transform_factory(ax.transData, ax.transAxes)
+    for xi, value, kind in zip(x, values, kinds):
+        if not np.isfinite(value):
+            no_response = "W1" not in HEADS.get(kind, ["W1"])
+            note = "no W1 head:\ndF/d$\\beta$ = 0 by\nconstruction,\ncosine undefined" if no_response else "not computed"
+            ax.text(xi, 0.5, note, transform=at_bar, ha="center", va="center", fontsize=7, color="0.3",
+                    bbox={"boxstyle": "round", "fc": "0.95", "ec": "0.6"})
 
 
 def thermal_response(response_table, png, pdf=None):
@@ -348,37 +414,39 @@ def thermal_response(response_table, png, pdf=None):
         ax_score.axhline(0.0, color="k", lw=0.8)
         ax_score.set_title(f"{title_score}\nlocal y1 within {row['score_r_loc_nm']:g} nm on {row['n_frames']:g} held-out "
                            f"T0 frames,\ncentred with {row['centring_model']}; bars ±1 SE (a lower bound)", fontsize=10)
-        ax_score.set_ylabel("mean |y1|$^2$ - mean |y1 - dF/d$\\beta$|$^2$ ((kJ/mol)$^4$ nm$^{-2}$)")
+        power = _power_of_thousand(ax_score, table["score"].abs() + table.get("score_se", 0.0))
+        ax_score.set_ylabel(f"mean |y1|$^2$ - mean |y1 - dF/d$\\beta$|$^2$ ({power}kJ$^4$ mol$^{{-4}}$ nm$^{{-2}}$)")
         drawn.append(ax_score)
     else:
         _not_run(ax_score, "no T0 per-bead energies or centring model", title_score)
     if _finite(table, "rel_rmse") and _finite(table, "cosine"):
         _response_bars(ax_rmse, x, table["rel_rmse"].astype(float), styles)
         _response_bars(ax_cos, x, table["cosine"].astype(float), styles)
-        ax_rmse.axhline(1.0, color="k", ls=":", lw=1, label="= predicting zero")
+        ax_rmse.axhline(1.0, color="k", ls=":", lw=1, label="relative RMSE 1 = predicting zero")
         ax_cos.axhline(0.0, color="k", lw=0.8)
         ax_cos.set_ylim(min(-0.1, float(table["cosine"].min()) - 0.1), 1.1)
-        ax_rmse.set(title=title_rmse, ylabel="||learned - truth|| / ||truth|| (1)")
-        ax_cos.set(title=title_cos, ylabel="cos(learned, truth) (1)")
+        _explain_missing_bars(ax_cos, x, table["cosine"].astype(float), table.get("kind", [""] * len(table)))
+        ax_rmse.set(title=title_rmse, ylabel="||learned - truth|| / ||truth||")  # ratios: no unit
+        ax_cos.set(title=title_cos, ylabel="cos(learned, truth)")
         drawn += [ax_rmse, ax_cos]
-        row = table.iloc[0]
+        row = table[np.isfinite(table["truth_rms"].astype(float))].iloc[0]
         figure.suptitle(f"Thermal response dF/d$\\beta$ at T0; finite-difference truth = (F({row['T_plus_K']:g} K) - "
                         f"F({row['T_minus_K']:g} K)) / $\\Delta\\beta$ of fm_oracle, rms {row['truth_rms']:.3g} "
-                        "kJ/(mol nm) per mol/kJ (mostly noise)")
+                        "kJ$^2$ mol$^{-2}$ nm$^{-1}$ (mostly noise)")
     else:
         for ax, title in ((ax_rmse, title_rmse), (ax_cos, title_cos)):
             _not_run(ax, "no fm_oracle on both sides of T0", title)
     for ax in drawn:
+        ax.set_xlim(-0.6, len(x) - 0.4)  # every model's place, also where its bar is missing
         ax.set_xticks(x, table["model"], rotation=30, ha="right")
         ax.set_xlabel("model")
-    if ax_rmse in drawn:
-        ax_rmse.legend(fontsize=8)  # the 'predicting zero' line; replaced below if this is the last panel
     if drawn:
-        # in the last panel drawn (the cosines, when there are any, leave room above their bars)
+        # below the panels, where it covers no bar: the estimators, and the 'predicting zero' line
         used = [key for key in ESTIMATOR_STYLE if key in set(estimator)]
         handles = [Patch(facecolor=ESTIMATOR_STYLE[k][0], hatch=ESTIMATOR_STYLE[k][1], edgecolor="k",
                          label=ESTIMATOR_STYLE[k][2]) for k in used]
-        drawn[-1].legend(handles=handles + drawn[-1].get_legend_handles_labels()[0], fontsize=8, loc="best")
+        handles += ax_rmse.get_legend_handles_labels()[0]
+        figure.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=9)
     _save(figure, png, pdf)
 
 
@@ -398,12 +466,11 @@ def diffusion(table, png, pdf=None):
         _lines_by_model(ax_d, cg, "D_cg", scale)
         _mark_unstable(ax_d, table)
         ax_d.set(title=title_d, xlabel="T (K)", ylabel="D (10$^{-5}$ cm$^2$/s)")
-        _legend_with_markers(ax_d, unstable=len(_unstable_rows(table)) > 0)
+        _legend_with_markers(ax_d, unstable=len(_unstable_rows(table)) > 0, outside=True)  # covers no curve
         ratio = cg.assign(D_ratio=cg["D_cg"] / cg["D_fg"])
         _lines_by_model(ax_ratio, ratio[np.isfinite(ratio["D_ratio"])], "D_ratio")
         ax_ratio.axhline(1.0, color="k", ls="--", lw=1)
-        ax_ratio.set(title=title_ratio, xlabel="T (K)", ylabel="D$_{CG}$ / D$_{FG}$ (1)")
-        ax_ratio.legend(fontsize=8)
+        ax_ratio.set(title=title_ratio, xlabel="T (K)", ylabel="D$_{CG}$ / D$_{FG}$")
     figure.suptitle("Dynamics: CG Langevin diffusion against the atomistic reference")
     _save(figure, png, pdf)
 
@@ -417,6 +484,8 @@ def diffsim_curves(curve_paths, table, png, pdf=None, lambda_adf=1.0):
     terms add up to the total).
     table: the transferability table (DataFrame or path), rows of M and M_diffsim.
     """
+    from matplotlib.ticker import MaxNLocator
+
     table = _read(table)
     figure, axes = plt.subplots(1, 3, figsize=(17, 4.8), constrained_layout=True)
     ax_loss = axes[0]
@@ -425,36 +494,120 @@ def diffsim_curves(curve_paths, table, png, pdf=None, lambda_adf=1.0):
         _not_run(ax_loss, "no DiffSim loss curve", "DiffSim loss")
     else:
         positive = True
+        # per-temperature terms as thermocg.diffsim writes them: loss_rdf_T<T>, loss_adf_T<T>; the
+        # temperature gives the colour and the term the line style, so that no two terms look alike
+        term_style = {"rdf": "--", "adf": ":"}
+        per_t = {m: [c for c in curve.columns if c.startswith(("loss_rdf_T", "loss_adf_T"))] for m, curve in curves.items()}
+        colours = _temperature_colours({c.split("_T")[1] for columns in per_t.values() for c in columns})
         for model, curve in curves.items():
             colour, _ = _model_style(model)
             if "loss" in curve:
-                ax_loss.plot(curve["iteration"], curve["loss"], color=colour, lw=2, label=f"{model}: total")
-            # per-temperature terms as thermocg.diffsim writes them: loss_rdf_T<T>, loss_adf_T<T>
-            per_t = [c for c in curve.columns if c.startswith(("loss_rdf_T", "loss_adf_T"))]
-            for column, style in zip(per_t, [":", "-.", (0, (1, 3)), (0, (5, 2, 1, 2))] * 10):
+                ax_loss.plot(curve["iteration"], curve["loss"], color=colour, lw=2.5, label=f"{model}: total")
+            for column in per_t[model]:
                 term, temperature = column.removeprefix("loss_").split("_T")
                 weight, note = (lambda_adf, f" (x lambda_adf = {lambda_adf:g})") if term == "adf" else (1.0, "")
-                ax_loss.plot(curve["iteration"], weight * curve[column], ls=style, color=colour, lw=1,
-                             label=f"{model}: {term.upper()} {temperature} K{note}")
-            positive &= bool((curve[["loss", *per_t]].to_numpy() > 0).all())
+                ax_loss.plot(curve["iteration"], weight * curve[column], ls=term_style[term], color=colours[temperature],
+                             lw=1.5, label=f"{model}: {term.upper()} {temperature} K{note}")
+            positive &= bool((curve[["loss", *per_t[model]]].to_numpy() > 0).all())
         if positive:
             _log_y(ax_loss)
         ax_loss.set(title="DiffSim loss", xlabel="iteration", ylabel="loss (sum of squared g and p differences)")
-        ax_loss.legend(fontsize=7)
+        ax_loss.xaxis.set_major_locator(MaxNLocator(integer=True))
+        # below the panel: inside, it would cover the total
+        ax_loss.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     pairs = []
     if _has(table, "model", "T_K", "eps_g"):
         names = set(table["model"])
         pairs = sorted(n.removesuffix("_diffsim") for n in names if n.endswith("_diffsim") and n.removesuffix("_diffsim") in names)
     for ax, column, ylabel in ((axes[1], "eps_g", r"$\epsilon_g$ (dimensionless)"), (axes[2], "eps_a", r"$\epsilon_a$ (1/deg)")):
-        title = f"{column} before (solid) and after (dashed) refinement"
+        title = f"{ylabel.split()[0]} before (solid) and after (dashed) refinement"
         if not pairs:
             _not_run(ax, "no model with a _diffsim counterpart", title)
             continue
         selected = table[table["model"].isin(pairs + [f"{p}_diffsim" for p in pairs])]
-        _lines_by_model(ax, selected, column)
+        _lines_by_model(ax, selected, column, spread=f"{column}_spread")
+        if _has(table, f"{column}_floor"):
+            _noise_floor(ax, table, f"{column}_floor")
         ax.set(title=title, xlabel="T (K)", ylabel=ylabel)
-        _legend_with_markers(ax)
+    if pairs:  # one legend beside the two panels, covering neither
+        _legend_with_markers(axes[2], outside=True)
     figure.suptitle("Differentiable-simulation refinement against the FG structure")
+    _save(figure, png, pdf)
+
+
+def learning_curves(curves, png, pdf=None):
+    """How every model was fitted. Left: validation force loss against epoch of the networks
+    (fm_ref, fm_oracle, mtfm), a star at the epoch kept. Right: the closed-form fits (em, trf1,
+    trf2; thermocg.response): the fraction of each head's target variance that it explains on the
+    validation frames (1 - MSE / MSE of "no term"; the targets are noise-dominated, so W1 and W2
+    explain little even when right) against the ridge strength, with the standard error of its
+    difference to "no term", a star at the ridge chosen.
+
+    ``curves``: {(model, T or None): learning_curve.tsv path or DataFrame} (fm_oracle: one curve per
+    T). A curve with an ``epoch`` column is a network's, one with ``relative_ridge`` a closed-form
+    fit's. A missing file is left out.
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    figure, (ax_epochs, ax_ridge) = plt.subplots(1, 2, figsize=(14, 5), constrained_layout=True)
+    title_epochs, title_ridge = "Networks: validation force loss", "Closed-form thermal terms: choice of the ridge"
+    tables = {key: _read(curve) for key, curve in curves.items()}
+    tables = {key: table for key, table in sorted(tables.items(), key=lambda item: (item[0][0], float(item[0][1] or 0)))
+              if len(table)}
+    trained = {key: table for key, table in tables.items() if "epoch" in table.columns}
+    closed_form = {key: table for key, table in tables.items() if "relative_ridge" in table.columns}
+    # several curves of one model (fm_oracle, one per T) share its colour and differ in line style
+    styles = ["-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1))]
+    counts = {}
+    for (model, temperature), table in trained.items():
+        colour, _ = _model_style(model)
+        style = styles[counts.get(model, 0) % len(styles)]
+        counts[model] = counts.get(model, 0) + 1
+        label = f"{model} ({temperature} K)" if temperature else model
+        if _finite(table, "validation_force"):
+            best = table["validation_total"].astype(float).idxmin()
+            ax_epochs.plot(table["epoch"], table["validation_force"], ls=style, color=colour, lw=1.5, label=label)
+            ax_epochs.plot(table["epoch"][best], table["validation_force"][best], "*", color=colour, ms=11, mec="k", mew=0.5)
+    head_styles = {"e": ":", "W1": "-", "W2": "--"}
+    for (model, _), table in closed_form.items():
+        colour, _ = _model_style(model)
+        for head, rows in table.groupby("head", sort=False):
+            rows = rows[np.isfinite(rows["relative_ridge"].astype(float))]
+            no_term = table[(table["head"] == head) & ~np.isfinite(table["relative_ridge"].astype(float))]
+            if rows.empty or no_term.empty:
+                continue
+            reference = float(no_term["validation_mse"].iloc[0])
+            x, y = rows["relative_ridge"].astype(float), 1.0 - rows["validation_mse"].astype(float) / reference
+            ax_ridge.errorbar(x, y, yerr=rows["gain_se"].astype(float) / reference, color=colour,
+                              ls=head_styles.get(head, "-"), lw=1.5, capsize=2, label=f"{model} {head}")
+            chosen = table[(table["head"] == head) & table["chosen"].astype(bool)]
+            if len(chosen) and np.isfinite(float(chosen["relative_ridge"].iloc[0])):
+                ax_ridge.plot(chosen["relative_ridge"].astype(float),
+                              1.0 - chosen["validation_mse"].astype(float) / reference, "*", color=colour, ms=13,
+                              mec="k", mew=0.5)
+            else:  # "no term" was chosen: mark it at the strongest ridge's end of the axis
+                ax_ridge.annotate(f"{head}: no term", (x.max(), float(y.iloc[-1])), color=colour, fontsize=8,
+                                  xytext=(4, 0), textcoords="offset points", va="center")
+    if ax_epochs.lines:
+        ax_epochs.set(title=title_epochs, xlabel="epoch", ylabel="relative MSE of the mean force")
+        ax_epochs.xaxis.set_major_locator(MaxNLocator(integer=True))
+    else:
+        _not_run(ax_epochs, "no network was trained", title_epochs)
+    if ax_ridge.lines or ax_ridge.containers:
+        ax_ridge.axhline(0.0, color="0.5", lw=1, ls=":")
+        ax_ridge.set_xscale("log")
+        ax_ridge.set_yscale("symlog", linthresh=1e-5)  # e explains ~1, W1 and W2 ~1e-4
+        ax_ridge.set(title=title_ridge, xlabel="ridge strength (relative to the mean diagonal of G$^T$G)",
+                     ylabel="fraction of the target's variance explained")
+    else:
+        _not_run(ax_ridge, "no closed-form fit", title_ridge)
+    handles = ax_epochs.get_legend_handles_labels()[0] + ax_ridge.get_legend_handles_labels()[0]
+    handles.append(Line2D([], [], marker="*", color="k", ms=11, ls="", label="kept: lowest loss (networks);\n"
+                          "strongest ridge within 1 SE of the best (thermal terms)"))
+    if trained or closed_form:
+        figure.legend(handles=handles, loc="outside right upper", fontsize=8)
+    figure.suptitle("Fitting: validation errors on held-out frames of the training temperatures")
     _save(figure, png, pdf)
 
 
@@ -530,14 +683,63 @@ def sweep(table, png, pdf=None):
     ]
     figure, axes = plt.subplots(1, 3, figsize=(15, 1.2 + 0.5 * len(table)), sharey=True, constrained_layout=True)
     colours = ["tab:blue" if e == "local" else "tab:orange" for e in table["estimator"]]
-    for ax, column, title in (
-        (axes[0], "rel_rmse", "dF/d$\\beta$: relative RMSE vs oracle FD"),
-        (axes[1], "cosine", "dF/d$\\beta$: cosine with oracle FD"),
-        (axes[2], "force_rmse", "force RMSE at T0 (kJ mol$^{-1}$ nm$^{-1}$)"),
+    for ax, column, title, xlabel in (
+        (axes[0], "rel_rmse", "dF/d$\\beta$: relative RMSE vs oracle FD (lower is better)", "||learned - truth|| / ||truth||"),
+        (axes[1], "cosine", "dF/d$\\beta$: cosine with oracle FD (higher is better)", "cos(learned, truth)"),
+        (axes[2], "force_rmse", "Force RMSE at T0", "force RMSE (kJ mol$^{-1}$ nm$^{-1}$)"),
     ):
         ax.barh(range(len(table)), table[column], color=colours)
-        ax.set_title(title)
+        ax.set(title=title, xlabel=xlabel)
     axes[0].set_yticks(range(len(table)), labels)
     axes[1].axvline(0, color="k", lw=0.5)
     figure.suptitle("Parameter sweep of the thermal response fit (blue: local estimator, orange: global)")
+    _save(figure, png, pdf)
+
+
+def plot_dynamics(table, fg_vacf, cg_vacf, png, pdf=None):
+    """CG dynamics across temperatures (issue 13): D_CG / D_FG per friction law with error bars,
+    gamma(T) per law, and the bead VACF of FG and CG (first model, per law) at each temperature.
+
+    table: results/metrics/dynamics.tsv; fg_vacf {T label: table}; cg_vacf {(model, law, T label): table}.
+    """
+    table = _read(table)
+    laws = list(dict.fromkeys(table["law"]))
+    models = list(dict.fromkeys(table["model"]))
+    temperatures = list(fg_vacf)
+    colours = _temperature_colours(temperatures)
+    law_colours = dict(zip(laws, plt.cm.tab10.colors))
+    columns = max(2, len(laws))
+    figure, grid = plt.subplots(2, columns, figsize=(4.6 * columns, 8.4), constrained_layout=True, squeeze=False)
+    axes = [grid[0, 0], grid[0, 1], *grid[1, :len(laws)]]
+    for ax in [*grid[0, 2:], *grid[1, len(laws):]]:
+        ax.set_visible(False)
+    ax = axes[0]
+    ax.axhspan(0.75, 1.25, color="0.9", label="within 25%")
+    ax.axhline(1.0, color="k", lw=0.6)
+    for law in laws:
+        for model in models:
+            part = table[(table["law"] == law) & (table["model"] == model)].dropna(subset=["ratio"])
+            ax.errorbar(part["temperature_K"], part["ratio"], yerr=part["ratio_error"], marker="o", capsize=3,
+                        color=law_colours[law], label=f"{model}: {law}")
+    ax.set(xlabel="T (K)", ylabel="$D_{CG}/D_{FG}$", title="Diffusion: CG over FG")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    for law in laws:
+        part = table[(table["law"] == law) & (table["model"] == models[0])]
+        ax.plot(part["temperature_K"], part["gamma_per_ps"], marker="o", color=law_colours[law], label=law)
+    ax.set(xlabel="T (K)", ylabel="$\\gamma$ (1/ps)", title=f"Friction law $\\gamma(T)$ ({models[0]})")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    for ax, law in zip(axes[2:], laws):
+        for t in temperatures:
+            fg, colour = fg_vacf[t], colours[t]
+            ax.plot(fg["lag_ps"], fg["vacf"], color=colour, lw=1.5, label=f"FG {t} K")
+            cg = cg_vacf.get((models[0], law, t))
+            if cg is not None and len(cg):
+                ax.plot(cg["lag_ps"], cg["vacf"], color=colour, lw=1.0, ls="--")
+        ax.axhline(0.0, color="k", lw=0.5)
+        ax.set(xlabel="lag (ps)", ylabel="VACF (normalised)", xlim=(0, 0.5),
+               title=f"VACF: FG (solid), {models[0]} {law} (dashed)")
+        ax.legend(fontsize=7)
+    figure.suptitle("CG dynamics across temperatures under each friction law (oracle: fitted at each T, the ceiling)")
     _save(figure, png, pdf)

@@ -1,17 +1,20 @@
-"""One training loop for every CG model of METHOD.md's table.
+"""Fitting every CG model of METHOD.md's table.
 
-Kinds and what their losses match (F = prior + W0 forces at T0; every term is a relative MSE):
+Network training (force matching; every term a relative MSE):
 
     fm_ref, fm_oracle  W0       forces f at one temperature (T0, or each T for the oracle)
-    em                 W0, e    forces f; per-bead energies e_J against the FG shares u_J
-                                (E(R) = sum_J e_J; F_b = (F_E - F)/beta0, so W1 = (E - W0)/beta0)
-    trf1               + W1     first-order thermal response targets y1 (global or local)
-    trf2               + W2     and second-order targets y2
     mtfm               W0,W1,W2 forces at several temperatures with F(R; beta) of the expansion
 
-The thermal response targets need the current mean force and per-bead energies (targets.py), so
-trf models first fit W0 and e alone for ``warmup_epochs``, then add the y1 / y2 terms, whose
-targets are rebuilt every step from the detached current model.
+Closed-form fits on fm_ref's frozen W0 (same T0 frames; thermocg.response):
+
+    em                 + e      per-bead energies e_J against the FG shares u_J
+                                (E(R) = sum_J e_J; F_b = (F_E - F)/beta0, so W1 = (E - W0)/beta0)
+    trf1               + e, W1  first-order thermal response targets y1 (global or local)
+    trf2               + W2     and second-order targets y2
+
+The networks train on every ``frame_stride``-th frame, the closed-form fits on every
+``response_frame_stride``-th (default every frame: they cost seconds, and y1 / y2 are
+noise-dominated, so every frame helps).
 
 Frames of each temperature are split in time (train, then validation, then test) so that
 correlated neighbouring frames do not leak across the split. Training checkpoints every epoch
@@ -29,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from thermocg import checkpoints, io, nn, targets, units
+from thermocg import checkpoints, io, nn, response, targets, units
 from thermocg.config import temperature_label
 from thermocg.neighbors import NeighborList
 
@@ -44,6 +47,8 @@ HEADS = {
     "mtfm": ["W0", "W1", "W2"],
 }
 NEEDS_ENERGIES = {"em", "trf1", "trf2"}
+#: Kinds fitted on top of the force-matched W0 of the same T0 data (thermocg.response).
+SHARED_W0 = {"em", "trf1", "trf2"}
 
 
 @dataclass
@@ -103,21 +108,23 @@ def _relative_mse(prediction, target):
 
 
 class Objective:
-    """The loss of one model kind on a batch of frames, term by term."""
+    """The force-matching loss of a network-trained kind (fm_ref, fm_oracle, mtfm) on a batch of frames.
 
-    def __init__(self, kind, estimator="local", warmup_epochs=0, energy_scale=1.0):
+    mtfm matches F(R; beta) = -grad (W0 + dbeta W1 + dbeta^2 W2 / 2) at each frame's temperature.
+    """
+
+    def __init__(self, kind):
         if kind not in HEADS:
             raise ValueError(f"unknown model kind '{kind}': one of {sorted(HEADS)}")
-        if estimator not in ("local", "global"):
-            raise ValueError(f"estimator must be 'local' or 'global', got '{estimator}'")
-        self.kind, self.estimator, self.warmup_epochs = kind, estimator, warmup_epochs
-        self.energy_scale = energy_scale  # kJ/mol: spread of the bead energies u_J
+        if kind in SHARED_W0:
+            raise ValueError(f"kind {kind} is fitted in closed form on a shared W0 (thermocg.response), not trained")
+        self.kind = kind
 
     def __call__(self, model, frames, epoch, create_graph=True):
         positions, i, j, shift, _ = nn.batch_frames([(f.positions, *f.pairs) for f in frames])
-        n_frames, n_beads = len(frames), frames[0].positions.shape[0]
-        force_heads = (["prior"] if model.prior.enabled else []) + [h for h in HEADS[self.kind] if h != "e"]
-        energies, head_forces = nn.head_energies_and_forces(model, positions, i, j, shift, force_heads, create_graph)
+        n_beads = frames[0].positions.shape[0]
+        force_heads = (["prior"] if model.prior.enabled else []) + HEADS[self.kind]
+        head_forces = nn.head_forces(model, positions, i, j, shift, force_heads, create_graph)
         observed = torch.cat([f.forces for f in frames])
         dbeta = torch.cat([positions.new_full((n_beads, 1), f.dbeta) for f in frames])
         mean_force = head_forces["W0"] + head_forces.get("prior", 0.0)
@@ -125,36 +132,7 @@ class Objective:
             mean_force = mean_force + dbeta * head_forces["W1"]
         if "W2" in head_forces:
             mean_force = mean_force + 0.5 * dbeta**2 * head_forces["W2"]
-        terms = {"force": _relative_mse(mean_force, observed)}
-        if "e" in HEADS[self.kind]:
-            bead_energies = torch.cat([f.bead_energies for f in frames])
-            terms["bead_energy"] = ((energies["e"] - bead_energies.to(energies["e"].dtype)) ** 2).mean() / self.energy_scale**2
-        if self.kind in ("trf1", "trf2") and epoch >= self.warmup_epochs:
-            y1, y2 = self._thermal_targets(frames, observed, mean_force, energies["e"], n_frames, n_beads)
-            terms["response1"] = _relative_mse(head_forces["W1"], y1)
-            if y2 is not None:
-                terms["response2"] = _relative_mse(head_forces["W2"], y2)
-        return terms
-
-    def _thermal_targets(self, frames, observed, mean_force, bead_means, n_frames, n_beads):
-        """y1 (and y2 for trf2) from the detached current model, at T0 (dbeta = 0)."""
-        bead_energies = torch.cat([f.bead_energies for f in frames])
-        second = self.kind == "trf2"
-        if self.estimator == "local":
-            offsets = [k * n_beads for k in range(n_frames)]
-            pairs = tuple(torch.cat([f.local_pairs[m] + o for f, o in zip(frames, offsets)]) for m in (0, 1))
-            y1 = targets.first_order_local_target(observed, mean_force, bead_energies, bead_means, pairs)
-            y2 = targets.second_order_local_target(observed, mean_force, bead_energies, bead_means, pairs) if second else None
-            return y1, y2
-        shape = (n_frames, n_beads, 3)
-        energy = torch.stack([f.energy for f in frames])
-        means = bead_means.detach().reshape(n_frames, n_beads).double()
-        # c = E(R) = sum_J e_J: cancels the bias an inexact mean force would give (targets.py)
-        y1 = targets.first_order_global_target(observed.reshape(shape), mean_force.reshape(shape), energy, means.sum(-1))
-        y2 = None
-        if second:
-            y2 = targets.second_order_global_target(observed.reshape(shape), mean_force.reshape(shape), energy, means).reshape(-1, 3)
-        return y1.reshape(-1, 3), y2
+        return {"force": _relative_mse(mean_force, observed)}
 
 
 def _evaluate(objective, model, frames, epoch, batch):
@@ -213,13 +191,6 @@ def fit(model, objective, train_frames, validation_frames, settings, checkpoint_
         model.eval()
         validation = _evaluate(objective, model, validation_frames, epoch, batch)
         validation_loss = sum(validation.values())
-        # the loss gains terms when the warm-up ends: restart the comparison there
-        if epoch == objective.warmup_epochs and objective.warmup_epochs > 0:
-            state["best_loss"], state["stale"] = float("inf"), 0
-            # and the scheduler's plateau count: else the jump in the loss halves the LR every few epochs
-            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                optimizer, factor=settings["lr_factor"], patience=settings["lr_patience"]
-            )
         scheduler.step(validation_loss)
         improved = validation_loss < state["best_loss"]
         if improved:
@@ -260,9 +231,13 @@ def training_temperatures(spec, config, temperature=None):
     return [float(config["reference_temperature"])]
 
 
-def build_model(kind, config):
-    """A fresh CGModel with the heads of ``kind`` and the config's network settings."""
+def build_model(kind, config, spec=None):
+    """A fresh CGModel with the heads of ``kind``, the config's network settings and, for trf1
+    and trf2 with ``response: radial``, radial pair heads W1 and W2 (``spec``'s n_basis, r_min)."""
     network = config["network"]
+    spec = spec or {}
+    radial = kind in ("trf1", "trf2") and spec.get("response") == "radial"
+    pair_heads = [head for head in ("W1", "W2") if radial and head in HEADS[kind]]
     return nn.CGModel(
         n_features=network["n_features"],
         n_sensitivities=network["n_sensitivities"],
@@ -273,17 +248,21 @@ def build_model(kind, config):
         sensitivity_soft_max=network["sensitivity_soft_max"],
         heads=HEADS[kind],
         head_scales={h: network["head_scales"][h] for h in HEADS[kind] if h in network["head_scales"]},
+        pair_heads=pair_heads,
+        pair_basis={"n_basis": spec["n_basis"], "r_min": spec["r_min"]} if pair_heads else None,
         prior=network["prior"],
         dtype=network["dtype"],
         energy_matching_beta0=float(units.beta(config["reference_temperature"])) if kind == "em" else None,
     )
 
 
-def train_model(name, spec, config, beads, energies, model_path, curve_path, checkpoint_path, threads=1, temperature=None):
+def train_model(name, spec, config, beads, energies, model_path, curve_path, checkpoint_path, threads=1, temperature=None,
+                w0_model=None):
     """Fit one model entry of the config and save it with its metadata and learning curve.
 
     ``beads`` and ``energies`` map temperature labels (as in the file names) to the CG frame and
-    per-molecule energy files; ``temperature`` is the oracle's temperature.
+    per-molecule energy files; ``temperature`` is the oracle's temperature; ``w0_model`` the
+    force-matched model of the same frames whose W0 em, trf1 and trf2 share (thermocg.response).
     """
     kind, training = spec["kind"], config["training"]
     torch.manual_seed(config["seed"])
@@ -291,7 +270,7 @@ def train_model(name, spec, config, beads, energies, model_path, curve_path, che
     nn.tune_cpu_allocator()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     log.info("model %s (%s): training on %s with %d CPU threads", name, kind, device, threads)
-    model = build_model(kind, config).to(device)
+    model = build_model(kind, config, spec).to(device)
     dtype = next(model.parameters()).dtype
     beta0 = float(units.beta(config["reference_temperature"]))
     temperatures = training_temperatures(spec, config, temperature)
@@ -301,7 +280,8 @@ def train_model(name, spec, config, beads, energies, model_path, curve_path, che
     for t in temperatures:
         label = temperature_label(t)
         n_frames = len(io.load_frames(beads[label])["time"])
-        split = split_indices(n_frames, training["validation_fraction"], training["test_fraction"], training["frame_stride"])
+        stride = training["response_frame_stride"] if kind in SHARED_W0 else training["frame_stride"]
+        split = split_indices(n_frames, training["validation_fraction"], training["test_fraction"], stride)
         energy_file = energies[label] if kind in NEEDS_ENERGIES else None
         used_files[f"beads T{label}"] = beads[label]
         if energy_file:
@@ -310,21 +290,31 @@ def train_model(name, spec, config, beads, energies, model_path, curve_path, che
             sets[part] += load_frames(beads[label], split[part], model.cutoff, beta0, dtype, device, energy_file, r_loc)
     log.info("%d training and %d validation frames from %s K", len(sets["train"]), len(sets["validation"]), temperatures)
 
-    energy_scale = 1.0
-    if "e" in HEADS[kind]:
-        shares = torch.stack([f.bead_energies for f in sets["train"]])
-        model.set_head_offset("e", float(shares.mean()))
-        energy_scale = float(shares.std())
-    objective = Objective(kind, spec.get("estimator", "local"), training["warmup_epochs"] if kind in ("trf1", "trf2") else 0, energy_scale)
-    curve = fit(model, objective, sets["train"], sets["validation"], training, checkpoint_path, config["seed"],
-                inputs=used_files, more_settings={"spec": spec, "T0_K": config["reference_temperature"]})
+    if kind in SHARED_W0:
+        if w0_model is None:
+            raise ValueError(f"model {name}: kind {kind} is fitted on a force-matched W0; give w0_model (the fm_ref model file)")
+        base, base_metadata = nn.load_model(w0_model, device)
+        base_data = [v for k, v in used_files.items() if k.startswith("beads")]
+        if base_metadata.get("data_sha256") != checkpoints.file_hash(base_data):
+            raise ValueError(f"model {name}: the W0 model {w0_model} was trained on other frames than {base_data}")
+        response.share_w0(model, base)
+        used_files["W0 model"] = w0_model
+        rows = response.fit_thermal_terms(model, kind, spec.get("estimator", "local"), sets)
+        curve = pd.DataFrame(rows)
+        curve_comment = (f"closed-form fit of {name} ({kind}) on the W0 of {w0_model}: one row per ridge candidate "
+                         "(relative_ridge inf = no term); mean squared errors of the targets, validation chooses")
+    else:
+        curve = fit(model, Objective(kind), sets["train"], sets["validation"], training, checkpoint_path, config["seed"],
+                    inputs=used_files, more_settings={"spec": spec, "T0_K": config["reference_temperature"]})
+        curve_comment = f"learning curve of {name} ({kind}); losses are relative MSEs"
 
     metadata = {
         "name": name, "kind": kind, "spec": spec, "T0_K": config["reference_temperature"], "beta0_mol_per_kJ": beta0,
         "trained_at_K": temperatures, "cutoff_nm": model.cutoff, "network": config["network"], "training": training,
-        "data_sha256": checkpoints.file_hash(used_files.values()), "units": {"energy": "kJ/mol", "length": "nm", "dbeta": "mol/kJ"},
+        "data_sha256": checkpoints.file_hash([v for k, v in used_files.items() if k.startswith("beads")]),
+        "inputs_sha256": checkpoints.file_hash(used_files.values()), "units": {"energy": "kJ/mol", "length": "nm", "dbeta": "mol/kJ"},
     }
     nn.save_model(model_path, model.cpu(), metadata)
-    io.write_table(curve_path, curve, comment=f"learning curve of {name} ({kind}); losses are relative MSEs")
+    io.write_table(curve_path, curve, comment=curve_comment)
     Path(checkpoint_path).unlink(missing_ok=True)  # outputs written: a rerun (-R) must train again
     return model, curve

@@ -1,16 +1,37 @@
 # Stage 6: CG MD of every model at every temperature (trained or not), and the CG observables.
+# The friction of each model follows cgmd.friction_law (thermocg.friction, docs/dynamics.md).
+
+
+rule friction_lines:
+    input:
+        models=lambda wildcards: [model_file(wildcards.model, t) for t in line_temperatures(wildcards.model)],
+        beads=lambda wildcards: [f"results/cg/T{t}/beads.npz" for t in line_temperatures(wildcards.model)],
+    output:
+        lines="results/cgmd/{model}/friction_lines.json",
+    params:
+        temperatures=lambda wildcards: line_temperatures(wildcards.model),
+        trials=friction_trials(),
+    wildcard_constraints:
+        model=_choice(SIMULATED),
+    threads: config["cgmd"]["threads"]
+    log:
+        "logs/cgmd/{model}/friction_lines.log",
+    benchmark:
+        "results/benchmarks/cgmd/{model}/friction_lines.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/friction_lines.py"
 
 
 rule fit_friction:
     input:
-        model=lambda wildcards: model_file(wildcards.model, T0),
-        beads=f"results/cg/T{T0}/beads.npz",
-        fg_summary=f"results/observables/fg/T{T0}/summary.json",
+        unpack(friction_inputs(FRICTION_LAW)),
     output:
         friction="results/cgmd/{model}/friction.json",
     params:
-        friction=config["cgmd"]["friction"],
-        trials=friction_trials(),
+        friction_law=FRICTION_LAW,
+        settings=friction_params(),
     wildcard_constraints:
         model=_choice(SIMULATED),
     threads: config["cgmd"]["threads"]
@@ -36,7 +57,7 @@ rule cgmd:
         # stable, or the step and reason of a blow-up (a result: the model fails to transfer)
         status="results/cgmd/{model}/T{T}/status.json",
     params:
-        # what one run's numbers depend on (its friction comes from the friction file)
+        # what one run's numbers depend on (its friction, gamma(T) of cgmd.friction_law, comes from the friction file)
         # checkpoint_interval too: the neighbour list is rebuilt at every checkpoint (thermocg.md)
         cgmd=settings("cgmd", ["timestep", "equilibration", "production", "frame_interval", "skin", "checkpoint_interval"]),
         seed=config["seed"],

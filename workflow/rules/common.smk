@@ -82,6 +82,7 @@ def model_spec(name):
     keys = ["kind"]
     if spec["kind"] in ("trf1", "trf2"):
         keys += ["estimator", "r_loc"] if spec["estimator"] == "local" else ["estimator"]
+        keys += ["response", "n_basis", "r_min"] if spec["response"] == "radial" else ["response"]
     if spec["kind"] == "mtfm":
         keys.append("temperatures")
     return _canonical({key: spec[key] for key in keys})
@@ -135,6 +136,9 @@ def fit_inputs(wildcards):
     inputs = {"beads": [f"results/cg/T{label}/beads.npz" for label in labels]}
     if spec["kind"] in thermocg.train.NEEDS_ENERGIES:
         inputs["energies"] = [f"results/cg/T{label}/molecule_energies.npz" for label in labels]
+    if spec["kind"] in thermocg.train.SHARED_W0:
+        (reference,) = [name for name, other in MODELS.items() if other["kind"] == "fm_ref"]  # the config check ensures one
+        inputs["w0_model"] = f"results/models/{reference}/model.pt"
     return inputs
 
 
@@ -159,6 +163,7 @@ def all_outputs():
     if config["models"]:
         targets.append("results/metrics/forces.tsv")
         targets += ["results/metrics/transferability.tsv", "results/figures/transferability.png"]
+        targets += dynamics_outputs()  # workflow/rules/dynamics.smk
     if config["sweep"]["table"]:
         targets.append("results/sweep/summary.tsv")
     return targets

@@ -8,6 +8,8 @@ rule figures:
         response="results/metrics/thermal_response.tsv",
         curves=expand("results/models/{model}/loss_curve.tsv", model=REFINED),
         fg=expand("results/observables/fg/T{T}/summary.json", T=TEMPERATURES),
+        learning=expand("results/models/{model}/learning_curve.tsv", model=FITTED)
+        + expand("results/models/{model}/T{T}/learning_curve.tsv", model=ORACLES, T=TEMPERATURES),
     output:
         transferability=figure("transferability", "Structure"),
         overlays=figure("rdf_adf_overlays", "Structure"),
@@ -16,6 +18,7 @@ rule figures:
         diffusion=figure("diffusion", "Dynamics"),
         diffsim=figure("diffsim_curves", "DiffSim"),
         timings=figure("timings", "Performance"),
+        learning=figure("learning_curves", "Training"),
     params:
         models=sorted(SIMULATED),  # as the other figures order them: the YAML's order changes nothing
         temperatures=config["temperatures"],

@@ -13,7 +13,7 @@ rule force_metrics:
     params:
         temperatures=config["temperatures"],
         reference_temperature=config["reference_temperature"],
-        split=settings("training", ["validation_fraction", "test_fraction", "frame_stride"]),  # the test frames
+        split=settings("training", ["validation_fraction", "test_fraction", "frame_stride", "response_frame_stride"]),  # the test frames
     log:
         "logs/metrics/force_metrics.log",
     benchmark:

@@ -1,4 +1,5 @@
-# Stage 9: a parameter sweep of the thermal response fit (order, estimator, r_loc, training frames),
+# Stage 9: a parameter sweep of the thermal response fit (order, estimator, r_loc, T0 frames: the stride
+# applies to the force-matched W0 trained with each point and to the thermal terms on it),
 # one fit per row of config["sweep"]["table"], judged against the fm_oracle finite differences.
 
 
@@ -11,6 +12,8 @@ rule sweep_fit:
         model=f"results/sweep/{SWEEP.wildcard_pattern}/model.pt",
         response=f"results/sweep/{SWEEP.wildcard_pattern}/response.tsv",
         curve=f"results/sweep/{SWEEP.wildcard_pattern}/learning_curve.tsv",
+        w0_model=f"results/sweep/{SWEEP.wildcard_pattern}/w0_model.pt",
+        w0_curve=f"results/sweep/{SWEEP.wildcard_pattern}/w0_learning_curve.tsv",
     params:
         point=SWEEP.instance,
         network=settings("network"),

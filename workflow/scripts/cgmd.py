@@ -6,7 +6,7 @@ logs.to_file(snakemake.log[0])
 params = snakemake.params
 status = cgmd.simulate_or_record_blow_up(
     snakemake.input.model, snakemake.input.beads, float(snakemake.wildcards.T), params.reference_temperature,
-    params.cgmd, cgmd.read_friction(snakemake.input.friction),
+    params.cgmd, cgmd.read_friction(snakemake.input.friction, float(snakemake.wildcards.T)),
     outputs={"trajectory": snakemake.output.trajectory, "topology": snakemake.output.topology,
              "thermo": snakemake.output.thermo, "checkpoint": params.checkpoint},
     seed=params.seed, threads=snakemake.threads,

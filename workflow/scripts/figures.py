@@ -21,3 +21,9 @@ plots.diffusion(inp.table, out.diffusion, pdf(out.diffusion))
 curves = {Path(path).parent.name: path for path in inp.curves}
 plots.diffsim_curves(curves, inp.table, out.diffsim, pdf(out.diffsim), lambda_adf=params.lambda_adf)
 plots.timings(plots.collect_timings("results"), out.timings, pdf(out.timings))
+# results/models/<model>/learning_curve.tsv, or <model>/T<T>/learning_curve.tsv for fm_oracle kinds
+learning = {}
+for path in map(Path, inp.learning):
+    model, *per_temperature = path.relative_to("results/models").parent.parts
+    learning[(model, per_temperature[0].removeprefix("T") if per_temperature else None)] = path
+plots.learning_curves(learning, out.learning, pdf(out.learning))

@@ -8,7 +8,7 @@ if status["stable"]:
     beads = cgmd.trajectory_beads(snakemake.input.trajectory, snakemake.input.topology, snakemake.params.cgmd,
                                   float(snakemake.wildcards.T))
     tables, summary = observables.compute_all(beads, snakemake.params.observables)
-    log.info("D = %.4g nm^2/ps", summary["diffusion"]["D_nm2_per_ps"])
+    log.info("D = %.4g +- %.2g nm^2/ps", summary["diffusion"]["D_nm2_per_ps"], summary["diffusion"]["D_error_nm2_per_ps"])
 else:  # a blown-up run has no observables: empty tables, and the summary says why
     tables, summary = observables.empty_tables(), {}
     log.warning("the CG MD blew up (%s): no observables", status["reason"])

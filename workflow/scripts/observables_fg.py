@@ -11,6 +11,6 @@ summary["noise_floor"] = transfer.noise_floor(beads, snakemake.params.observable
 for name, table in tables.items():
     io.write_table(snakemake.output[name], table)
 io.write_json(snakemake.output.summary, summary)
-log.info("D = %.4g nm^2/ps, <U>/N = %.3f kJ/mol, noise floor eps_g %.3g, eps_a %.3g",
-         summary["diffusion"]["D_nm2_per_ps"], summary["potential_energy"]["mean_per_molecule_kJ_per_mol"],
+log.info("D = %.4g +- %.2g nm^2/ps, <U>/N = %.3f kJ/mol, noise floor eps_g %.3g, eps_a %.3g",
+         summary["diffusion"]["D_nm2_per_ps"], summary["diffusion"]["D_error_nm2_per_ps"], summary["potential_energy"]["mean_per_molecule_kJ_per_mol"],
          summary["noise_floor"]["eps_g"], summary["noise_floor"]["eps_a"])

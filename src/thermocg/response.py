@@ -1,0 +1,272 @@
+"""Thermal terms fitted by least squares on top of a frozen, shared W0.
+
+METHOD.md's regression targets have conditional means that are the wanted forces (y0: F, y1:
+F_b = dF/dbeta, y2: F_bb), but y1 and y2 carry a per-sample noise 20-50 times their signal
+(METHOD.md, "Measured since"). So the thermal terms get only the capacity the data can determine,
+and every fit is linear:
+
+* a head whose per-bead energy is linear in its coefficients c, e_i = B_i(R) . c, has forces
+  -grad sum_i e_i = G(R) c with G the forces of the basis energies: either radial (``PairHead``:
+  cubic B-splines of the pair distance, about 16 coefficients) or a network read-out on the
+  frozen trunk (``EnergyHead``: the trunk's per-bead features);
+* c minimises sum_frames |G c - y|^2 + lambda c^T P c, P a smoothness penalty (second differences
+  of the spline coefficients) or the identity (read-outs);
+* lambda is chosen on the validation frames, whose targets are as noisy but unbiased, so their
+  mean squared error is |F_b - G c|^2 + noise in expectation; "no term at all" (c = 0) is one of
+  the candidates, so a term the data cannot determine comes out as zero instead of as noise.
+
+Every model trained at T0 with energies (em, trf1, trf2) takes W0 (trunk, W0 read-out, prior) from
+the force-matched model of the same data, so all reach the same W0 quality at T0: the per-bead
+energy head e (local energy matching, u_J) is fitted first on the frozen trunk, then y1 and y2 are
+built with that e and W0's mean force, then W1 and W2. Units: energies kJ/mol, W1 (kJ/mol)^2,
+W2 (kJ/mol)^3, forces per their head's unit per nm.
+"""
+
+import logging
+
+import numpy as np
+import torch
+
+from thermocg import nn, targets
+
+log = logging.getLogger(__name__)
+
+#: Candidate ridge strengths, relative to the mean diagonal of the normal matrix (plus "no term").
+RELATIVE_RIDGES = tuple(10.0 ** k for k in range(-8, 3))
+#: Blocks of consecutive validation frames for standard errors: frames 0.1 ps apart are correlated.
+N_BLOCKS = 10
+
+
+class NormalEquations:
+    """Running G^T G, G^T y and y^T y of a linear least-squares problem (float64), frame by frame.
+
+    The per-frame parts are kept (K x K each) so that an error can be given per frame, and so a
+    standard error over frames (frames are the independent samples, components within one are not).
+    """
+
+    def __init__(self, n_coefficients):
+        self.frames = []  # (gram, rhs, target_square, rows) per frame
+
+    def add(self, design, target):
+        """design (rows, K), target (rows,) of one frame."""
+        design = np.asarray(design, dtype=np.float64)
+        target = np.asarray(target, dtype=np.float64)
+        self.frames.append((design.T @ design, design.T @ target, float(target @ target), len(target)))
+
+    @property
+    def gram(self):
+        return sum(frame[0] for frame in self.frames)
+
+    @property
+    def rhs(self):
+        return sum(frame[1] for frame in self.frames)
+
+    def frame_errors(self, coefficients):
+        """(n_frames,) mean squared error of each frame."""
+        c = np.asarray(coefficients, dtype=np.float64)
+        return np.array([(c @ gram @ c - 2.0 * c @ rhs + square) / rows for gram, rhs, square, rows in self.frames])
+
+    def mean_square_error(self, coefficients):
+        return float(np.mean(self.frame_errors(coefficients)))
+
+
+def smoothness_penalty(n_coefficients):
+    """D^T D for second differences of the coefficients (a P-spline penalty), plus the ends."""
+    padded = n_coefficients + 2  # the pinned zeros next to each end count as neighbours
+    second = np.diff(np.eye(padded), n=2, axis=0)[:, 1:-1]
+    return second.T @ second
+
+
+def block_standard_error(values, n_blocks=N_BLOCKS):
+    """Standard error of the mean of a time series from the spread of its block means (inf if < 2 blocks)."""
+    values = np.asarray(values, dtype=np.float64)
+    n_blocks = min(n_blocks, len(values))
+    if n_blocks < 2:
+        return float("inf")
+    means = [block.mean() for block in np.array_split(values, n_blocks)]
+    return float(np.std(means, ddof=1) / np.sqrt(n_blocks))
+
+
+def solve_ridge(train, validation, penalty):
+    """Coefficients minimising the training error + lambda c^T P c, lambda chosen on validation.
+
+    The validation targets are as noisy as the training ones, so the choice is made with the
+    standard error of the validation error (over blocks of consecutive frames): a term is kept only if it beats "no
+    term" (c = 0) by more than two standard errors, and then the strongest ridge whose error is
+    within one standard error of the best (the one-standard-error rule) is taken.
+    Returns (coefficients, table rows [{relative_ridge, train_mse, validation_mse, gain_se,
+    chosen}]); relative_ridge inf is c = 0; gain_se is the standard error of the validation
+    error's difference to "no term".
+    """
+    gram, rhs = train.gram, train.rhs
+    scale = np.trace(gram) / len(rhs)
+    candidates = [(float("inf"), np.zeros(len(rhs)))]
+    for ridge in sorted(RELATIVE_RIDGES, reverse=True):
+        try:
+            candidates.append((ridge, np.linalg.solve(gram + ridge * scale * penalty, rhs)))
+        except np.linalg.LinAlgError:
+            continue
+    errors = [validation.frame_errors(c) for _, c in candidates]
+    best = int(np.argmin([e.mean() for e in errors]))
+
+    def standard_error_of_difference(k):  # paired, over blocks of consecutive frames (they are correlated)
+        return block_standard_error(errors[k] - errors[best])
+
+    chosen = 0
+    if errors[0].mean() - errors[best].mean() > 2.0 * standard_error_of_difference(0):
+        # candidates run from the strongest ridge to the weakest: the first within one SE of the best
+        chosen = next(k for k in range(1, len(candidates))
+                      if errors[k].mean() - errors[best].mean() <= standard_error_of_difference(k))
+    rows = [{"relative_ridge": ridge, "train_mse": train.mean_square_error(c), "validation_mse": float(e.mean()),
+             "gain_se": block_standard_error(errors[0] - e),
+             "chosen": k == chosen}
+            for k, ((ridge, c), e) in enumerate(zip(candidates, errors))]
+    return candidates[chosen][1], rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Linear heads: basis energies and forces, and writing fitted coefficients back
+# ---------------------------------------------------------------------------------------------
+
+
+def _trunk_features(model, head_name, geometry):
+    trunk = model.trunks[model.trunk_of[head_name]]
+    return model.heads[head_name].features(trunk(geometry))
+
+
+def basis_energies(model, head_name, geometry):
+    """(N, K) per-bead basis energies of a head (its energy is basis . coefficients)."""
+    head = model.heads[head_name]
+    if isinstance(head, nn.PairHead):
+        return head.basis_per_bead(geometry)
+    features = _trunk_features(model, head_name, geometry)
+    return torch.cat([features, torch.ones_like(features[:, :1])], dim=1)  # the bias: a constant energy
+
+
+def basis_forces(model, head_name, positions, i, j, shift):
+    """(N * 3, K) forces of each basis energy summed over beads, kJ/(mol nm) per coefficient unit."""
+    positions = positions.detach().requires_grad_(True)
+    geometry = nn.pair_geometry(positions, i, j, shift, model.cutoff, positions.dtype, model.n_interaction_layers > 1)
+    totals = basis_energies(model, head_name, geometry).sum(0)
+    columns = []
+    for k in range(len(totals)):
+        if not totals.requires_grad:  # a constant basis energy has no force
+            columns.append(torch.zeros_like(positions))
+            continue
+        (gradient,) = torch.autograd.grad(totals[k], positions, retain_graph=True, allow_unused=True)
+        columns.append(torch.zeros_like(positions) if gradient is None else -gradient)
+    return torch.stack(columns, dim=-1).reshape(-1, len(totals)).detach()
+
+
+def set_coefficients(model, head_name, coefficients):
+    """Write fitted basis coefficients into the head (PairHead: spline; EnergyHead: read-outs)."""
+    head = model.heads[head_name]
+    c = torch.as_tensor(np.asarray(coefficients), dtype=next(head.parameters()).dtype)
+    with torch.no_grad():
+        if isinstance(head, nn.PairHead):
+            head.coefficients.copy_(c)
+            return
+        n_features = head.readouts[0].weight.shape[1]
+        for k, readout in enumerate(head.readouts):
+            readout.weight.copy_(c[k * n_features : (k + 1) * n_features].unsqueeze(0) / head.scale)
+            readout.bias.zero_()
+        head.readouts[0].bias.fill_(float(c[-1]) / head.scale)
+
+
+def penalty_for(model, head_name, n_coefficients):
+    if isinstance(model.heads[head_name], nn.PairHead):
+        return smoothness_penalty(n_coefficients)
+    penalty = np.eye(n_coefficients)
+    penalty[-1, -1] = 0.0  # the constant has no force: leave it free
+    return penalty
+
+
+# ---------------------------------------------------------------------------------------------
+# The fit
+# ---------------------------------------------------------------------------------------------
+
+
+def share_w0(model, base):
+    """Copy the trunk, the W0 read-out and the prior of ``base`` into ``model`` and freeze them."""
+    if base.config["n_features"] != model.config["n_features"] or base.cutoff != model.cutoff:
+        raise ValueError("the W0 model's network differs from this model's: both must come from the same network settings")
+    state = {k: v for k, v in base.state_dict().items() if k.startswith(("trunks.", "heads.W0.", "prior."))}
+    missing = [k for k in state if k not in model.state_dict()]
+    if missing:
+        raise ValueError(f"cannot share W0: this model has no {missing[:3]}")
+    model.load_state_dict(state, strict=False)
+    for name, parameter in model.named_parameters():
+        if name in state:
+            parameter.requires_grad_(False)
+
+
+def _mean_force(model, frame):
+    """Prior + W0 force at T0 (N, 3), detached."""
+    heads = ("W0", "prior") if model.prior.enabled else ("W0",)
+    forces = nn.head_forces(model, frame.positions, *frame.pairs, heads=heads)
+    return sum(forces.values())
+
+
+def _energy_fit(model, frames_by_part):
+    """Fit the e head to the per-bead FG energies u_J (local energy matching)."""
+    systems = {}
+    for part, frames in frames_by_part.items():
+        for frame in frames:
+            with torch.no_grad():
+                geometry = nn.pair_geometry(frame.positions, *frame.pairs, model.cutoff, frame.positions.dtype,
+                                            model.n_interaction_layers > 1)
+                design = basis_energies(model, "e", geometry).double().numpy()
+            systems.setdefault(part, NormalEquations(design.shape[1])).add(design, frame.bead_energies.numpy())
+    train, validation = systems["train"], systems["validation"]
+    coefficients, rows = solve_ridge(train, validation, penalty_for(model, "e", len(train.rhs)))
+    set_coefficients(model, "e", coefficients)
+    return rows
+
+
+def _targets(kind, estimator, frame, mean_force, bead_means):
+    """y1 (and y2 for trf2) of one frame at T0, as (N, 3) arrays."""
+    f = frame.forces.double()
+    mean = mean_force.double()
+    means = bead_means.double()
+    if estimator == "local":
+        y1 = targets.first_order_local_target(f, mean, frame.bead_energies, means, frame.local_pairs)
+        y2 = targets.second_order_local_target(f, mean, frame.bead_energies, means, frame.local_pairs) if kind == "trf2" else None
+        return y1, y2
+    y1 = targets.first_order_global_target(f[None], mean[None], frame.energy[None], means.sum()[None])[0]
+    y2 = targets.second_order_global_target(f[None], mean[None], frame.energy[None], means[None])[0] if kind == "trf2" else None
+    return y1, y2
+
+
+def fit_thermal_terms(model, kind, estimator, frames_by_part):
+    """Fit e, then (trf1, trf2) W1 and W2, in place; returns the fit table (one row per candidate).
+
+    ``frames_by_part``: {"train": [Frame], "validation": [Frame]} at T0 (thermocg.train.Frame,
+    with bead energies and, for the local estimator, local pairs). W0 must already be set.
+    """
+    rows = [dict(row, head="e") for row in _energy_fit(model, frames_by_part)]
+    thermal = [h for h in ("W1", "W2") if h in model.heads and (kind != "em")]
+    if not thermal:
+        return rows
+    systems = {head: {} for head in thermal}
+    for part, frames in frames_by_part.items():
+        for number, frame in enumerate(frames):
+            mean_force = _mean_force(model, frame)
+            with torch.no_grad():
+                bead_means = model.per_bead_energies(frame.positions, *frame.pairs)["e"]
+            y1, y2 = _targets(kind, estimator, frame, mean_force, bead_means)
+            for head, y in (("W1", y1), ("W2", y2)):
+                if head not in thermal:
+                    continue
+                design = basis_forces(model, head, frame.positions, *frame.pairs).double().numpy()
+                systems[head].setdefault(part, NormalEquations(design.shape[1])).add(design, y.reshape(-1).numpy())
+            if number % 20 == 0:
+                log.info("%s frames: %d/%d", part, number + 1, len(frames))
+    for head in thermal:
+        train, validation = systems[head]["train"], systems[head]["validation"]
+        coefficients, head_rows = solve_ridge(train, validation, penalty_for(model, head, len(train.rhs)))
+        set_coefficients(model, head, coefficients)
+        chosen = next(row for row in head_rows if row["chosen"])
+        log.info("%s: relative ridge %g, validation MSE %.6g (no term: %.6g; standard error of the difference %.3g)",
+                 head, chosen["relative_ridge"], chosen["validation_mse"], head_rows[0]["validation_mse"], chosen["gain_se"])
+        rows += [dict(row, head=head) for row in head_rows]
+    return rows

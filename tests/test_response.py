@@ -1,0 +1,154 @@
+"""Closed-form thermal terms on a shared W0 (thermocg.response) and how train uses them."""
+
+import numpy as np
+import pytest
+import torch
+
+from thermocg import nn, response, targets, train
+from thermocg.neighbors import NeighborList
+
+BOX = 2.0  # nm
+N_BEADS = 200
+CUTOFF = 0.6
+R_LOC = 0.5
+N_BASIS = 8
+
+
+def small_model(heads, pair_heads=(), seed=0):
+    torch.manual_seed(seed)
+    return nn.CGModel(n_features=8, n_sensitivities=4, n_dense_layers=1, cutoff=CUTOFF, heads=heads,
+                      pair_heads=pair_heads, pair_basis={"n_basis": N_BASIS, "r_min": 0.2}, prior=None,
+                      dtype="float64")
+
+
+def spread_positions(generator):
+    """Beads on a jittered lattice: no pair closer than about 0.2 nm."""
+    side = int(np.ceil(N_BEADS ** (1 / 3)))
+    grid = np.stack(np.meshgrid(*[np.arange(side)] * 3, indexing="ij"), -1).reshape(-1, 3)[:N_BEADS]
+    positions = (grid + 0.5) * (BOX / side) + generator.normal(0.0, 0.03, (N_BEADS, 3))
+    return torch.as_tensor(positions % BOX)
+
+
+def synthetic_frames(true_model, n_frames, seed, sigma=5.0):
+    """Frames whose local y1 has conditional mean exactly the W1 force of ``true_model``.
+
+    Mean force 0 (the W0 to share is zero), bead energies u_J = 3 + eps_J with eps iid N(0, sigma^2),
+    and f_I = -G_I L_I / Var(L_I), L_I the local sum of eps over N(I) (n_I beads): then
+    y1_I = -(f_I - 0) L_I has E[y1_I | R] = G_I, the W1 force.
+    """
+    generator = np.random.default_rng(seed)
+    box = torch.full((3,), BOX, dtype=torch.float64)
+    neighbors = NeighborList(CUTOFF)
+    frames = []
+    for _ in range(n_frames):
+        positions = spread_positions(generator)
+        pairs = neighbors(positions, box)
+        local = targets.local_pairs(positions, box, R_LOC)[:2]
+        response_force = nn.head_forces(true_model, positions, *pairs, heads=("W1",))["W1"]
+        eps = torch.as_tensor(generator.normal(0.0, sigma, N_BEADS))
+        local_sum = targets.local_energy_sum(eps, local)
+        n_local = targets.local_energy_sum(torch.ones(N_BEADS, dtype=torch.float64), local)
+        forces = -response_force * (local_sum / (n_local * sigma**2))[:, None]
+        frames.append(train.Frame(positions=positions, forces=forces, energy=(3.0 + eps).sum(),
+                                  bead_energies=3.0 + eps, pairs=pairs, local_pairs=local, dbeta=0.0))
+    return frames
+
+
+@pytest.fixture(scope="module")
+def truth():
+    model = small_model(["W0", "W1"], pair_heads=["W1"])
+    with torch.no_grad():
+        model.heads["W1"].coefficients.copy_(torch.tensor([0.0, 40.0, 60.0, 30.0, 10.0, -10.0, -5.0, 0.0]))
+    return model
+
+
+def zero_w0(model):
+    with torch.no_grad():
+        for readout in model.heads["W0"].readouts:
+            readout.weight.zero_()
+            readout.bias.zero_()
+    return model
+
+
+def test_radial_w1_is_recovered_from_noisy_local_targets(truth):
+    frames = {"train": synthetic_frames(truth, 30, seed=1), "validation": synthetic_frames(truth, 20, seed=2)}
+    model = zero_w0(small_model(["W0", "W1", "e"], pair_heads=["W1"]))
+    rows = response.fit_thermal_terms(model, "trf1", "local", frames)
+    fitted, exact = model.heads["W1"].coefficients.detach(), truth.heads["W1"].coefficients.detach()
+    # the spline profile, where pairs were sampled (0.25-0.55 nm), within 15% of its peak
+    r = torch.linspace(0.25, 0.55, 31, dtype=torch.float64)
+    profile_fit = model.heads["W1"].basis(r) @ fitted
+    profile_true = truth.heads["W1"].basis(r) @ exact
+    assert (profile_fit - profile_true).abs().max() < 0.15 * profile_true.abs().max()
+    chosen = [row for row in rows if row["head"] == "W1" and row["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["relative_ridge"] != float("inf")
+    # e: the constant 3 kJ/mol per bead, from the frozen trunk's features
+    energies = model.per_bead_energies(frames["validation"][0].positions, *frames["validation"][0].pairs)
+    assert torch.allclose(energies["e"], torch.full_like(energies["e"], 3.0), atol=0.5)
+
+
+def test_a_term_the_data_cannot_determine_comes_out_as_zero(truth):
+    # pure noise: no response at all, targets still noisy
+    silent = small_model(["W0", "W1"], pair_heads=["W1"])
+    frames = {"train": synthetic_frames(silent, 10, seed=3), "validation": synthetic_frames(silent, 10, seed=4)}
+    for frame in frames["train"] + frames["validation"]:
+        frame.forces = torch.as_tensor(np.random.default_rng(5).normal(0.0, 50.0, (N_BEADS, 3)))
+    model = zero_w0(small_model(["W0", "W1", "e"], pair_heads=["W1"]))
+    response.fit_thermal_terms(model, "trf1", "local", frames)
+    assert torch.all(model.heads["W1"].coefficients == 0)
+
+
+def test_ridge_choice_keeps_a_strong_signal_and_drops_noise():
+    rng = np.random.default_rng(0)
+    design = rng.normal(size=(40, 50, 3))
+    for signal, kept in ((5.0, True), (0.0, False)):
+        systems = []
+        for part in range(2):
+            equations = response.NormalEquations(3)
+            for frame in range(20):
+                d = design[part * 20 + frame]
+                equations.add(d, d @ np.array([signal, -signal, 0.0]) + rng.normal(0, 1.0, 50))
+            systems.append(equations)
+        coefficients, rows = response.solve_ridge(*systems, np.eye(3))
+        assert bool(np.any(coefficients != 0)) == kept
+        assert sum(row["chosen"] for row in rows) == 1
+        if kept:
+            assert np.allclose(coefficients, [signal, -signal, 0.0], atol=0.1)
+
+
+def test_thermal_pair_heads_start_at_zero_so_the_model_starts_as_its_w0():
+    model = small_model(["W0", "W1", "W2"], pair_heads=["W1", "W2"])
+    positions = spread_positions(np.random.default_rng(0))
+    pairs = NeighborList(CUTOFF)(positions, torch.full((3,), BOX, dtype=torch.float64))
+    at_t0 = nn.energy_and_forces(model, positions, *pairs, 0.0)
+    far = nn.energy_and_forces(model, positions, *pairs, -0.23)
+    assert torch.equal(at_t0[1], far[1])
+
+
+def test_shared_w0_is_identical_and_frozen(truth):
+    base = small_model(["W0"], seed=11)
+    model = small_model(["W0", "W1", "W2", "e"], pair_heads=["W1", "W2"], seed=12)
+    response.share_w0(model, base)
+    for name, value in base.state_dict().items():
+        assert torch.equal(model.state_dict()[name], value)
+    assert not any(p.requires_grad for name, p in model.named_parameters() if name.startswith(("trunks.", "heads.W0.")))
+    frames = {"train": synthetic_frames(truth, 4, seed=6), "validation": synthetic_frames(truth, 4, seed=7)}
+    response.fit_thermal_terms(model, "trf2", "local", frames)
+    frame = frames["validation"][0]
+    expected = nn.energy_and_forces(base, frame.positions, *frame.pairs, 0.0)[1]
+    assert torch.equal(nn.energy_and_forces(model, frame.positions, *frame.pairs, 0.0)[1], expected)
+    other = small_model(["W0", "W1"], pair_heads=["W1"])
+    wide = nn.CGModel(n_features=16, n_sensitivities=4, n_dense_layers=1, cutoff=CUTOFF, heads=["W0"], prior=None)
+    with pytest.raises(ValueError, match="network differs"):
+        response.share_w0(other, wide)
+
+
+def test_network_readout_coefficients_round_trip():
+    model = small_model(["W0", "W1"])
+    positions = spread_positions(np.random.default_rng(1))
+    pairs = NeighborList(CUTOFF)(positions, torch.full((3,), BOX, dtype=torch.float64))
+    coefficients = np.random.default_rng(2).normal(size=9)  # 8 features and the bias
+    response.set_coefficients(model, "W1", coefficients)
+    design = response.basis_forces(model, "W1", positions, *pairs).numpy()
+    forces = nn.head_forces(model, positions, *pairs, heads=("W1",))["W1"].reshape(-1).numpy()
+    assert np.allclose(design @ coefficients, forces, atol=1e-8)

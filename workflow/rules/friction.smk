@@ -1,0 +1,52 @@
+# Helpers of the friction laws and the dynamics comparison (rules in cgmd.smk and dynamics.smk).
+import thermocg.friction
+
+FRICTION_LAW = config["cgmd"]["friction_law"]
+DYNAMICS_MODELS = [m for m in config["dynamics"]["models"] if m in SIMULATED]
+DYNAMICS_LAWS = config["dynamics"]["laws"]
+
+
+def per_temperature_lines(model):
+    """Whether the trial runs of ``model`` are needed at every temperature (not only at T0)."""
+    laws = {FRICTION_LAW} | (set(DYNAMICS_LAWS) if model in DYNAMICS_MODELS else set())
+    return bool(laws & set(thermocg.friction.PER_TEMPERATURE_LAWS))
+
+
+def line_temperatures(model):
+    return TEMPERATURES if per_temperature_lines(model) else [T0]
+
+
+def friction_inputs(law):
+    """Input function of a friction record of ``law``: only the data the law may use (T0 data,
+    except the oracle, which sees the FG diffusion at every temperature)."""
+
+    def inputs(wildcards):
+        files = {"fg_reference": f"results/observables/fg/T{T0}/summary.json"}
+        if config["cgmd"]["friction"] != "fit":
+            return files
+        files["lines"] = f"results/cgmd/{wildcards.model}/friction_lines.json"
+        chosen = wildcards.get("law", law)
+        if chosen == "oracle":
+            files["fg"] = expand("results/observables/fg/T{T}/summary.json", T=TEMPERATURES)
+        if chosen == "entropy":
+            files["beads_reference"] = f"results/cg/T{T0}/beads.npz"  # its FG potential energies
+        if chosen == "force_acf":
+            files["fine"] = f"results/fg/T{T0}/fine/frames.npz"
+            files["model"] = model_file(wildcards.model, T0)
+        return files
+
+    return inputs
+
+
+def friction_params():
+    """Param: the config values a friction record depends on besides its files."""
+    return {"friction": config["cgmd"]["friction"], "temperatures": config["temperatures"],
+            "reference_temperature": config["reference_temperature"],
+            "law": settings("cgmd", ["entropy_alpha", "entropy_heat_capacity", "force_acf_max_lag"])}
+
+
+def dynamics_outputs():
+    """The dynamics table and figure, when some model is compared (dynamics.models)."""
+    if not DYNAMICS_MODELS or not DYNAMICS_LAWS:
+        return []
+    return ["results/metrics/dynamics.tsv", "results/figures/dynamics.png"]

@@ -1,0 +1,13 @@
+"""Rule dynamics_table: D_CG / D_FG per model, friction law and temperature (results/metrics/dynamics.tsv)."""
+
+import json
+
+from thermocg import friction, io, logs
+
+log = logs.to_file(snakemake.log[0])
+fg = [json.loads(open(path).read()) for path in snakemake.input.fg]
+cg = [json.loads(open(path).read()) for path in snakemake.input.cg]
+table = friction.dynamics_table(fg, cg)
+io.write_table(snakemake.output.table, table, comment="D in nm^2/ps (x1000 = 1e-5 cm^2/s); errors: standard "
+               "errors over groups of beads; ratio = D_CG / D_FG; gamma in 1/ps (thermocg.friction)")
+log.info("\n%s", table.to_string())

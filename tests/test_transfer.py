@@ -205,11 +205,28 @@ def test_a_blown_up_run_gives_an_unstable_row_without_values(tmp_path):
     assert back["stable"].dtype == bool and (~back["stable"]).sum() == 1
 
 
+def noise_floor(beads):
+    tables = {name: pd.DataFrame(dict(zip(observables.TABLE_COLUMNS[name], values)))
+              for name, values in observables.halves(beads["positions"], beads["box"], SETTINGS).items()}
+    return transfer.halves_spread(tables["rdf_halves"], tables["adf_halves"])
+
+
+def test_spread_over_halves_is_the_sd_of_each_halfs_eps():
+    r = np.linspace(0.001, 0.999, 500)
+    theta = np.arange(0.5, 180.0)
+    rdf_halves = pd.DataFrame({"r_nm": r, "g_first": np.ones_like(r) * 1.3, "g_second": np.ones_like(r) * 1.1})
+    adf_halves = pd.DataFrame({"theta_deg": theta, "p_first": np.full(180, 1 / 180), "p_second": np.full(180, 1 / 180)})
+    reference = pd.DataFrame({"r_nm": r, "g": np.ones_like(r)}), pd.DataFrame({"theta_deg": theta, "p_per_deg": np.full(180, 1 / 180)})
+    spread = transfer.halves_spread(rdf_halves, adf_halves, *reference)
+    assert spread["eps_g"] == pytest.approx((0.3 - 0.1) / np.sqrt(2)) and spread["eps_a"] == 0.0
+    assert transfer.halves_spread(rdf_halves, adf_halves)["eps_g"] == pytest.approx(0.2)
+
+
 def test_noise_floor_of_identical_halves_is_zero():
     rng = np.random.default_rng(0)
     half = rng.uniform(0.0, 2.0, size=(5, 100, 3))
     beads = {"positions": np.concatenate([half, half]), "box": np.full((10, 3), 2.0)}
-    floor = transfer.noise_floor(beads, SETTINGS)
+    floor = noise_floor(beads)
     assert floor["eps_g"] == 0.0 and floor["eps_a"] == 0.0
 
 
@@ -219,7 +236,7 @@ def test_noise_floor_of_an_ideal_gas_is_its_counting_noise():
     rng = np.random.default_rng(1)
     n_frames, n, length = 40, 200, 2.5
     beads = {"positions": rng.uniform(0.0, length, size=(n_frames, n, 3)), "box": np.full((n_frames, 3), length)}
-    floor = transfer.noise_floor(beads, SETTINGS)
+    floor = noise_floor(beads)
     r, _ = observables.rdf(beads["positions"][:1], beads["box"][:1], SETTINGS["rdf_bin_width"])
     r = r[r >= 0.2]
     pairs_per_frame = n * (n - 1) / 2 * 4 * np.pi * r**2 * SETTINGS["rdf_bin_width"] / length**3

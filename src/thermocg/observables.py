@@ -180,7 +180,24 @@ def energy_statistics(energy, n_molecules, n_blocks=5):
     }
 
 
-TABLE_COLUMNS = {"rdf_com": ["r_nm", "g"], "adf": ["theta_deg", "p_per_deg"], "msd": ["lag_ps", "msd_nm2"]}
+TABLE_COLUMNS = {"rdf_com": ["r_nm", "g"], "adf": ["theta_deg", "p_per_deg"], "msd": ["lag_ps", "msd_nm2"],
+                 "rdf_halves": ["r_nm", "g_first", "g_second"], "adf_halves": ["theta_deg", "p_first", "p_second"]}
+
+
+def halves(positions, box, settings):
+    """RDF and ADF of the first and of the second half of a trajectory's frames: two estimates of
+    one structure (for runs much longer than its correlation time), whose difference is the
+    sampling noise. Returns {"rdf_halves": (r, g_first, g_second), "adf_halves": (theta, p_first,
+    p_second)}; ``settings`` is the config's ``observables`` section."""
+    half = len(positions) // 2
+    if half < 1:
+        raise ValueError("two halves need at least two frames")
+    first, second = slice(0, half), slice(half, 2 * half)
+    r, g_first = rdf(positions[first], box[first], settings["rdf_bin_width"])
+    _, g_second = rdf(positions[second], box[second], settings["rdf_bin_width"])
+    theta, p_first = adf(positions[first], box[first], settings["adf_shell"], settings["adf_bin_width"])
+    _, p_second = adf(positions[second], box[second], settings["adf_shell"], settings["adf_bin_width"])
+    return {"rdf_halves": (r, g_first, g_second), "adf_halves": (theta, p_first, p_second)}
 
 
 def empty_tables():
@@ -206,6 +223,8 @@ def compute_all(beads, settings, oxygen_positions=None):
         name: pd.DataFrame(dict(zip(TABLE_COLUMNS[name], values)))
         for name, values in (("rdf_com", (r, g)), ("adf", (theta, p)), ("msd", (lag, msd_values)))
     }
+    for name, values in halves(positions, box, settings).items():
+        tables[name] = pd.DataFrame(dict(zip(TABLE_COLUMNS[name], values)))
     if oxygen_positions is not None:
         r_oo, g_oo = rdf(oxygen_positions, box, settings["rdf_bin_width"])
         tables["rdf_oo"] = pd.DataFrame({"r_nm": r_oo, "g": g_oo})

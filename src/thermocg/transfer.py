@@ -2,10 +2,10 @@
 
 - :func:`rdf_error`: eps_g = sqrt(mean_bins (g_CG - g_FG)^2) over r_min <= r <= r_max.
 - :func:`adf_error`: eps_a = sqrt(mean_bins (p_CG - p_FG)^2), p in 1/deg.
-- :func:`noise_floor`: eps_g and eps_a between the two halves of one trajectory (METHOD.md,
-  "Measurement floor"): how far two independent estimates of the same structure lie apart.
+- :func:`halves_spread`: eps_g and eps_a between the two halves of one trajectory (METHOD.md,
+  "Measurement floor": the FG noise floor), or the spread of a CG run's eps over its two halves.
 - :func:`transferability_table`: one row per (model, temperature) found on disk, with eps_g,
-  eps_a, the FG noise floor, D_CG/D_FG, the force RMSE and the ratios of eps to the model of kind
+  eps_a, the FG noise floor, the CG spread, D_CG/D_FG, the force RMSE and the ratios of eps to the model of kind
   fm_oracle at that temperature (whatever its name).
 - :func:`write_transferability`: the table as TSV (for people) and JSON records (for machines).
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from thermocg import io, observables
+from thermocg import io
 from thermocg.config import temperature_label
 
 UNITS = {
@@ -34,6 +34,8 @@ UNITS = {
     "eps_a": "1/deg",
     "eps_g_floor": "1, eps_g between the two halves of the FG run at T_K (noise floor)",
     "eps_a_floor": "1/deg, eps_a between the two halves of the FG run at T_K (noise floor)",
+    "eps_g_spread": "1, standard deviation of eps_g over the two halves of the CG production (two replicas of half the length)",
+    "eps_a_spread": "1/deg, standard deviation of eps_a over the two halves of the CG production",
     "D_cg": "nm^2/ps",
     "D_fg": "nm^2/ps",
     "D_ratio": "1, D_cg / D_fg",
@@ -74,25 +76,25 @@ def adf_error(theta_cg, p_cg, theta_fg, p_fg):
     return _profile_error(theta_cg, p_cg, theta_fg, p_fg, -np.inf, None)
 
 
-def noise_floor(beads, settings):
-    """{"eps_g", "eps_a"} between the first and the second half of a trajectory's frames.
+def halves_spread(rdf_halves, adf_halves, rdf_reference=None, adf_reference=None):
+    """eps between the two halves of one trajectory, or the spread of eps against a reference.
 
-    ``beads``: a frame dict (see :mod:`thermocg.io`); ``settings``: the config's ``observables``.
-    Two halves are two independent estimates of one structure (for runs much longer than the
-    structure's correlation time), so a difference between models below this is not resolved.
+    ``rdf_halves``, ``adf_halves``: the tables of :func:`thermocg.observables.halves`. Without a
+    reference: {"eps_g", "eps_a"} between the halves (the FG noise floor: a difference between
+    models below it is not resolved). With the FG tables as reference: {"eps_g", "eps_a"} as the
+    standard deviation of each half's eps against the reference, |eps_1 - eps_2| / sqrt(2) (the
+    spread of two replicas of half the length).
     """
-    positions, box = beads["positions"], beads["box"]
-    half = len(positions) // 2
-    if half < 1:
-        raise ValueError("a noise floor needs at least two frames")
-    profiles = []
-    for part in (slice(0, half), slice(half, 2 * half)):
-        r, g = observables.rdf(positions[part], box[part], settings["rdf_bin_width"])
-        theta, p = observables.adf(positions[part], box[part], settings["adf_shell"], settings["adf_bin_width"])
-        profiles.append((r, g, theta, p))
-    (r1, g1, theta1, p1), (r2, g2, theta2, p2) = profiles
-    return {"eps_g": rdf_error(r2, g2, r1, g1), "eps_a": adf_error(theta2, p2, theta1, p1),
-            "method": f"first vs second half of {2 * half} frames"}
+    r, g1, g2 = (rdf_halves[c].to_numpy(float) for c in ("r_nm", "g_first", "g_second"))
+    theta, p1, p2 = (adf_halves[c].to_numpy(float) for c in ("theta_deg", "p_first", "p_second"))
+    if rdf_reference is None:
+        return {"eps_g": rdf_error(r, g2, r, g1), "eps_a": adf_error(theta, p2, theta, p1),
+                "method": "first vs second half of the frames"}
+    r_fg, g_fg = rdf_reference["r_nm"], rdf_reference["g"]
+    theta_fg, p_fg = adf_reference["theta_deg"], adf_reference["p_per_deg"]
+    spread_g = abs(rdf_error(r, g1, r_fg, g_fg) - rdf_error(r, g2, r_fg, g_fg)) / math.sqrt(2.0)
+    spread_a = abs(adf_error(theta, p1, theta_fg, p_fg) - adf_error(theta, p2, theta_fg, p_fg)) / math.sqrt(2.0)
+    return {"eps_g": spread_g, "eps_a": spread_a}
 
 
 def _observables(directory):
@@ -102,7 +104,10 @@ def _observables(directory):
         return None
     summary_path = directory / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
-    return io.read_table(directory / "rdf_com.tsv"), io.read_table(directory / "adf.tsv"), summary
+    halves = None
+    if (directory / "rdf_halves.tsv").exists() and (directory / "adf_halves.tsv").exists():
+        halves = io.read_table(directory / "rdf_halves.tsv"), io.read_table(directory / "adf_halves.tsv")
+    return io.read_table(directory / "rdf_com.tsv"), io.read_table(directory / "adf.tsv"), summary, halves
 
 
 def _diffusion(summary):
@@ -146,16 +151,19 @@ def transferability_table(models, temperatures, fg_dir, cg_dir, forces_table=Non
         fg = _observables(Path(fg_dir) / f"T{label}")
         if fg is None:
             continue
-        rdf_fg, adf_fg, summary_fg = fg
+        rdf_fg, adf_fg, summary_fg, _ = fg
         for name, spec in models.items():
             cg = _observables(Path(cg_dir) / name / f"T{label}")
             if cg is None:
                 continue
-            rdf_cg, adf_cg, summary_cg = cg
+            rdf_cg, adf_cg, summary_cg, halves_cg = cg
             trained_at = [float(t) for t in spec.get("trained_at", [])]
             stable = _stable(summary_cg)
             d_cg, d_fg = _diffusion(summary_cg), _diffusion(summary_fg)
             floor = (summary_fg or {}).get("noise_floor", {})
+            spread = {}
+            if stable and halves_cg is not None and len(halves_cg[0]):
+                spread = halves_spread(*halves_cg, rdf_fg, adf_fg)
             rows.append({
                 "model": name,
                 "kind": spec["kind"],
@@ -168,6 +176,8 @@ def transferability_table(models, temperatures, fg_dir, cg_dir, forces_table=Non
                           if stable else math.nan),
                 "eps_g_floor": floor.get("eps_g", math.nan),
                 "eps_a_floor": floor.get("eps_a", math.nan),
+                "eps_g_spread": spread.get("eps_g", math.nan),
+                "eps_a_spread": spread.get("eps_a", math.nan),
                 "D_cg": d_cg,
                 "D_fg": d_fg,
                 "D_ratio": d_cg / d_fg if d_fg > 0 else math.nan,

@@ -86,6 +86,8 @@ rule observables_cg:
         rdf_com="results/observables/cg/{model}/T{T}/rdf_com.tsv",
         adf="results/observables/cg/{model}/T{T}/adf.tsv",
         msd="results/observables/cg/{model}/T{T}/msd.tsv",
+        rdf_halves="results/observables/cg/{model}/T{T}/rdf_halves.tsv",
+        adf_halves="results/observables/cg/{model}/T{T}/adf_halves.tsv",
         summary="results/observables/cg/{model}/T{T}/summary.json",
     params:
         observables=settings("observables"),

@@ -88,6 +88,16 @@ def model_spec(name):
     return _canonical({key: spec[key] for key in keys})
 
 
+def fg_settings(wildcards):
+    """Param of sample_fg: the fg section as it applies at temperature T (T0 samples
+    fg.reference_production ps when that is set)."""
+    fg = settings("fg", leave_out=["reference_production"])
+    at_t0 = float(wildcards.T) == float(config["reference_temperature"])
+    if at_t0 and config["fg"]["reference_production"] is not None:
+        fg = dict(fg, production=config["fg"]["reference_production"])
+    return fg
+
+
 def friction_trials():
     """Param: what a fitted friction depends on besides the files (its two trial runs), or None
     when cgmd.friction is a constant."""

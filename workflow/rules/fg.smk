@@ -13,7 +13,7 @@ rule sample_fg:
         # fg.threads included: OpenMM's CPU platform gives bit-identical frames with 1 thread only,
         # so a change of threads changes the frames. So does checkpoint_interval: every interval
         # restarts from the saved state, as a resumed run does (thermocg.fg).
-        fg=settings("fg", leave_out=[]),
+        fg=fg_settings,
         seed=config["seed"],
         # Not an output: it must survive a failed or killed job so the rerun resumes from it.
         state="results/fg/T{T}/sampling_state.npz",

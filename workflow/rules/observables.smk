@@ -10,6 +10,8 @@ rule observables_fg:
         rdf_oo="results/observables/fg/T{T}/rdf_oo.tsv",
         adf="results/observables/fg/T{T}/adf.tsv",
         msd="results/observables/fg/T{T}/msd.tsv",
+        rdf_halves="results/observables/fg/T{T}/rdf_halves.tsv",
+        adf_halves="results/observables/fg/T{T}/adf_halves.tsv",
         summary="results/observables/fg/T{T}/summary.json",
     params:
         observables=settings("observables"),

@@ -7,7 +7,7 @@ frames = io.load_frames(snakemake.input.frames)
 oxygen = frames["positions"][:, frames["atom_names"] == "O"]
 beads = io.load_frames(snakemake.input.beads)
 tables, summary = observables.compute_all(beads, snakemake.params.observables, oxygen)
-summary["noise_floor"] = transfer.noise_floor(beads, snakemake.params.observables)
+summary["noise_floor"] = transfer.halves_spread(tables["rdf_halves"], tables["adf_halves"])
 for name, table in tables.items():
     io.write_table(snakemake.output[name], table)
 io.write_json(snakemake.output.summary, summary)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from thermocg import io, nn, targets, units
+from thermocg import io, nn, observables, targets, units
 from thermocg.config import temperature_label
 from thermocg.neighbors import NeighborList
 from thermocg.train import split_indices
@@ -23,6 +23,8 @@ from thermocg.train import split_indices
 # nm: the radius of the local y1 targets of the held-out score, fixed so that every model is
 # judged against the same targets whatever r_loc it was trained with (METHOD.md's measured one).
 SCORE_R_LOC = 0.5
+#: Blocks of consecutive test frames for the score's standard error.
+SCORE_BLOCKS = 10
 
 
 def test_indices(n_frames, training):
@@ -131,15 +133,13 @@ def response_score(y1, predicted):
     better, the true F_b scores the most, |F_b|^2, and predicting zero scores exactly 0.
 
     y1 (F, N, d); predicted broadcasts to it. Returns (score, standard error, per-frame scores (F,)),
-    the SE being std/sqrt(F) of the per-frame scores (beads of one frame are correlated, frames are
-    taken as independent). Neighbouring frames of one trajectory may be correlated too, so the SE is
-    a lower bound unless the frames are far apart in time.
+    the SE over blocks of consecutive frames (beads of one frame are correlated, and so are
+    neighbouring frames of one trajectory; with up to SCORE_BLOCKS frames, each frame is a block).
     """
     y1 = np.asarray(y1, dtype=np.float64)
     residual = y1 - np.asarray(predicted, dtype=np.float64)
     per_frame = (np.sum(y1**2, axis=-1) - np.sum(residual**2, axis=-1)).reshape(len(y1), -1).mean(axis=1)
-    se = per_frame.std(ddof=1) / np.sqrt(len(per_frame)) if len(per_frame) > 1 else np.nan
-    return float(per_frame.mean()), float(se), per_frame
+    return float(per_frame.mean()), observables.block_standard_error(per_frame, SCORE_BLOCKS), per_frame
 
 
 def centring_model(models, oracles, oracle_name, reference):

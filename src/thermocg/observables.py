@@ -165,12 +165,21 @@ def velocity_autocorrelation(positions, box, time, max_lag=1.0):
     return np.arange(n_lags) * dt, c / c[0], float(c[0])
 
 
+def block_standard_error(series, n_blocks):
+    """Standard error of the mean of a time series from the spread of its block means (NaN with
+    fewer than two values): neighbouring values of a trajectory are correlated, block means less."""
+    series = np.asarray(series, dtype=np.float64)
+    blocks = np.array_split(series, min(n_blocks, len(series))) if len(series) else []
+    if len(blocks) < 2:
+        return float("nan")
+    means = np.array([block.mean() for block in blocks])
+    return float(means.std(ddof=1) / np.sqrt(len(blocks)))
+
+
 def energy_statistics(energy, n_molecules, n_blocks=5):
     """Mean, standard deviation and block-average standard error of a potential energy series (kJ/mol)."""
     energy = np.asarray(energy, dtype=np.float64)
-    blocks = np.array_split(energy, min(n_blocks, len(energy)))
-    block_means = np.array([b.mean() for b in blocks])
-    sem = block_means.std(ddof=1) / np.sqrt(len(blocks)) if len(blocks) > 1 else float("nan")
+    sem = block_standard_error(energy, n_blocks)
     return {
         "mean_kJ_per_mol": energy.mean(),
         "std_kJ_per_mol": energy.std(ddof=1) if len(energy) > 1 else 0.0,

@@ -27,7 +27,7 @@ import logging
 import numpy as np
 import torch
 
-from thermocg import nn, targets
+from thermocg import nn, observables, targets
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +77,6 @@ def smoothness_penalty(n_coefficients):
     return second.T @ second
 
 
-def block_standard_error(values, n_blocks=N_BLOCKS):
-    """Standard error of the mean of a time series from the spread of its block means (inf if < 2 blocks)."""
-    values = np.asarray(values, dtype=np.float64)
-    n_blocks = min(n_blocks, len(values))
-    if n_blocks < 2:
-        return float("inf")
-    means = [block.mean() for block in np.array_split(values, n_blocks)]
-    return float(np.std(means, ddof=1) / np.sqrt(n_blocks))
-
-
 def solve_ridge(train, validation, penalty):
     """Coefficients minimising the training error + lambda c^T P c, lambda chosen on validation.
 
@@ -110,7 +100,7 @@ def solve_ridge(train, validation, penalty):
     best = int(np.argmin([e.mean() for e in errors]))
 
     def standard_error_of_difference(k):  # paired, over blocks of consecutive frames (they are correlated)
-        return block_standard_error(errors[k] - errors[best])
+        return observables.block_standard_error(errors[k] - errors[best], N_BLOCKS)
 
     chosen = 0
     if errors[0].mean() - errors[best].mean() > 2.0 * standard_error_of_difference(0):
@@ -118,7 +108,7 @@ def solve_ridge(train, validation, penalty):
         chosen = next(k for k in range(1, len(candidates))
                       if errors[k].mean() - errors[best].mean() <= standard_error_of_difference(k))
     rows = [{"relative_ridge": ridge, "train_mse": train.mean_square_error(c), "validation_mse": float(e.mean()),
-             "gain_se": block_standard_error(errors[0] - e),
+             "gain_se": observables.block_standard_error(errors[0] - e, N_BLOCKS),
              "chosen": k == chosen}
             for k, ((ridge, c), e) in enumerate(zip(candidates, errors))]
     return candidates[chosen][1], rows

@@ -127,7 +127,7 @@ def _trained_mask(table):
     ])
 
 
-SPREAD_LABEL = "error bars: ±1 SD over seeds or replicas"
+SPREAD_LABEL = "error bars: ±1 SD of eps over the two halves of each CG run"
 
 
 def _lines_by_model(ax, table, column, scale=1.0, spread=None):
@@ -366,18 +366,23 @@ def _power_of_thousand(ax, values):
     return f"10$^{{{power}}}$ "
 
 
-def _explain_missing_bars(ax, x, values, kinds):
+def _explain_missing_bars(ax, x, values, kinds, relative_rmse):
     """A note where a model has no bar: its kind has no W1 head (dF/dbeta = 0 by construction, so its
-    cosine is 0/0), or the value was not computed."""
+    cosine is 0/0), its thermal terms came out as zero (relative RMSE exactly 1: the closed-form fit
+    chose "no term"), or the value was not computed."""
     from matplotlib.transforms import blended_transform_factory
 
     from thermocg.train import HEADS
 
     at_bar = blended_transform_factory(ax.transData, ax.transAxes)
-    for xi, value, kind in zip(x, values, kinds):
+    for xi, value, kind, rmse in zip(x, values, kinds, relative_rmse):
         if not np.isfinite(value):
-            no_response = "W1" not in HEADS.get(kind, ["W1"])
-            note = "no W1 head:\ndF/d$\\beta$ = 0 by\nconstruction,\ncosine undefined" if no_response else "not computed"
+            if "W1" not in HEADS.get(kind, ["W1"]):
+                note = "no W1 head:\ndF/d$\\beta$ = 0 by\nconstruction,\ncosine undefined"
+            elif rmse == 1.0:
+                note = "W1 = 0: the data\ndid not determine\nit (no term),\ncosine undefined"
+            else:
+                note = "not computed"
             ax.text(xi, 0.5, note, transform=at_bar, ha="center", va="center", fontsize=7, color="0.3",
                     bbox={"boxstyle": "round", "fc": "0.95", "ec": "0.6"})
 
@@ -413,7 +418,7 @@ def thermal_response(response_table, png, pdf=None):
         _response_bars(ax_score, x, table["score"].astype(float), styles, table.get("score_se"))
         ax_score.axhline(0.0, color="k", lw=0.8)
         ax_score.set_title(f"{title_score}\nlocal y1 within {row['score_r_loc_nm']:g} nm on {row['n_frames']:g} held-out "
-                           f"T0 frames,\ncentred with {row['centring_model']}; bars ±1 SE (a lower bound)", fontsize=10)
+                           f"T0 frames,\ncentred with {row['centring_model']}; bars ±1 SE over blocks of frames", fontsize=10)
         power = _power_of_thousand(ax_score, table["score"].abs() + table.get("score_se", 0.0))
         ax_score.set_ylabel(f"mean |y1|$^2$ - mean |y1 - dF/d$\\beta$|$^2$ ({power}kJ$^4$ mol$^{{-4}}$ nm$^{{-2}}$)")
         drawn.append(ax_score)
@@ -425,7 +430,8 @@ def thermal_response(response_table, png, pdf=None):
         ax_rmse.axhline(1.0, color="k", ls=":", lw=1, label="relative RMSE 1 = predicting zero")
         ax_cos.axhline(0.0, color="k", lw=0.8)
         ax_cos.set_ylim(min(-0.1, float(table["cosine"].min()) - 0.1), 1.1)
-        _explain_missing_bars(ax_cos, x, table["cosine"].astype(float), table.get("kind", [""] * len(table)))
+        _explain_missing_bars(ax_cos, x, table["cosine"].astype(float), table.get("kind", [""] * len(table)),
+                              table["rel_rmse"].astype(float) if "rel_rmse" in table else [np.nan] * len(table))
         ax_rmse.set(title=title_rmse, ylabel="||learned - truth|| / ||truth||")  # ratios: no unit
         ax_cos.set(title=title_cos, ylabel="cos(learned, truth)")
         drawn += [ax_rmse, ax_cos]

@@ -23,7 +23,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "slurm"
 CLUSTER_SH = REPO / "tests" / "slurm" / "cluster.sh"
-GPU_RULES = ["sample_fg", "fit", "fit_oracle", "sweep_fit", "fit_friction", "cgmd", "refine_diffsim"]
+GPU_RULES = ["sample_fg", "fit", "fit_oracle", "sweep_fit", "fit_friction", "cgmd", "refine_diffsim", "friction_lines",
+             "dynamics_cg", "sample_fg_fine"]
 SITE_NAMES = ["ACCOUNT", "PARTITION", "GPU_PARTITION", "GPUS", "GPU_MODEL", "GRES", "CONSTRAINT"]
 # Site values of the local test cluster; every other site value is unset ('' = None), so that a
 # developer's own THERMOCG_SLURM_* settings cannot leak into the tests.
@@ -154,10 +155,14 @@ def run_id(output):
 
 
 def every_rule_config(directory):
-    """The tiny config with one model of each rule path (fit, fit_oracle, refine_diffsim, sweep):
-    every rule of the DAG runs, in about half the jobs of the full tiny config."""
+    """The tiny config with one model of each rule path (fit, fit_oracle, refine_diffsim, sweep),
+    the friction fitted (friction_lines) and one law compared (the dynamics rules): every rule of
+    the DAG runs, in about half the jobs of the full tiny config. trf2 needs fm_ref (its W0)."""
     config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
-    config["models"] = {name: config["models"][name] for name in ("fm_oracle", "trf2")}
+    config["models"] = {name: config["models"][name] for name in ("fm_ref", "fm_oracle", "trf2")}
+    config["cgmd"] |= {"friction": "fit", "friction_fit_time": 2.0, "friction_fit_start": 0.5, "friction_fit_end": 2.0}
+    config["dynamics"] = {"models": ["trf2"], "laws": ["oracle"], "production": 2.0, "fine_equilibration": 0.2,
+                          "fine_production": 0.4}
     path = directory / "every_rule.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

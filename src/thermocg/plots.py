@@ -127,7 +127,7 @@ def _trained_mask(table):
     ])
 
 
-SPREAD_LABEL = "error bars: ±1 SD of eps over the two halves of each CG run"
+SPREAD_LABEL = "error bars: ±1 SD over CG run halves"
 
 
 def _lines_by_model(ax, table, column, scale=1.0, spread=None):

@@ -104,7 +104,7 @@ def test_ridge_choice_keeps_a_strong_signal_and_drops_noise():
     for signal, kept in ((5.0, True), (0.0, False)):
         systems = []
         for part in range(2):
-            equations = response.NormalEquations(3)
+            equations = response.NormalEquations()
             for frame in range(20):
                 d = design[part * 20 + frame]
                 equations.add(d, d @ np.array([signal, -signal, 0.0]) + rng.normal(0, 1.0, 50))

@@ -44,7 +44,7 @@ class NormalEquations:
     standard error over frames (frames are the independent samples, components within one are not).
     """
 
-    def __init__(self, n_coefficients):
+    def __init__(self):
         self.frames = []  # (gram, rhs, target_square, rows) per frame
 
     def add(self, design, target):
@@ -206,7 +206,7 @@ def _energy_fit(model, frames_by_part):
                 geometry = nn.pair_geometry(frame.positions, *frame.pairs, model.cutoff, frame.positions.dtype,
                                             model.n_interaction_layers > 1)
                 design = basis_energies(model, "e", geometry).double().numpy()
-            systems.setdefault(part, NormalEquations(design.shape[1])).add(design, frame.bead_energies.numpy())
+            systems.setdefault(part, NormalEquations()).add(design, frame.bead_energies.numpy())
     train, validation = systems["train"], systems["validation"]
     coefficients, rows = solve_ridge(train, validation, penalty_for(model, "e", len(train.rhs)))
     set_coefficients(model, "e", coefficients)
@@ -248,7 +248,7 @@ def fit_thermal_terms(model, kind, estimator, frames_by_part):
                 if head not in thermal:
                     continue
                 design = basis_forces(model, head, frame.positions, *frame.pairs).double().numpy()
-                systems[head].setdefault(part, NormalEquations(design.shape[1])).add(design, y.reshape(-1).numpy())
+                systems[head].setdefault(part, NormalEquations()).add(design, y.reshape(-1).numpy())
             if number % 20 == 0:
                 log.info("%s frames: %d/%d", part, number + 1, len(frames))
     for head in thermal:

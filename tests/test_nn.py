@@ -303,6 +303,59 @@ def test_head_forces_add_up_to_the_total_force():
     torch.testing.assert_close(combined, total, rtol=1e-10, atol=1e-10)
 
 
+def _energy_and_beta_derivatives(model, positions):
+    """W, dW/dbeta and d2W/dbeta2 at beta0 (autograd in dbeta)."""
+    dbeta = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    energy = model(positions, *pairs(positions), dbeta)
+    (first,) = torch.autograd.grad(energy, dbeta, create_graph=True)
+    (second,) = torch.autograd.grad(first, dbeta, allow_unused=True) if first.requires_grad else (None,)
+    return energy.detach(), first.detach(), torch.zeros_like(first) if second is None else second
+
+
+@pytest.mark.parametrize("heads", [("W0", "W1"), ("W0", "W1", "W2")])
+def test_both_expansions_agree_with_the_heads_at_beta0(heads):
+    # W1 and W2 are dW/dbeta and d2W/dbeta2 at beta0 in either series: they differ only further out.
+    beta0 = 0.4
+    positions = lattice_positions()
+    plain = small_model(heads=heads)
+    reduced = small_model(heads=heads, expansion="reduced", reference_beta=beta0)
+    energies = plain.per_bead_energies(positions, *pairs(positions))
+    for model in (plain, reduced):
+        energy, first, second = _energy_and_beta_derivatives(model, positions)
+        torch.testing.assert_close(energy, (energies["prior"] + energies["W0"]).sum())
+        torch.testing.assert_close(first, energies["W1"].sum().detach())
+        if "W2" in heads:
+            torch.testing.assert_close(second, energies["W2"].sum().detach())
+    with pytest.raises(ValueError, match="reference_beta"):
+        small_model(expansion="reduced")
+
+
+def test_reduced_expansion_is_the_series_of_beta_w():
+    # First order: beta W = beta0 W0 + dbeta (W0 + beta0 W1) exactly, i.e. W = E - T S with E and S
+    # independent of T; em's form is then (beta0 W0 + dbeta E) / beta. Second order with
+    # W2 = -2 W1 / beta0 (zero curvature of beta W) is the first-order model.
+    beta0, dbeta = 0.4, -0.23
+    positions = lattice_positions()
+    first_order = small_model(heads=("W0", "W1"), expansion="reduced", reference_beta=beta0)
+    energies = first_order.per_bead_energies(positions, *pairs(positions))
+    w0, w1 = (energies["prior"] + energies["W0"]).sum(), energies["W1"].sum()
+    energy = first_order(positions, *pairs(positions), torch.tensor(dbeta, dtype=torch.float64))
+    torch.testing.assert_close(energy, (beta0 * w0 + dbeta * (w0 + beta0 * w1)) / (beta0 + dbeta))
+
+    second_order = small_model(heads=("W0", "W1", "W2"), expansion="reduced", reference_beta=beta0)
+    second_order.load_state_dict(first_order.state_dict(), strict=False)
+    with torch.no_grad():
+        for w1_parameter, w2_parameter in zip(second_order.heads["W1"].parameters(), second_order.heads["W2"].parameters()):
+            w2_parameter.copy_(-2.0 / beta0 * w1_parameter)
+    torch.testing.assert_close(second_order(positions, *pairs(positions), torch.tensor(dbeta, dtype=torch.float64)), energy)
+
+    em = small_model(heads=("W0", "e"), energy_matching_beta0=beta0, expansion="reduced", reference_beta=beta0)
+    energies = em.per_bead_energies(positions, *pairs(positions))
+    w0, e = (energies["prior"] + energies["W0"]).sum(), energies["e"].sum()
+    expected = (beta0 * w0 + dbeta * (e + energies["prior"].sum())) / (beta0 + dbeta)
+    torch.testing.assert_close(em(positions, *pairs(positions), torch.tensor(dbeta, dtype=torch.float64)), expected)
+
+
 def test_batched_frames_with_per_bead_dbeta_match_single_frames():
     model = small_model()
     frames, expected_energy, expected_forces, dbetas = [], 0.0, [], [0.1, -0.2]

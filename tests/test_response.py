@@ -14,11 +14,11 @@ R_LOC = 0.5
 N_BASIS = 8
 
 
-def small_model(heads, pair_heads=(), seed=0):
+def small_model(heads, pair_heads=(), seed=0, **options):
     torch.manual_seed(seed)
     return nn.CGModel(n_features=8, n_sensitivities=4, n_dense_layers=1, cutoff=CUTOFF, heads=heads,
                       pair_heads=pair_heads, pair_basis={"n_basis": N_BASIS, "r_min": 0.2}, prior=None,
-                      dtype="float64")
+                      dtype="float64", **options)
 
 
 def spread_positions(generator):
@@ -96,6 +96,27 @@ def test_a_term_the_data_cannot_determine_comes_out_as_zero(truth):
     model = zero_w0(small_model(["W0", "W1", "e"], pair_heads=["W1"]))
     response.fit_thermal_terms(model, "trf1", "local", frames)
     assert torch.all(model.heads["W1"].coefficients == 0)
+
+
+def test_reduced_trf2_without_a_determined_curvature_is_trf1(truth):
+    # The synthetic y2 is noise far above any curvature, so the reduced fit of W2 + 2 W1 / beta0
+    # finds no term: W2 = -2 W1 / beta0 (beta W without curvature), and trf2's forces are trf1's at
+    # every temperature (with the beta series, "no term" would instead mean W2 = 0).
+    beta0 = 0.4
+    frames = {"train": synthetic_frames(truth, 30, seed=1), "validation": synthetic_frames(truth, 20, seed=2)}
+    fitted = {}
+    for kind, heads in (("trf1", ["W0", "W1", "e"]), ("trf2", ["W0", "W1", "W2", "e"])):
+        fitted[kind] = zero_w0(small_model(heads, pair_heads=[h for h in heads if h in ("W1", "W2")],
+                                           expansion="reduced", reference_beta=beta0))
+        rows = response.fit_thermal_terms(fitted[kind], kind, "local", frames)
+    assert any(row["head"] == "squared_residual" and row["chosen"] for row in rows)
+    w1, w2 = (fitted["trf2"].heads[h].coefficients.detach() for h in ("W1", "W2"))
+    assert w1.abs().max() > 0
+    torch.testing.assert_close(w2, -2.0 / beta0 * w1)
+    frame = frames["validation"][0]
+    for dbeta in (-0.23, 0.08):
+        forces = [nn.energy_and_forces(fitted[k], frame.positions, *frame.pairs, dbeta)[1] for k in ("trf1", "trf2")]
+        torch.testing.assert_close(forces[1], forces[0])
 
 
 def test_ridge_choice_keeps_a_strong_signal_and_drops_noise():

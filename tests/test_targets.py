@@ -128,9 +128,34 @@ def test_first_order_with_inexact_mean_force_is_biased_by_constant_reference(sin
     assert rel_err(single["fit"](y1_cond), on_grid(response)) < 0.03
 
 
+def uncentred(energy):
+    """A squared-residual model of zero: METHOD.md's y2, (f - F) (u - E)^2."""
+    return torch.zeros_like(energy)
+
+
+def squared_residual_mean(energy, beta=BETA):
+    """E[(u - <u>_r)^2 | r] = Var(b s^2 / 2) = 1 / (2 beta^2), the same at every r."""
+    return torch.full_like(energy, 0.5 / beta**2)
+
+
 def test_second_order_global_recovers_second_derivative(single):
     e = mean_energy(single["r"])  # the exact conditional mean, as a per-bead energy (n, 1)
-    y2 = targets.second_order_global_target(single["f"], single["F"], single["u"], e)
+    for centring in (uncentred, squared_residual_mean):  # an exact F: the centring changes nothing
+        y2 = targets.second_order_global_target(single["f"], single["F"], single["u"], e, centring(single["u"]))
+        assert rel_err(single["fit"](y2), on_grid(second_response)) < 0.05
+
+
+def test_second_order_centring_cancels_the_mean_force_error(single):
+    # With F_model = F + delta, E[(f - F_model) (u - E)^2] = F_bb - delta Var(u | r): first order in
+    # delta, times the conditional energy variance. Subtracting that variance from (u - E)^2 cancels it.
+    delta = 3.0  # F_bb is about 25 here, the bias 9.4
+    e = mean_energy(single["r"])
+    model_force = single["F"] + delta
+    y2_plain = targets.second_order_global_target(single["f"], model_force, single["u"], e, uncentred(single["u"]))
+    expected = on_grid(lambda r: second_response(r) - delta * 0.5 / BETA**2)
+    assert rel_err(single["fit"](y2_plain), expected) < 0.05
+    assert rel_err(single["fit"](y2_plain), on_grid(second_response)) > 0.2
+    y2 = targets.second_order_global_target(single["f"], model_force, single["u"], e, squared_residual_mean(single["u"]))
     assert rel_err(single["fit"](y2), on_grid(second_response)) < 0.05
 
 
@@ -140,7 +165,7 @@ def test_second_order_bias_with_shifted_energy(single, d):
     # Here F_bb = -2 F_b / beta, so d = 1/beta doubles F_bb and d = -2/beta flips its sign
     # (the opposite sign of the bias term would give 0 and 3 F_bb instead).
     e = mean_energy(single["r"]) - d
-    y2 = targets.second_order_global_target(single["f"], single["F"], single["u"], e)
+    y2 = targets.second_order_global_target(single["f"], single["F"], single["u"], e, uncentred(single["u"]))
     expected = on_grid(lambda r: second_response(r) - 2 * d * response(r))
     fit = single["fit"](y2)
     assert rel_err(fit, expected) < 0.05
@@ -164,7 +189,7 @@ def test_local_matches_global_with_lower_variance():
     assert rel_err(fit(y_local), truth) < 0.03
     assert rel_err(fit(y_global), truth) < 0.03
     # Only the bead's own energy carries a third cumulant with f_I, so local y2 is exact too.
-    y2_local = targets.second_order_local_target(forces, mean_forces, u_bead, e, pairs)
+    y2_local = targets.second_order_local_target(forces, mean_forces, u_bead, e, pairs, uncentred(e))
     assert rel_err(fit(y2_local), on_grid(second_response)) < 0.05
 
     # With x = f - F and w = u_J - <u_J>: E[x^2 w^2] - F_b^2 = 56 k, E[x^2] E[w^2] = 4 k (same k for
@@ -233,8 +258,8 @@ def test_shapes_dtypes_and_detach():
         targets.force_matching_target(forces),
         targets.first_order_global_target(forces, mean_forces, u, -5e4),
         targets.first_order_local_target(forces, mean_forces, bead_u, e, pairs),
-        targets.second_order_local_target(forces, mean_forces, bead_u, e, pairs),
-        targets.second_order_global_target(forces, mean_forces, u, e),
+        targets.second_order_local_target(forces, mean_forces, bead_u, e, pairs, torch.zeros_like(bead_u)),
+        targets.second_order_global_target(forces, mean_forces, u, e, torch.zeros_like(u)),
     ]
     for y in results:
         assert y.shape == (n_frames, n_beads, 3)

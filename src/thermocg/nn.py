@@ -40,6 +40,9 @@ from torch import Tensor
 from thermocg.io import DamagedFileError, atomic_write
 from thermocg.pair import pinned_spline_basis
 
+#: How the thermal terms extrapolate in beta (CGModel's ``expansion``).
+EXPANSIONS = ("beta", "reduced")
+
 #: Names a head may have: the three orders of W(R; beta) and the per-bead energy "e".
 HEAD_NAMES = ("W0", "W1", "W2", "e")
 #: Format tag stored in model files (bump when the layout of the file changes).
@@ -480,6 +483,14 @@ class CGModel(torch.nn.Module):
       energy_matching_beta0 (mol/kJ): for the energy-matching model (em): with heads W0 and e, the
         first-order term is W1 = (E - W0) / beta0, E = sum_J e_J, so F_b = (F_E - F) / beta0
         (METHOD.md, energy-entropy view). None for every other model.
+      expansion: how W1 = dW/dbeta and W2 = d2W/dbeta2 (at beta0) extrapolate to another beta:
+        "beta": the Taylor series of W in dbeta, W0 + dbeta W1 + dbeta^2 W2 / 2 (METHOD.md);
+        "reduced": the Taylor series of the reduced free energy beta W, whose first derivative is
+        the conditional energy <u>_R, truncated at the model's highest order and divided by beta:
+        W0 + dbeta (beta0 / beta) W1 with W1 only (exact for T-independent energy and entropy,
+        W = E - T S), W0 + dbeta W1 + dbeta^2 (beta0 / beta) W2 / 2 with W2.
+        Both agree to the model's order at beta0.
+      reference_beta (mol/kJ): beta0, needed by the "reduced" expansion.
     """
 
     __jit_unused_properties__ = ["config"]
@@ -502,6 +513,8 @@ class CGModel(torch.nn.Module):
         norm_eps: float = 1e-6,
         dtype: str = "float32",
         energy_matching_beta0=None,
+        expansion: str = "beta",
+        reference_beta=None,
     ):
         super().__init__()
         heads = list(heads)
@@ -525,6 +538,10 @@ class CGModel(torch.nn.Module):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype}")
         if energy_matching_beta0 is not None and not ({"W0", "e"} <= set(heads) and "W1" not in heads):
             raise ValueError("energy matching needs heads W0 and e, and no W1 (W1 follows from them)")
+        if expansion not in EXPANSIONS:
+            raise ValueError(f"expansion must be one of {EXPANSIONS}, got {expansion!r}")
+        if expansion == "reduced" and not (reference_beta is not None and reference_beta > 0):
+            raise ValueError(f"the reduced expansion needs reference_beta = beta0 > 0 (mol/kJ), got {reference_beta}")
 
         self._config = {
             "n_features": int(n_features),
@@ -543,12 +560,17 @@ class CGModel(torch.nn.Module):
             "norm_eps": float(norm_eps),
             "dtype": dtype,
             "energy_matching_beta0": None if energy_matching_beta0 is None else float(energy_matching_beta0),
+            "expansion": expansion,
+            "reference_beta": None if reference_beta is None else float(reference_beta),
         }
         self.cutoff = float(cutoff)
         self.n_interaction_layers = int(n_interaction_layers)
         self.head_names: List[str] = heads
         self.energy_matching = energy_matching_beta0 is not None
         self.energy_matching_beta0 = float(energy_matching_beta0 or 1.0)
+        self.reduced_expansion = expansion == "reduced"
+        self.reference_beta = float(reference_beta or 1.0)
+        self.second_order = "W2" in heads
 
         def make_trunk():
             return HipnnTrunk(
@@ -616,17 +638,31 @@ class CGModel(torch.nn.Module):
         return energies
 
     @torch.jit.export
+    def expansion_coefficients(self, dbeta: Tensor) -> Tuple[Tensor, Tensor]:
+        """(c1, c2) with W = W0 + c1 W1 + c2 W2 at beta0 + dbeta (see ``expansion``); shape of dbeta."""
+        c1 = dbeta
+        c2 = 0.5 * dbeta * dbeta
+        if self.reduced_expansion:
+            ratio = self.reference_beta / (self.reference_beta + dbeta)
+            if self.second_order:
+                c2 = c2 * ratio
+            else:
+                c1 = c1 * ratio
+        return c1, c2
+
+    @torch.jit.export
     def total_energy(self, energies: Dict[str, Tensor], dbeta: Tensor) -> Tensor:
-        """Sum of prior + W0 + dbeta W1 + dbeta^2 W2 / 2 over beads; dbeta 0-d or (N,) per bead."""
+        """Sum of prior + W0 + c1 W1 + c2 W2 over beads (:meth:`expansion_coefficients`); dbeta 0-d or (N,) per bead."""
+        c1, c2 = self.expansion_coefficients(dbeta)
         per_bead = energies["prior"]
         if "W0" in energies:
             per_bead = per_bead + energies["W0"]
         if "W1" in energies:
-            per_bead = per_bead + dbeta * energies["W1"]
+            per_bead = per_bead + c1 * energies["W1"]
         if "W2" in energies:
-            per_bead = per_bead + 0.5 * dbeta * dbeta * energies["W2"]
+            per_bead = per_bead + c2 * energies["W2"]
         if self.energy_matching:
-            per_bead = per_bead + dbeta * (energies["e"] - energies["W0"]) / self.energy_matching_beta0
+            per_bead = per_bead + c1 * (energies["e"] - energies["W0"]) / self.energy_matching_beta0
         return per_bead.sum()
 
     def forward(

@@ -71,7 +71,7 @@ def fg_observables(directories, png, pdf=None):
 # and is drawn dashed.
 MODEL_COLOURS = {
     "fm_ref": "tab:blue", "fm_oracle": "dimgray", "em": "tab:orange", "trf1": "tab:green",
-    "trf1_global": "tab:olive", "trf2": "tab:red", "mtfm": "tab:purple",
+    "trf1_beta": "tab:olive", "trf1_global": "tab:cyan", "trf2": "tab:red", "mtfm": "tab:purple",
 }
 
 

@@ -213,17 +213,51 @@ def _energy_fit(model, frames_by_part):
     return rows
 
 
-def _targets(kind, estimator, frame, mean_force, bead_means):
+def _energy_residual(estimator, frame, bead_means):
+    """The energy residual y1 and y2 use: local (N,) sums over N(I) of u_J - e_J, or global (1,) u - E."""
+    if estimator == "local":
+        return targets.local_energy_residual(frame.bead_energies, bead_means.double(), frame.local_pairs)
+    return (frame.energy - bead_means.double().sum()).reshape(1)
+
+
+def _residual_design(model, estimator, frame):
+    """Basis of the squared residual's conditional mean: e's (trunk features + 1), per bead or summed."""
+    with torch.no_grad():
+        geometry = nn.pair_geometry(frame.positions, *frame.pairs, model.cutoff, frame.positions.dtype,
+                                    model.n_interaction_layers > 1)
+        design = basis_energies(model, "e", geometry).double()
+    return (design if estimator == "local" else design.sum(0, keepdim=True)).numpy()
+
+
+def _squared_residual_fit(model, estimator, frames_by_part):
+    """Fit s(R), the conditional mean of the squared energy residual, on e's basis (ridge on validation).
+
+    y2 centred with s has no bias from the mean-force error dF (targets.py); returns (coefficients, rows).
+    """
+    systems = {}
+    for part, frames in frames_by_part.items():
+        for frame in frames:
+            with torch.no_grad():
+                bead_means = model.per_bead_energies(frame.positions, *frame.pairs)["e"]
+            squared = (_energy_residual(estimator, frame, bead_means) ** 2).numpy()
+            systems.setdefault(part, NormalEquations()).add(_residual_design(model, estimator, frame), squared)
+    train, validation = systems["train"], systems["validation"]
+    return solve_ridge(train, validation, penalty_for(model, "e", len(train.rhs)))
+
+
+def _targets(kind, estimator, frame, mean_force, bead_means, squared_residual_means):
     """y1 (and y2 for trf2) of one frame at T0, as (N, 3) arrays."""
     f = frame.forces.double()
     mean = mean_force.double()
     means = bead_means.double()
     if estimator == "local":
         y1 = targets.first_order_local_target(f, mean, frame.bead_energies, means, frame.local_pairs)
-        y2 = targets.second_order_local_target(f, mean, frame.bead_energies, means, frame.local_pairs) if kind == "trf2" else None
+        y2 = None if kind != "trf2" else targets.second_order_local_target(
+            f, mean, frame.bead_energies, means, frame.local_pairs, squared_residual_means)
         return y1, y2
     y1 = targets.first_order_global_target(f[None], mean[None], frame.energy[None], means.sum()[None])[0]
-    y2 = targets.second_order_global_target(f[None], mean[None], frame.energy[None], means[None])[0] if kind == "trf2" else None
+    y2 = None if kind != "trf2" else targets.second_order_global_target(
+        f[None], mean[None], frame.energy[None], means[None], squared_residual_means)[0]
     return y1, y2
 
 
@@ -232,18 +266,33 @@ def fit_thermal_terms(model, kind, estimator, frames_by_part):
 
     ``frames_by_part``: {"train": [Frame], "validation": [Frame]} at T0 (thermocg.train.Frame,
     with bead energies and, for the local estimator, local pairs). W0 must already be set.
+
+    With the reduced expansion (nn.CGModel) the second-order term that "no term" leaves out is the
+    curvature of beta W, d2(beta W)/dbeta2 = 2 W1 + beta0 W2, not W2: so W2's fit is of
+    W2 + 2 W1 / beta0 (target y2 + 2 y1 / beta0), and W2 follows by subtracting 2 W1 / beta0 (W1
+    and W2 share one basis). A curvature the data cannot determine then leaves trf2 = trf1.
     """
     rows = [dict(row, head="e") for row in _energy_fit(model, frames_by_part)]
+    curvature_of_reduced = model.reduced_expansion
     thermal = [h for h in ("W1", "W2") if h in model.heads and (kind != "em")]
     if not thermal:
         return rows
+    squared_residual = None
+    if "W2" in thermal:
+        squared_residual, variance_rows = _squared_residual_fit(model, estimator, frames_by_part)
+        rows += [dict(row, head="squared_residual") for row in variance_rows]
     systems = {head: {} for head in thermal}
     for part, frames in frames_by_part.items():
         for number, frame in enumerate(frames):
             mean_force = _mean_force(model, frame)
             with torch.no_grad():
                 bead_means = model.per_bead_energies(frame.positions, *frame.pairs)["e"]
-            y1, y2 = _targets(kind, estimator, frame, mean_force, bead_means)
+            squared_residual_means = None
+            if squared_residual is not None:
+                squared_residual_means = torch.as_tensor(_residual_design(model, estimator, frame) @ squared_residual)
+            y1, y2 = _targets(kind, estimator, frame, mean_force, bead_means, squared_residual_means)
+            if y2 is not None and curvature_of_reduced:
+                y2 = y2 + (2.0 / model.reference_beta) * y1
             for head, y in (("W1", y1), ("W2", y2)):
                 if head not in thermal:
                     continue
@@ -251,9 +300,13 @@ def fit_thermal_terms(model, kind, estimator, frames_by_part):
                 systems[head].setdefault(part, NormalEquations()).add(design, y.reshape(-1).numpy())
             if number % 20 == 0:
                 log.info("%s frames: %d/%d", part, number + 1, len(frames))
+    fitted = {}
     for head in thermal:
         train, validation = systems[head]["train"], systems[head]["validation"]
         coefficients, head_rows = solve_ridge(train, validation, penalty_for(model, head, len(train.rhs)))
+        fitted[head] = coefficients
+        if head == "W2" and curvature_of_reduced:
+            coefficients = coefficients - (2.0 / model.reference_beta) * fitted["W1"]
         set_coefficients(model, head, coefficients)
         chosen = next(row for row in head_rows if row["chosen"])
         log.info("%s: relative ridge %g, validation MSE %.6g (no term: %.6g; standard error of the difference %.3g)",

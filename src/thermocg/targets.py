@@ -6,14 +6,17 @@ wanted quantity, so a model fitted to it by least squares learns that quantity:
     y0_I = f_I                                                     E[y0 | R] = F_I
     y1_I = -(f_I - F_I(R)) (u - c)                                 E[y1 | R] = dF_I/dbeta
     y1_I = -(f_I - F_I(R)) sum_{J in N(I)} (u_J - e_J(R))          (local, truncated at r_loc)
-    y2_I =  (f_I - F_I(R)) [sum_{J in N(I)} (u_J - e_J(R))]^2      E[y2 | R] = d2F_I/dbeta2 (local)
-    y2_I =  (f_I - F_I(R)) (u - E(R))^2,  E(R) = sum_J e_J(R)
+    y2_I =  (f_I - F_I(R)) ([sum_{J in N(I)} (u_J - e_J(R))]^2 - s_I(R))   E[y2 | R] = d2F_I/dbeta2 (local)
+    y2_I =  (f_I - F_I(R)) ((u - E(R))^2 - s(R)),  E(R) = sum_J e_J(R)
 
 F(R) is the current model's mean force and e_J(R) its per-bead energy head; both must be close to
 the true conditional means, because their errors leak into the targets:
     E[y1 | R] = F_b + dF (mu - c)                 with dF = F_model - F_true, mu = <u>_R
-    E[y2 | R] = F_bb + 2 d Cov(f, u) - dF (Var(u) + d^2)   with sum e = mu - d.
+    E[y2 | R] = F_bb + 2 d Cov(f, u) - dF (Var(u) + d^2 - s)   with sum e = mu - d.
 So y1 with a constant c is unbiased only for an exact F; with c = E(R) = mu the F error cancels.
+Likewise y2 without s (METHOD.md's form) carries -dF Var(u), first order in the mean-force error
+and multiplied by the large conditional energy variance; s(R), a fitted model of the conditional
+mean of the squared residual (Var(u) + d^2), cancels it (it is the third cumulant's own centring).
 
 Shapes: forces and mean forces (..., N, 3); total energy u (...); per-bead energies (..., N).
 Leading dimensions are frames. Local sums use one pair list for all leading dimensions; for frames
@@ -88,16 +91,19 @@ def first_order_local_target(forces, mean_forces, bead_energies, bead_energy_mea
     return -_deviation(forces, mean_forces) * residual.to(forces.dtype)[..., None]
 
 
-def second_order_local_target(forces, mean_forces, bead_energies, bead_energy_means, pairs):
-    """y2_I = (f_I - F_I) [sum_{J in N(I)} (u_J - e_J)]^2; unbiased only if e is the conditional mean."""
+def second_order_local_target(forces, mean_forces, bead_energies, bead_energy_means, pairs, squared_residual_means):
+    """y2_I = (f_I - F_I) ([sum_{J in N(I)} (u_J - e_J)]^2 - s_I), s_I (..., N) the model of the
+    squared residual's conditional mean (zeros give METHOD.md's uncentred form)."""
     residual = local_energy_residual(bead_energies, bead_energy_means, pairs)
-    return _deviation(forces, mean_forces) * (residual**2).to(forces.dtype)[..., None]
+    centred = residual**2 - squared_residual_means.detach()
+    return _deviation(forces, mean_forces) * centred.to(forces.dtype)[..., None]
 
 
-def second_order_global_target(forces, mean_forces, energy, bead_energy_means):
-    """y2_I = (f_I - F_I) (u - E(R))^2 with E(R) = sum_J e_J(R); u (...,), e (..., N)."""
+def second_order_global_target(forces, mean_forces, energy, bead_energy_means, squared_residual_mean):
+    """y2_I = (f_I - F_I) ((u - E(R))^2 - s) with E(R) = sum_J e_J(R); u and s (...,), e (..., N)."""
     residual = energy.detach() - bead_energy_means.detach().sum(-1)
-    return _deviation(forces, mean_forces) * (residual**2).to(forces.dtype)[..., None, None]
+    centred = residual**2 - squared_residual_mean.detach()
+    return _deviation(forces, mean_forces) * centred.to(forces.dtype)[..., None, None]
 
 
 def finite_difference_response(force_plus, force_minus, temperature, delta_t):

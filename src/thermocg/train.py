@@ -110,7 +110,8 @@ def _relative_mse(prediction, target):
 class Objective:
     """The force-matching loss of a network-trained kind (fm_ref, fm_oracle, mtfm) on a batch of frames.
 
-    mtfm matches F(R; beta) = -grad (W0 + dbeta W1 + dbeta^2 W2 / 2) at each frame's temperature.
+    mtfm matches F(R; beta) = -grad (W0 + c1 W1 + c2 W2) at each frame's temperature, with the
+    model's own expansion coefficients (nn.CGModel.expansion_coefficients).
     """
 
     def __init__(self, kind):
@@ -128,10 +129,11 @@ class Objective:
         observed = torch.cat([f.forces for f in frames])
         dbeta = torch.cat([positions.new_full((n_beads, 1), f.dbeta) for f in frames])
         mean_force = head_forces["W0"] + head_forces.get("prior", 0.0)
+        c1, c2 = model.expansion_coefficients(dbeta)
         if "W1" in head_forces:
-            mean_force = mean_force + dbeta * head_forces["W1"]
+            mean_force = mean_force + c1 * head_forces["W1"]
         if "W2" in head_forces:
-            mean_force = mean_force + 0.5 * dbeta**2 * head_forces["W2"]
+            mean_force = mean_force + c2 * head_forces["W2"]
         return {"force": _relative_mse(mean_force, observed)}
 
 
@@ -253,6 +255,8 @@ def build_model(kind, config, spec=None):
         prior=network["prior"],
         dtype=network["dtype"],
         energy_matching_beta0=float(units.beta(config["reference_temperature"])) if kind == "em" else None,
+        expansion=spec.get("expansion", "beta"),
+        reference_beta=float(units.beta(config["reference_temperature"])),
     )
 
 

@@ -83,6 +83,8 @@ def model_spec(name):
     if spec["kind"] in ("trf1", "trf2"):
         keys += ["estimator", "r_loc"] if spec["estimator"] == "local" else ["estimator"]
         keys += ["response", "n_basis", "r_min"] if spec["response"] == "radial" else ["response"]
+    if spec["kind"] in ("em", "trf1", "trf2", "mtfm"):
+        keys.append("expansion")
     if spec["kind"] == "mtfm":
         keys.append("temperatures")
     return _canonical({key: spec[key] for key in keys})

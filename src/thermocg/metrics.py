@@ -61,7 +61,8 @@ def model_forces(model, positions, box, dbeta):
 
 
 def thermal_response(model, positions, box, step=1e-4):
-    """dF/dbeta at beta0 by a central difference in dbeta: exact for W = W0 + dbeta W1 + dbeta^2 W2 / 2."""
+    """dF/dbeta at beta0 by a central difference in dbeta: -grad W1 for either expansion (exact for the
+    beta series, to O(step^2) for the reduced one)."""
     plus = model_forces(model, positions, box, step)
     minus = model_forces(model, positions, box, -step)
     return (plus - minus) / (2 * step)

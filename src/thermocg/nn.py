@@ -4,7 +4,8 @@ The model (METHOD.md, "The temperature-dependent CG model") is
 
     W(R; beta) = W_prior(R) + W0(R) + dbeta W1(R) + 1/2 dbeta^2 W2(R),   dbeta = beta - beta0,
 
-each W_k a sum of per-bead energies read out of a HIP-NN-TS network (Chigaev et al. 2023, as
+or, with ``expansion="reduced"`` (CGModel), the same heads in the Taylor series of beta W
+(docs/expansion.md); each W_k a sum of per-bead energies read out of a HIP-NN-TS network (Chigaev et al. 2023, as
 published in lanl/hippynn; reimplemented here in plain torch). An optional head "e" learns the
 per-bead conditional mean of the FG energy share (local energy matching); it is not part of W.
 

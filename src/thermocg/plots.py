@@ -586,7 +586,7 @@ def learning_curves(curves, png, pdf=None):
             reference = float(no_term["validation_mse"].iloc[0])
             x, y = rows["relative_ridge"].astype(float), 1.0 - rows["validation_mse"].astype(float) / reference
             ax_ridge.errorbar(x, y, yerr=rows["gain_se"].astype(float) / reference, color=colour,
-                              ls=head_styles.get(head, "-"), lw=1.5, capsize=2, label=f"{model} {head}")
+                              ls=head_styles.get(head[:2], "-"), lw=1.5, capsize=2, label=f"{model} {head}")
             chosen = table[(table["head"] == head) & table["chosen"].astype(bool)]
             if len(chosen) and np.isfinite(float(chosen["relative_ridge"].iloc[0])):
                 ax_ridge.plot(chosen["relative_ridge"].astype(float),

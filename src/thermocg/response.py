@@ -308,8 +308,9 @@ def fit_thermal_terms(model, kind, estimator, frames_by_part):
         if head == "W2" and curvature_of_reduced:
             coefficients = coefficients - (2.0 / model.reference_beta) * fitted["W1"]
         set_coefficients(model, head, coefficients)
+        label = "W2 + 2 W1/beta0" if head == "W2" and curvature_of_reduced else head  # what the fit is of
         chosen = next(row for row in head_rows if row["chosen"])
         log.info("%s: relative ridge %g, validation MSE %.6g (no term: %.6g; standard error of the difference %.3g)",
-                 head, chosen["relative_ridge"], chosen["validation_mse"], head_rows[0]["validation_mse"], chosen["gain_se"])
-        rows += [dict(row, head=head) for row in head_rows]
+                 label, chosen["relative_ridge"], chosen["validation_mse"], head_rows[0]["validation_mse"], chosen["gain_se"])
+        rows += [dict(row, head=label) for row in head_rows]
     return rows

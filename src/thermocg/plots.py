@@ -575,7 +575,7 @@ def learning_curves(curves, png, pdf=None):
             best = table["validation_total"].astype(float).idxmin()
             ax_epochs.plot(table["epoch"], table["validation_force"], ls=style, color=colour, lw=1.5, label=label)
             ax_epochs.plot(table["epoch"][best], table["validation_force"][best], "*", color=colour, ms=11, mec="k", mew=0.5)
-    head_styles = {"e": ":", "W1": "-", "W2": "--"}
+    head_styles = {"e": ":", "squared_residual": "-.", "W1": "-", "W2": "--", "W2 + 2 W1/beta0": "--"}
     for (model, _), table in closed_form.items():
         colour, _ = _model_style(model)
         for head, rows in table.groupby("head", sort=False):
@@ -586,7 +586,7 @@ def learning_curves(curves, png, pdf=None):
             reference = float(no_term["validation_mse"].iloc[0])
             x, y = rows["relative_ridge"].astype(float), 1.0 - rows["validation_mse"].astype(float) / reference
             ax_ridge.errorbar(x, y, yerr=rows["gain_se"].astype(float) / reference, color=colour,
-                              ls=head_styles.get(head[:2], "-"), lw=1.5, capsize=2, label=f"{model} {head}")
+                              ls=head_styles.get(head, "-"), lw=1.5, capsize=2, label=f"{model} {head}")
             chosen = table[(table["head"] == head) & table["chosen"].astype(bool)]
             if len(chosen) and np.isfinite(float(chosen["relative_ridge"].iloc[0])):
                 ax_ridge.plot(chosen["relative_ridge"].astype(float),

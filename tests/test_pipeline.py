@@ -114,10 +114,11 @@ def test_tiny_pipeline_fits_every_model_kind(tiny_run):
     # fm_ref has no temperature dependence: its dF/dbeta is exactly zero (relative RMSE 1, no angle)
     reference = response[response["kind"] == "fm_ref"].iloc[0]
     assert reference["rel_rmse"] == pytest.approx(1.0) and np.isnan(reference["cosine"])
-    # trf2 is a closed-form fit on fm_ref's W0: one row per ridge candidate and head, one chosen per head
+    # trf2 is a closed-form fit on fm_ref's W0: one row per ridge candidate and fit, one chosen per fit
+    # (e; the squared residual that centres y2; W1; and, in the default reduced series, the curvature of beta W)
     curve = io.read_table(results / "models/trf2/learning_curve.tsv")
     assert {"relative_ridge", "validation_mse", "gain_se", "chosen", "head"} <= set(curve.columns)
-    assert curve.groupby("head")["chosen"].sum().to_dict() == {"W1": 1, "W2": 1, "e": 1}
+    assert curve.groupby("head")["chosen"].sum().to_dict() == {"W1": 1, "W2 + 2 W1/beta0": 1, "e": 1, "squared_residual": 1}
     fm_ref, _ = nn.load_model(results / "models/fm_ref/model.pt")
     trf2, metadata = nn.load_model(results / "models/trf2/model.pt")
     shared = {k: v for k, v in fm_ref.state_dict().items()}

@@ -10,7 +10,9 @@ structure is compared at equal dynamics). eps_g, eps_a, their CG-halves spreads 
 come from thermocg.transfer, exactly as in the transferability table.
 
     python benchmarks/bench_data_efficiency.py [--results results] [--config config/config.yaml]
-        [--strides 8 4 2 1] [--temperatures 550 700] [--models em trf1 trf2] [--jobs 2]
+        [--strides 8 4 2 1] [--temperatures K ...] [--models em trf1 trf2] [--jobs 2]
+
+--temperatures defaults to the config's temperatures 150 K or more from T0 (450, 550, 700 K).
 
 Writes benchmarks/results/data_efficiency.tsv and data_efficiency.png (work files under
 benchmarks/results/data_efficiency/) and prints the table. Columns: stride, n_frames (training +
@@ -32,7 +34,7 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import FixedFormatter, FixedLocator, NullFormatter
 import pandas as pd
 
-from thermocg import cgmd, config as configuration, io, observables, train, transfer
+from thermocg import cgmd, config as configuration, io, train, transfer
 from thermocg.config import temperature_label
 
 import results_table
@@ -72,13 +74,10 @@ def simulate(args):
                 ("checkpoint", "state.npz"))}
     status = cgmd.simulate_or_record_blow_up(model_path, beads_path, temperature, settings["reference_temperature"],
                                              settings["cgmd"], friction, outputs, seed=settings["seed"])
-    summary = {"cgmd": status}
-    if status["stable"]:
-        beads = cgmd.trajectory_beads(outputs["trajectory"], outputs["topology"], settings["cgmd"], temperature)
-        tables, summary = observables.compute_all(beads, settings["observables"])
-        summary["cgmd"] = status
-        for name, table in tables.items():
-            io.write_table(out / f"{name}.tsv", table)
+    tables, summary = cgmd.run_observables(status, outputs["trajectory"], outputs["topology"], settings["cgmd"],
+                                           settings["observables"], temperature)
+    for name, table in tables.items():
+        io.write_table(out / f"{name}.tsv", table)
     io.write_json(out / "summary.json", summary)
 
 
@@ -93,7 +92,8 @@ def main():
     parser.add_argument("--results", default="results", help="a finished default run's results directory")
     parser.add_argument("--config", default="config/config.yaml", help="the config that made it")
     parser.add_argument("--strides", type=int, nargs="+", default=[8, 4, 2, 1])
-    parser.add_argument("--temperatures", type=float, nargs="+", default=[550.0, 700.0])
+    parser.add_argument("--temperatures", type=float, nargs="+",
+                        help="K; default: the config's temperatures 150 K or more from T0")
     parser.add_argument("--models", nargs="+", default=["em", "trf1", "trf2"], help="T0-only model names of the config")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--plot-only", action="store_true", help="redraw the figure from the table of an earlier run")
@@ -105,6 +105,8 @@ def main():
     results = Path(args.results)
     settings = configuration.load(args.config)
     t0 = temperature_label(settings["reference_temperature"])
+    temperatures = args.temperatures or [float(t) for t in settings["temperatures"]
+                                         if abs(float(t) - settings["reference_temperature"]) >= 150.0]
     t0_files = {"beads": results / "cg" / f"T{t0}" / "beads.npz", "energies": results / "cg" / f"T{t0}" / "molecule_energies.npz"}
     friction = cgmd.read_friction(results / "cgmd" / "fm_ref" / "friction.json", settings["reference_temperature"])
     work = OUT / "data_efficiency"
@@ -114,7 +116,7 @@ def main():
         fitted = dict(pool.map(fit, [(s, args.models, settings, t0_files, work) for s in args.strides]))
         tasks = [(str(fitted[s][name]), str(results / "cg" / f"T{temperature_label(t)}" / "beads.npz"), t, settings,
                   friction, str(work / f"stride{s}" / "cg" / name))
-                 for s in args.strides for name in names for t in args.temperatures]
+                 for s in args.strides for name in names for t in temperatures]
         pool.map(simulate, tasks, chunksize=1)
 
     oracle = io.read_table(results / "metrics" / "transferability.tsv")
@@ -123,7 +125,7 @@ def main():
     for stride in args.strides:
         models = {name: {"kind": settings["models"][name]["kind"], "trained_at": [settings["reference_temperature"]]}
                   for name in names}
-        table = transfer.transferability_table(models, args.temperatures, results / "observables" / "fg",
+        table = transfer.transferability_table(models, temperatures, results / "observables" / "fg",
                                                work / f"stride{stride}" / "cg")
         table.insert(0, "n_frames", n_frames(settings, stride, t0_files["beads"]))
         table.insert(0, "stride", stride)

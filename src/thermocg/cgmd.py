@@ -90,6 +90,20 @@ def read_status(path):
     return json.loads(Path(path).read_text())
 
 
+def run_observables(status, trajectory, topology, settings, observable_settings, temperature):
+    """(tables, summary) of one cgmd run, computed exactly as the FG ones; a blown-up run (``status``
+    from :func:`simulate_or_record_blow_up`) has empty tables. The summary carries the status under "cgmd"."""
+    if status["stable"]:
+        beads = trajectory_beads(trajectory, topology, settings, temperature)
+        tables, summary = observables.compute_all(beads, observable_settings)
+        log.info("D = %.4g +- %.2g nm^2/ps", summary["diffusion"]["D_nm2_per_ps"], summary["diffusion"]["D_error_nm2_per_ps"])
+    else:
+        tables, summary = observables.empty_tables(), {}
+        log.warning("the CG MD blew up (%s): no observables", status["reason"])
+    summary["cgmd"] = status
+    return tables, summary
+
+
 def trajectory_beads(trajectory, topology, settings, temperature):
     """The production part of a CG trajectory as a bead frame dict (see thermocg.io) for observables."""
     frames = mdtraj.load(str(trajectory), top=str(topology))

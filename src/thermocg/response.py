@@ -202,11 +202,7 @@ def _energy_fit(model, frames_by_part):
     systems = {}
     for part, frames in frames_by_part.items():
         for frame in frames:
-            with torch.no_grad():
-                geometry = nn.pair_geometry(frame.positions, *frame.pairs, model.cutoff, frame.positions.dtype,
-                                            model.n_interaction_layers > 1)
-                design = basis_energies(model, "e", geometry).double().numpy()
-            systems.setdefault(part, NormalEquations()).add(design, frame.bead_energies.numpy())
+            systems.setdefault(part, NormalEquations()).add(_energy_design(model, frame), frame.bead_energies.numpy())
     train, validation = systems["train"], systems["validation"]
     coefficients, rows = solve_ridge(train, validation, penalty_for(model, "e", len(train.rhs)))
     set_coefficients(model, "e", coefficients)
@@ -220,17 +216,18 @@ def _energy_residual(estimator, frame, bead_means):
     return (frame.energy - bead_means.double().sum()).reshape(1)
 
 
-def _residual_design(model, estimator, frame):
-    """Basis of the squared residual's conditional mean: e's (trunk features + 1), per bead or summed."""
+def _energy_design(model, frame, summed=False):
+    """(N, K) per-bead basis of the e head (trunk features + 1), or (1, K) summed over beads; float64 numpy."""
     with torch.no_grad():
         geometry = nn.pair_geometry(frame.positions, *frame.pairs, model.cutoff, frame.positions.dtype,
                                     model.n_interaction_layers > 1)
         design = basis_energies(model, "e", geometry).double()
-    return (design if estimator == "local" else design.sum(0, keepdim=True)).numpy()
+    return (design.sum(0, keepdim=True) if summed else design).numpy()
 
 
 def _squared_residual_fit(model, estimator, frames_by_part):
-    """Fit s(R), the conditional mean of the squared energy residual, on e's basis (ridge on validation).
+    """Fit s(R), the conditional mean of the squared energy residual, on e's basis (per bead for the
+    local residual, summed for the global one; ridge on validation).
 
     y2 centred with s has no bias from the mean-force error dF (targets.py); returns (coefficients, rows).
     """
@@ -240,7 +237,7 @@ def _squared_residual_fit(model, estimator, frames_by_part):
             with torch.no_grad():
                 bead_means = model.per_bead_energies(frame.positions, *frame.pairs)["e"]
             squared = (_energy_residual(estimator, frame, bead_means) ** 2).numpy()
-            systems.setdefault(part, NormalEquations()).add(_residual_design(model, estimator, frame), squared)
+            systems.setdefault(part, NormalEquations()).add(_energy_design(model, frame, estimator != "local"), squared)
     train, validation = systems["train"], systems["validation"]
     return solve_ridge(train, validation, penalty_for(model, "e", len(train.rhs)))
 
@@ -289,7 +286,7 @@ def fit_thermal_terms(model, kind, estimator, frames_by_part):
                 bead_means = model.per_bead_energies(frame.positions, *frame.pairs)["e"]
             squared_residual_means = None
             if squared_residual is not None:
-                squared_residual_means = torch.as_tensor(_residual_design(model, estimator, frame) @ squared_residual)
+                squared_residual_means = torch.as_tensor(_energy_design(model, frame, estimator != "local") @ squared_residual)
             y1, y2 = _targets(kind, estimator, frame, mean_force, bead_means, squared_residual_means)
             if y2 is not None and curvature_of_reduced:
                 y2 = y2 + (2.0 / model.reference_beta) * y1

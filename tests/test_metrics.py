@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from test_targets import mean_force, response, sample
-from thermocg import io, metrics, nn, targets
+from thermocg import io, metrics, nn, pair, targets, units
 from thermocg.train import split_indices
 
 N_FRAMES, N_BEADS, SPACING = 4000, 32, 0.4  # nm between beads on a periodic chain
@@ -140,3 +140,68 @@ def test_test_frames_come_after_every_frame_any_fit_saw(n_frames, stride):
     test = metrics.test_indices(n_frames, training)
     seen = [split_indices(n_frames, 0.15, 0.15, s)[part] for s in (stride, 1) for part in ("train", "validation")]
     assert len(test) > 0 and test.min() > max(part.max() for part in seen)
+
+
+class HarmonicPair(pair.PairPotential):
+    """u(r; dbeta) = k (r - 0.5)^2 / 2 + dbeta c r^2 / 2: pair force -k (r - 0.5), dF/dbeta = -c r."""
+
+    def __init__(self, c):
+        super().__init__(cutoff=1.2)
+        self.k, self.c = 100.0, c
+        self.dtype_reference = torch.nn.Parameter(torch.zeros((), dtype=torch.float64))  # metrics reads the dtype
+
+    def pair_energy(self, r, dbeta):
+        return 0.5 * self.k * (r - 0.5) ** 2 + 0.5 * dbeta * self.c * r**2
+
+
+def two_bead_frames(path, potential, temperature, n_frames, noise, seed):
+    """Two beads at random separations in 0.25-0.85 nm (box 3 nm); forces = the pair force + noise."""
+    rng = np.random.default_rng(seed)
+    separation = rng.uniform(0.25, 0.85, n_frames)
+    direction = rng.normal(size=(n_frames, 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    positions = np.stack([np.full((n_frames, 3), 1.0), 1.0 + separation[:, None] * direction], axis=1)
+    box = np.full((n_frames, 3), 3.0)
+    dbeta = float(units.beta(temperature) - units.beta(300.0))
+    forces = metrics.model_forces(potential, positions, box, dbeta) + rng.normal(scale=noise, size=positions.shape)
+    io.save_frames(path, positions=positions, forces=forces, box=box, time=np.arange(n_frames) * 0.1,
+                   temperature=np.float64(temperature))
+    return separation, forces
+
+
+def test_pair_projected_force_of_two_beads_is_the_pair_force(tmp_path):
+    potential = HarmonicPair(c=0.0)
+    separation, forces = two_bead_frames(tmp_path / "b.npz", potential, 300.0, 200, 0.0, seed=1)
+    beads = io.load_frames(tmp_path / "b.npz")
+    edges = np.array([0.2, 0.5, 0.9])
+    profile = metrics.pair_projected_forces(beads["positions"], beads["forces"], beads["box"], edges)
+    pair_force = -potential.k * (separation - 0.5)  # > 0 pushes apart
+    for b in range(2):
+        inside = (separation >= edges[b]) & (separation < edges[b + 1])
+        assert np.nanmean(profile[:, b]) == pytest.approx(pair_force[inside].mean(), rel=1e-9)
+        assert np.isnan(profile[~inside, b]).all()  # a frame without a pair in a bin has no value there
+
+
+def test_radial_response_known_answer(tmp_path):
+    # FG forces: the pair force of u(r; beta) with dF/dbeta = -c r along the pair, plus noise. The
+    # true model's difference to FG is zero within its standard errors; a model without the
+    # thermal term (c = 0) misses the whole response, so its difference is +c r (FG's noise aside).
+    truth_potential = HarmonicPair(c=40.0)
+    for temperature, seed in ((250.0, 2), (450.0, 3)):
+        two_bead_frames(tmp_path / f"T{temperature:g}.npz", truth_potential, temperature, 4000, 20.0, seed)
+    models = {"true": (truth_potential, {"kind": "trf1", "trained_at_K": [300.0]}),
+              "no_response": (HarmonicPair(c=0.0), {"kind": "fm_ref", "trained_at_K": [300.0]})}
+    table = metrics.radial_response(models, tmp_path / "T250.npz", tmp_path / "T450.npz", 250.0, 450.0,
+                                    float(units.beta(300.0)))
+    rows = {name: rows for name, rows in table.groupby("model")}
+    inside = (rows["FG"]["r_nm"] > 0.26) & (rows["FG"]["r_nm"] < 0.84)
+    fg, true, none = (rows[name][inside.values] for name in ("FG", "true", "no_response"))
+    r = fg["r_nm"].to_numpy()
+    # the truth's own response is -c r within a few of its standard errors
+    assert np.all(np.abs(fg["response"] + 40.0 * r) < 4 * fg["error_se"] + 0.5)
+    assert np.all(np.abs(true["error"]) < 4 * true["error_se"])  # only FG's noise
+    assert np.all(np.abs(none["error"] - 40.0 * r) < 4 * none["error_se"] + 0.5)
+    assert (none["error_se"] > 0).all()
+    summary = metrics.radial_summary(table).set_index("model")
+    assert summary.loc["true", "radial_rmse"] < 2 * summary.loc["true", "radial_rmse_noise"]
+    assert summary.loc["no_response", "radial_rmse"] > 2 * summary.loc["no_response", "radial_rmse_noise"]

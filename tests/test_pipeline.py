@@ -114,6 +114,11 @@ def test_tiny_pipeline_fits_every_model_kind(tiny_run):
     # fm_ref has no temperature dependence: its dF/dbeta is exactly zero (relative RMSE 1, no angle)
     reference = response[response["kind"] == "fm_ref"].iloc[0]
     assert reference["rel_rmse"] == pytest.approx(1.0) and np.isnan(reference["cosine"])
+    # the radial profile: FG and every model between the sampled neighbours of T0, its RMS in the response table
+    radial = io.read_table(results / "metrics/radial_response.tsv")
+    assert set(radial["model"]) == {"FG"} | set(response["model"])
+    assert np.all(np.isfinite(radial["response"])) and np.all(radial.loc[radial["model"] != "FG", "error_se"] > 0)
+    assert np.all(response["radial_rmse"] > 0) and np.all(response["radial_rmse_noise"] > 0)
     # trf2 is a closed-form fit on fm_ref's W0: one row per ridge candidate and fit, one chosen per fit
     # (e; the squared residual that centres y2; W1; and, in the default reduced series, the curvature of beta W)
     curve = io.read_table(results / "models/trf2/learning_curve.tsv")
@@ -138,8 +143,8 @@ def test_tiny_pipeline_runs_cg_md_and_compares_with_fg(tiny_run):
     thermo = io.read_table(results / "cgmd/trf2/T320/thermo.tsv")
     assert abs(thermo["T_kin_K"].mean() - 320) < 60  # 128 beads, 2 ps: loose, but catches a wrong thermostat
     assert (results / "models/trf2_diffsim/loss_curve.tsv").exists()
-    for name in ("transferability", "rdf_adf_overlays", "force_errors", "thermal_response", "diffusion",
-                 "diffsim_curves", "timings", "learning_curves"):
+    for name in ("transferability", "rdf_adf_overlays", "force_errors", "thermal_response", "radial_response",
+                 "diffusion", "diffsim_curves", "timings", "learning_curves"):
         assert (results / f"figures/{name}.png").stat().st_size > 10_000
         assert (results / f"figures/{name}.pdf").exists()
 

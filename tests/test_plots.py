@@ -371,3 +371,24 @@ def test_model_styles_are_stable():
     assert plots._model_style("trf1") == (plots.MODEL_COLOURS["trf1"], "-")
     assert plots._model_style("trf1_diffsim") == (plots.MODEL_COLOURS["trf1"], "--")
     assert plots._model_style("custom") == plots._model_style("custom_diffsim")[:1] + ("-",)
+
+
+def test_radial_response(tmp_path, drawn):
+    r = np.arange(0.23, 0.9, 0.02)
+    truth = -100.0 * np.sin(10 * r)
+    rows = [pd.DataFrame({"model": name, "kind": kind, "trained_at": trained, "r_nm": r, "response": truth + offset,
+                          "error": offset, "error_se": 3.0, "T_minus_K": 250.0, "T_plus_K": 450.0})
+            for name, kind, trained, offset in (("FG", "", "", 0.0), ("trf1", "trf1", "300", 10.0),
+                                                ("mtfm", "mtfm", "250,300,450", -5.0))]
+    io.write_table(tmp_path / "radial.tsv", pd.concat(rows, ignore_index=True))
+    plots.radial_response(tmp_path / "radial.tsv", tmp_path / "a.png", tmp_path / "a.pdf")
+    check_written(tmp_path, "a")
+    check_readable(drawn[-1])
+    assert "250 and 450 K" in drawn[-1]["suptitle"]
+    labels = [line.get_label() for line in drawn[-1]["figure"].axes[1].get_lines()]
+    assert any(label.startswith("trf1: rms 10 (noise 3)") for label in labels)
+    assert any("mtfm" in label and "trained on 250 and 450 K frames" in label for label in labels)
+    # what force_metrics writes without sampled temperatures on both sides of T0: columns, no rows
+    io.write_table(tmp_path / "empty.tsv", pd.DataFrame(columns=list(rows[0].columns)))
+    plots.radial_response(tmp_path / "empty.tsv", tmp_path / "b.png", tmp_path / "b.pdf")
+    check_readable(drawn[-1], expect_not_run=2)

@@ -8,6 +8,9 @@
   temperatures, as relative RMSE and cosine similarity. That truth is mostly noise, so the table
   also has the held-out score of METHOD.md ("Judging a thermal response"), which can rank models:
   local y1 targets on the same T0 test frames, scored by :func:`response_score`.
+- Radial thermal response: the pair-projected force profile (METHOD.md) of the FG forces and of each
+  model's F(R; beta(T)) on the same FG frames at the sampled temperatures around T0, differentiated
+  in beta by a finite difference (:func:`radial_response`).
 """
 
 import numpy as np
@@ -202,3 +205,89 @@ def response_table(models, oracles, beads_reference, temperatures, reference, tr
             row.update(score=score, score_se=se, centring_model=centring_name, score_r_loc_nm=SCORE_R_LOC)
         rows.append(row)
     return pd.DataFrame(rows, columns=RESPONSE_COLUMNS)
+
+
+#: nm: bins of the pair-projected force profile (METHOD.md's 0.02 nm) and its range (at most half the box).
+RADIAL_BIN_WIDTH = 0.02
+RADIAL_RANGE = (0.22, 0.9)
+
+
+def pair_projected_forces(positions, forces, box, edges):
+    """Per-frame pair-projected force profile, kJ/(mol nm): in each distance bin, the mean over the
+    pairs I < J of (f_J - f_I) . rhat_IJ / 2 (rhat_IJ from I to J; positive pushes the pair apart).
+
+    For a pure pair potential u(r) the profile is -u'(r). positions, forces (F, N, 3), box (F, 3)
+    (orthorhombic, minimum image). Returns (F, B), NaN where a frame has no pair in a bin.
+    """
+    n_beads = positions.shape[1]
+    first, second = np.triu_indices(n_beads, k=1)
+    profiles = []
+    for x, f, lengths in zip(positions, forces, box):
+        d = x[second] - x[first]
+        d -= lengths * np.round(d / lengths)
+        r = np.sqrt((d * d).sum(1))
+        projection = 0.5 * ((f[second] - f[first]) * d).sum(1) / r
+        sums, _ = np.histogram(r, edges, weights=projection)
+        counts, _ = np.histogram(r, edges)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            profiles.append(sums / counts)
+    return np.array(profiles)
+
+
+def radial_response(models, beads_minus, beads_plus, temperature_minus, temperature_plus, beta0):
+    """Radial profile of the thermal response: d/dbeta of the pair-projected force profile by a
+    finite difference between two sampled temperatures T- < T0 < T+ (METHOD.md, "Judging a thermal
+    response"), for the FG forces (the truth) and for each model's F(R; beta(T)) on the same FG frames.
+
+    Evaluating the model on the FG frames of each temperature makes the comparison exact: the FG
+    profile at T is the projection of the true mean force at T over the true configurations, so the
+    difference to a model's is the projection of that model's force error at T, and the change of
+    the configurations with T cancels from it. (F_b of a model projected on T0 frames alone would
+    miss that change.) Every frame of both temperatures is used; a model trained on them (the
+    oracles, mtfm) is marked in ``trained_at``.
+
+    models: {name: (model, metadata)}. Returns a table with one row per (model, bin): r_nm,
+    response (kJ/mol)^2/nm = (P(T+) - P(T-)) / (beta+ - beta-), error = model - FG and its standard
+    error over blocks of frames (the FG rows: error 0 and the truth's own standard error).
+    """
+    frames = [io.load_frames(path) for path in (beads_minus, beads_plus)]
+    r_max = min(RADIAL_RANGE[1], 0.5 * min(float(b["box"].min()) for b in frames))  # pairs beyond L/2 are not all seen
+    edges = np.arange(RADIAL_RANGE[0], r_max + 1e-9, RADIAL_BIN_WIDTH)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    temperatures = (temperature_minus, temperature_plus)
+    betas = [float(units.beta(t)) for t in temperatures]
+    dbeta_span = betas[1] - betas[0]
+    fg = [pair_projected_forces(b["positions"], b["forces"], b["box"], edges) for b in frames]
+
+    @np.errstate(invalid="ignore", divide="ignore")
+    def difference(per_temperature):  # (P(T+) - P(T-)) / dbeta and its standard error, per bin
+        means = [np.nansum(p, axis=0) / np.isfinite(p).sum(axis=0) for p in per_temperature]  # NaN: no pair
+        errors = [np.array([observables.block_standard_error(column[np.isfinite(column)], SCORE_BLOCKS)
+                            for column in p.T]) for p in per_temperature]
+        return (means[1] - means[0]) / dbeta_span, np.hypot(*errors) / abs(dbeta_span)
+
+    truth, truth_se = difference(fg)
+    rows = [{"model": "FG", "kind": "", "trained_at": "", "r_nm": centres, "response": truth, "error": 0.0,
+             "error_se": truth_se}]
+    for name, (model, metadata) in models.items():
+        projected = [pair_projected_forces(b["positions"], model_forces(model, b["positions"], b["box"], beta - beta0),
+                                           b["box"], edges) for b, beta in zip(frames, betas)]
+        response, _ = difference(projected)
+        error, error_se = difference([p - q for p, q in zip(projected, fg)])
+        rows.append({"model": name, "kind": metadata["kind"],
+                     "trained_at": ",".join(f"{t:g}" for t in metadata["trained_at_K"]),
+                     "r_nm": centres, "response": response, "error": error, "error_se": error_se})
+    table = pd.concat([pd.DataFrame(row) for row in rows], ignore_index=True)
+    table["T_minus_K"], table["T_plus_K"] = temperatures
+    return table[np.isfinite(table["response"])].reset_index(drop=True)
+
+
+def radial_summary(table):
+    """Per model of a :func:`radial_response` table: radial_rmse, the rms over bins of its error
+    against FG, and radial_rmse_noise, the rms of that error's standard error (what a model with
+    the true response would score), both (kJ/mol)^2/nm."""
+    models = table[table["model"] != "FG"].groupby("model", sort=False)
+    return pd.DataFrame({
+        "radial_rmse": models["error"].apply(lambda e: float(np.sqrt(np.mean(e**2)))),
+        "radial_rmse_noise": models["error_se"].apply(lambda e: float(np.sqrt(np.mean(e**2)))),
+    }).reset_index()

@@ -456,6 +456,48 @@ def thermal_response(response_table, png, pdf=None):
     _save(figure, png, pdf)
 
 
+def radial_response(radial_table, png, pdf=None):
+    """Radial profile of the thermal response (thermocg.metrics.radial_response): d/dbeta of the
+    pair-projected force profile between T- and T+ for FG (black, band +-2 SE) and every model on
+    the same FG frames, and each model's difference to FG (grey band: +-2 SE of that difference).
+    """
+    from thermocg.metrics import radial_summary
+
+    table = _read(radial_table)
+    figure, (ax_profile, ax_error) = plt.subplots(1, 2, figsize=(14, 5), constrained_layout=True)
+    unit = "kJ$^2$ mol$^{-2}$ nm$^{-1}$"
+    figure.suptitle("Radial thermal response: d/d$\\beta$ of the pair-projected force")
+    if not _has(table, "model") or table.empty:
+        for ax in (ax_profile, ax_error):
+            _not_run(ax, "no sampled temperature on both sides of T0", "Radial thermal response")
+        _save(figure, png, pdf)
+        return
+    first = table.iloc[0]
+    figure.suptitle(f"Radial thermal response: d/d$\\beta$ of the pair-projected force between {first['T_minus_K']:g} "
+                    f"and {first['T_plus_K']:g} K (finite difference), models on the FG frames of both")
+    truth = table[table["model"] == "FG"]
+    ax_profile.fill_between(truth["r_nm"], truth["response"] - 2 * truth["error_se"],
+                            truth["response"] + 2 * truth["error_se"], color="0.75")
+    ax_profile.plot(truth["r_nm"], truth["response"], color="k", lw=2, label="FG (truth), band ±2 SE")
+    summary = radial_summary(table).set_index("model")
+    spread = table[table["model"] != "FG"].groupby("r_nm")["error_se"].max()
+    ax_error.fill_between(spread.index, -2 * spread, 2 * spread, color="0.8", label="±2 SE of the difference")
+    for name, rows in table[table["model"] != "FG"].groupby("model", sort=False):
+        colour, style = _model_style(name)
+        seen = {float(t) for t in str(rows["trained_at"].iloc[0]).split(",") if t} & {first["T_minus_K"], first["T_plus_K"]}
+        trained = f", trained on {' and '.join(f'{t:g}' for t in sorted(seen))} K frames" if seen else ""
+        ax_profile.plot(rows["r_nm"], rows["response"], color=colour, ls=style, label=name)
+        ax_error.plot(rows["r_nm"], rows["error"], color=colour, ls=style,
+                      label=f"{name}: rms {summary.loc[name, 'radial_rmse']:.3g} "
+                            f"(noise {summary.loc[name, 'radial_rmse_noise']:.2g}){trained}")
+    ax_error.axhline(0.0, color="k", lw=0.8)
+    ax_profile.set(xlabel="r (nm)", ylabel=f"dP/d$\\beta$ ({unit})", title="Pair-projected thermal response")
+    ax_error.set(xlabel="r (nm)", ylabel=f"model - FG ({unit})", title="Difference to FG (0 = the true response)")
+    ax_profile.legend(fontsize=8)
+    ax_error.legend(fontsize=8)
+    _save(figure, png, pdf)
+
+
 def diffusion(table, png, pdf=None):
     """D(T) of FG (black) and each CG model, and D_CG/D_FG; from the transferability table."""
     table = _read(table)

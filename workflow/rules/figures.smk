@@ -6,6 +6,7 @@ rule figures:
         table="results/metrics/transferability.tsv",
         forces="results/metrics/forces.tsv",
         response="results/metrics/thermal_response.tsv",
+        radial="results/metrics/radial_response.tsv",
         curves=expand("results/models/{model}/loss_curve.tsv", model=REFINED),
         fg=expand("results/observables/fg/T{T}/summary.json", T=TEMPERATURES),
         learning=expand("results/models/{model}/learning_curve.tsv", model=FITTED)
@@ -15,6 +16,7 @@ rule figures:
         overlays=figure("rdf_adf_overlays", "Structure"),
         forces=figure("force_errors", "Thermal response"),
         response=figure("thermal_response", "Thermal response"),
+        radial=figure("radial_response", "Thermal response"),
         diffusion=figure("diffusion", "Dynamics"),
         diffsim=figure("diffsim_curves", "DiffSim"),
         timings=figure("timings", "Performance"),

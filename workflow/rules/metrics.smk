@@ -10,6 +10,7 @@ rule force_metrics:
     output:
         forces="results/metrics/forces.tsv",
         response="results/metrics/thermal_response.tsv",
+        radial="results/metrics/radial_response.tsv",
     params:
         temperatures=config["temperatures"],
         reference_temperature=config["reference_temperature"],

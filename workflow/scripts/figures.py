@@ -17,6 +17,7 @@ plots.rdf_adf_overlays("results/observables/fg", "results/observables/cg", param
                        out.overlays, pdf(out.overlays))
 plots.force_errors(inp.forces, out.forces, pdf(out.forces))
 plots.thermal_response(inp.response, out.response, pdf(out.response))
+plots.radial_response(inp.radial, out.radial, pdf(out.radial))
 plots.diffusion(inp.table, out.diffusion, pdf(out.diffusion))
 curves = {Path(path).parent.name: path for path in inp.curves}
 plots.diffsim_curves(curves, inp.table, out.diffsim, pdf(out.diffsim), lambda_adf=params.lambda_adf)

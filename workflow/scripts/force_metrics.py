@@ -1,5 +1,7 @@
-"""Rule force_metrics: force RMSE per model and T; learned dF/dbeta against finite differences and
-its held-out score against local y1 targets at T0."""
+"""Rule force_metrics: force RMSE per model and T; learned dF/dbeta against finite differences, its
+held-out score against local y1 targets at T0 and its radial (pair-projected) profile."""
+
+import pandas as pd
 
 from thermocg import io, logs, metrics, nn, units
 from thermocg.config import temperature_label
@@ -21,10 +23,19 @@ forces = metrics.force_table(models, oracle_name, oracle, beads, params.split, b
 io.write_table(snakemake.output.forces, forces, comment="force RMSE on held-out frames, kJ/(mol nm)")
 response = metrics.response_table(models, oracle, beads[reference], params.temperatures, params.reference_temperature,
                                   params.split, snakemake.input.energies_reference, oracle_name)
+pair = metrics.neighbouring_temperatures(params.temperatures, params.reference_temperature)
+radial = pd.DataFrame(columns=["model", "kind", "trained_at", "r_nm", "response", "error", "error_se"])
+if pair is not None:
+    radial = metrics.radial_response(models, *(beads[temperature_label(t)] for t in pair), *pair, beta0)
+    response = response.merge(metrics.radial_summary(radial), on="model", how="left")
+io.write_table(snakemake.output.radial, radial, comment=(
+    "radial thermal response: d/dbeta of the pair-projected force (kJ/mol)^2/nm between T_minus_K and T_plus_K,\n"
+    "FG forces (model FG) and each model's F(R; beta) on the same FG frames; error = model - FG, error_se its standard error"))
 io.write_table(snakemake.output.response, response, comment=(
     "dF/dbeta at T0 on held-out T0 frames, (kJ/mol)^2/nm\n"
     "rel_rmse, cosine: against fm_oracle finite differences between T_minus_K and T_plus_K (mostly noise)\n"
     "score, score_se: mean |y1|^2 - mean |y1 - dF/dbeta|^2 per bead, (kJ/mol)^4/nm^2, higher is better, 0 = predicting zero;\n"
     "y1 local within score_r_loc_nm, centred with centring_model's mean force and the mean u_J of these frames;\n"
-    "score_se = std/sqrt(n_frames) over frames, a lower bound when neighbouring frames are correlated"))
+    "score_se: standard error over blocks of consecutive frames\n"
+    "radial_rmse, radial_rmse_noise: RMS over r of the radial profile's error and of its standard error (radial_response.tsv)"))
 log.info("forces:\n%s\nthermal response:\n%s", forces.to_string(), response.to_string())

@@ -49,9 +49,12 @@ HEAD_NAMES = ("W0", "W1", "W2", "e")
 #: Format tag stored in model files (bump when the layout of the file changes).
 FILE_FORMAT = "thermocg.nn.CGModel/1"
 
-#: Repulsive prior for water beads: zero from 0.22 nm on (below the onset of the COM g(r) at
-#: every temperature of interest), 5 kJ/mol scale, 0.02 nm decay: about 12 kJ/mol at 0.18 nm.
-DEFAULT_PRIOR = {"onset_radius": 0.22, "decay_length": 0.02, "strength": 5.0}
+#: Repulsive prior for water beads: the wall of the repulsive core, which a model trained at T0
+#: cannot learn below the closest T0 pairs (0.24 nm at 300 K) but hotter runs reach. It ends where the
+#: T0 pair-projected force changes sign (0.27-0.28 nm), decays over 0.014 nm and gives about
+#: 1500 kJ/(mol nm) at 0.2425 nm, where the FG force is 1800 at every temperature from 250 to 700 K
+#: (benchmarks/bench_prior.py). The networks learn the rest on top of it, where the data are.
+DEFAULT_PRIOR = {"onset_radius": 0.27, "decay_length": 0.014, "strength": 5.0}
 
 
 # ---------------------------------------------------------------------------------------------

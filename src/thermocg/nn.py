@@ -51,7 +51,7 @@ FILE_FORMAT = "thermocg.nn.CGModel/1"
 
 #: Repulsive prior for water beads: the wall of the repulsive core, which a model trained at T0
 #: cannot learn below the closest T0 pairs (0.24 nm at 300 K) but hotter runs reach. It ends where the
-#: T0 pair-projected force changes sign (0.27-0.28 nm), decays over 0.014 nm and gives about
+#: T0 pair-projected force changes sign (0.2725-0.2775 nm), decays over 0.014 nm and gives about
 #: 1500 kJ/(mol nm) at 0.2425 nm, where the FG force is 1800 at every temperature from 250 to 700 K
 #: (benchmarks/bench_prior.py). The networks learn the rest on top of it, where the data are.
 DEFAULT_PRIOR = {"onset_radius": 0.27, "decay_length": 0.014, "strength": 5.0}

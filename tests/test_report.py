@@ -209,7 +209,8 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
 # The real pipeline's report: every figure of the tiny run in its category, and the table.
 PIPELINE_FIGURES = {
     "fg_observables": "Structure", "transferability": "Structure", "rdf_adf_overlays": "Structure",
-    "force_errors": "Thermal response", "thermal_response": "Thermal response", "diffusion": "Dynamics",
+    "force_errors": "Thermal response", "thermal_response": "Thermal response",
+    "radial_response": "Thermal response", "diffusion": "Dynamics",
     "diffsim_curves": "DiffSim", "timings": "Performance", "sweep": "Parameter sweep",
     "learning_curves": "Training",
 }

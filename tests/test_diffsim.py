@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from thermocg import observables
-from thermocg.diffsim import SmoothObservables, Target, make_target, refine, select_parameters, window_loss
+from thermocg.diffsim import (
+    SmoothObservables, Target, learning_rates, make_target, refine, select_parameters, window_loss,
+)
 from thermocg.io import cg_topology, read_table
 from thermocg.md import BlowUpError, BlowUpGuard, Simulation
 from thermocg.pair import LennardJones, PairCorrection, reduced_lj_units
@@ -139,6 +141,17 @@ def test_select_parameters_by_name_pattern_and_callable():
         select_parameters(potential, "heads.W1.*")
 
 
+def test_learning_rates_by_pattern_first_match_wins_and_every_parameter_needs_one():
+    names = ["heads.W0.readouts.0.weight", "heads.W1.coefficients", "heads.W2.coefficients"]
+    assert learning_rates(0.01, names) == dict.fromkeys(names, 0.01)
+    rates = learning_rates({"heads.W0.*": 2e-3, "heads.W1.coefficients": 0.1, "heads.*": 0.05}, names)
+    assert rates == {"heads.W0.readouts.0.weight": 2e-3, "heads.W1.coefficients": 0.1, "heads.W2.coefficients": 0.05}
+    with pytest.raises(ValueError, match="no learning rate given for the refined parameter 'heads.W2.coefficients'"):
+        learning_rates({"heads.W0.*": 2e-3, "heads.W1.*": 0.05}, names)
+    with pytest.raises(ValueError, match=r"learning rates given for \['trunk.\*'\], which match no refined"):
+        learning_rates({"trunk.*": 1e-3, "heads.*": 0.05}, names)
+
+
 def two_temperature_targets():
     """Targets from 64 LJ beads at T* = 1.0 and 1.3 (rho* = 0.5): short, for the mechanics tests."""
     targets = []
@@ -209,7 +222,8 @@ def test_refine_restarts_from_the_last_good_state_and_gives_up_eventually():
     assert potential.sigma.item() == SIGMA  # back to the last good parameters
 
 
-def test_refine_accepts_the_nn_model_with_only_its_thermal_heads_trainable():
+@pytest.mark.parametrize("params, lr", [(["heads.W1.*"], 1e-2), (["heads.W0.*", "heads.W1.*"], {"heads.W0.*": 1e-3, "heads.W1.*": 1e-2})])
+def test_refine_accepts_the_nn_model_with_only_the_chosen_heads_trainable(params, lr):
     nn = pytest.importorskip("thermocg.nn")
     torch.manual_seed(0)
     model = nn.CGModel(n_features=8, n_sensitivities=4, n_dense_layers=1, cutoff=0.5, sensitivity_soft_max=0.45,
@@ -219,11 +233,16 @@ def test_refine_accepts_the_nn_model_with_only_its_thermal_heads_trainable():
     g = SmoothObservables(rdf_bin_width=0.01, rdf_smearing=0.01)
     target = make_target(positions[None], box, 350.0, observables=g, with_adf=False)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    refine(model, [target], params=["heads.W1.*"], n_iterations=1, window=4, sample_every=2, warmup_steps=2,
-           dt=0.002, reference_temperature=300.0, lambda_adf=0.0, observables=g, lr=1e-2, skin=0.05,
+    refine(model, [target], params=params, n_iterations=1, window=4, sample_every=2, warmup_steps=2,
+           dt=0.002, reference_temperature=300.0, lambda_adf=0.0, observables=g, lr=lr, skin=0.05,
            guard=BlowUpGuard(min_distance=0.05, max_temperature_factor=10.0), dtype=torch.float64, device="cpu")
     changed = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
-    assert changed and all(name.startswith("heads.W1.") for name in changed)
+    heads = tuple(pattern.rstrip("*") for pattern in params)
+    assert all(name.startswith(heads) for name in changed)
+    assert {name.split(".")[1] for name in changed} == {head.split(".")[1] for head in heads}  # each head moved
+    if isinstance(lr, dict):  # Adam's first step moves a parameter by its rate (where its gradient is not zero)
+        step = (model.heads.W0.readouts[0].weight - before["heads.W0.readouts.0.weight"]).abs()
+        assert torch.allclose(step[step > 0], torch.tensor(1e-3, dtype=step.dtype), rtol=1e-3)
 
 
 # --- known answer ------------------------------------------------------------------------------------

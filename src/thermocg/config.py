@@ -205,13 +205,15 @@ def temperature_label(temperature):
 
 
 def _allowed(node):
+    if "oneOf" in node:
+        return " or ".join(_allowed(option) for option in node["oneOf"])
     bounds = [("minimum", ">= "), ("exclusiveMinimum", "> "), ("maximum", "<= "), ("exclusiveMaximum", "< ")]
     parts = [f"{text}{node[key]}" for key, text in bounds if key in node]
     parts += [f"each {text}{node['items'][key]}" for key, text in bounds if key in node.get("items", {})]
     if "enum" in node:
         parts.append(" / ".join(map(str, node["enum"])))
-    for option in node.get("oneOf", []):
-        parts.append(_allowed(option))
+    if isinstance(node.get("additionalProperties"), dict):
+        parts.append(f"mapping to {_allowed(node['additionalProperties'])}")
     return ", ".join(parts) or node.get("type", "")
 
 

@@ -242,6 +242,25 @@ def select_parameters(module, params=None):
     return chosen
 
 
+def learning_rates(lr, names):
+    """{name: Adam learning rate} for the refined parameters ``names``: ``lr`` is one rate for all, or
+    {name or fnmatch pattern: rate}, the first matching pattern giving a parameter its rate. Adam moves
+    a parameter by about its rate per step, so parameters of different scales (spline coefficients
+    of order 1-10, network weights of order 0.1) need rates of their own."""
+    if not isinstance(lr, dict):
+        return {name: float(lr) for name in names}
+    unused = [pattern for pattern in lr if not any(fnmatch.fnmatchcase(name, pattern) for name in names)]
+    if unused:
+        raise ValueError(f"learning rates given for {unused}, which match no refined parameter; refined: {names}")
+    rates = {}
+    for name in names:
+        pattern = next((pattern for pattern in lr if fnmatch.fnmatchcase(name, pattern)), None)
+        if pattern is None:
+            raise ValueError(f"no learning rate given for the refined parameter {name!r} (patterns: {list(lr)})")
+        rates[name] = float(lr[pattern])
+    return rates
+
+
 # --- the refinement loop ------------------------------------------------------------------------
 @dataclass
 class _Temperature:
@@ -300,7 +319,8 @@ def refine(potential, targets, *, params=None, n_iterations=50, window=200, samp
     Each iteration runs one differentiable window of ``window`` BAOAB steps per temperature
     (frames every ``sample_every`` steps), backpropagates the summed loss, clips the gradient
     norm to ``max_grad_norm`` and takes one Adam step. ``lr`` is a float or a dict
-    {parameter name: lr} (per-parameter step sizes, e.g. for epsilon in kJ/mol and sigma in nm),
+    {parameter name or pattern: lr} (per-parameter step sizes, e.g. for epsilon in kJ/mol and sigma
+    in nm; see :func:`learning_rates`),
     multiplied by ``lr_decay`` after every iteration (1: constant); ``betas`` are Adam's (a lower
     first one, e.g. 0.5, damps the oscillations of strongly coupled parameters such as epsilon
     and sigma).
@@ -375,12 +395,8 @@ class _Refinement:
             self.temperatures.append(_Temperature(sim, g_target, p_target, label))
         self.sims = [temperature.sim for temperature in self.temperatures]
 
-        rates = lr if isinstance(lr, dict) else {}
-        unknown = set(rates) - {name for name, _ in chosen}
-        if unknown:
-            raise ValueError(f"lr given for parameters that are not refined: {sorted(unknown)}")
-        default = 1e-3 if isinstance(lr, dict) else lr
-        self.optimizer = torch.optim.Adam([{"params": [p], "lr": rates.get(name, default)} for name, p in chosen],
+        rates = learning_rates(lr, [name for name, _ in chosen])
+        self.optimizer = torch.optim.Adam([{"params": [p], "lr": rates[name]} for name, p in chosen],
                                           betas=tuple(betas))
         self.base_rates = [group["lr"] for group in self.optimizer.param_groups]
         self.lr_factor, self.restarts, self.rows = 1.0, 0, []

@@ -568,7 +568,7 @@ def diffsim_curves(curve_paths, table, png, pdf=None, lambda_adf=1.0):
         names = set(table["model"])
         pairs = sorted(n.removesuffix("_diffsim") for n in names if n.endswith("_diffsim") and n.removesuffix("_diffsim") in names)
     for ax, column, ylabel in ((axes[1], "eps_g", r"$\epsilon_g$ (dimensionless)"), (axes[2], "eps_a", r"$\epsilon_a$ (1/deg)")):
-        title = f"{ylabel.split()[0]} before (solid) and after (dashed) refinement"
+        title = f"{ylabel.split()[0]}: before (solid), after (dashed)"
         if not pairs:
             _not_run(ax, "no model with a _diffsim counterpart", title)
             continue

@@ -54,8 +54,9 @@ def energy_forces(model, positions, box=BOX, dbeta=0.2, skin=0.0):
     return cgnn.energy_and_forces(model, positions, *pairs(positions, box, skin), dbeta)
 
 
-def test_forces_are_minus_the_finite_difference_gradient():
-    model = small_model()
+@pytest.mark.parametrize("angular_order", [2, 3])
+def test_forces_are_minus_the_finite_difference_gradient(angular_order):
+    model = small_model(angular_order=angular_order)
     positions = lattice_positions()
     i, j, shift = pairs(positions, skin=0.1)  # fixed list; the skin covers the small moves
     dbeta = torch.tensor(0.3, dtype=torch.float64)
@@ -68,6 +69,36 @@ def test_forces_are_minus_the_finite_difference_gradient():
         with torch.no_grad():
             gradient = (model(plus, i, j, shift, dbeta) - model(minus, i, j, shift, dbeta)) / (2 * step)
         assert forces[bead, axis].item() == pytest.approx(-gradient.item(), rel=1e-6, abs=1e-6)
+
+
+def test_angular_harmonics_give_the_legendre_polynomials_and_see_a_tetrahedron_only_at_order_3():
+    generator = torch.Generator().manual_seed(5)
+    u = torch.nn.functional.normalize(torch.randn(3, 20, dtype=torch.float64, generator=generator), dim=0)
+    v = torch.nn.functional.normalize(torch.randn(3, 20, dtype=torch.float64, generator=generator), dim=0)
+    products = cgnn.angular_harmonics(u, 3) * cgnn.angular_harmonics(v, 3)
+    c = (u * v).sum(0)
+    # rows of order l: 2 l + 1 of them; their dot product is the Frobenius product of the traceless rhat^l
+    for rows, expected in [(slice(0, 1), torch.ones_like(c)), (slice(1, 4), c), (slice(4, 9), c**2 - 1 / 3),
+                           (slice(9, 16), c**3 - 0.6 * c)]:  # fmt: skip
+        torch.testing.assert_close(products[rows].sum(0), expected, rtol=0, atol=1e-14)
+    torch.testing.assert_close(cgnn.angular_harmonics(u, 2), cgnn.angular_harmonics(u, 3)[:9], rtol=0, atol=0)
+
+    corners = torch.tensor([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=torch.float64).t() / math.sqrt(3)
+    summed = cgnn.angular_harmonics(corners, 3).sum(1)
+    assert summed[1:9].abs().max().item() < 1e-14  # orders 1 and 2 cannot see the tetrahedron
+    # order 3: |sum|^2 = sum over pairs of c^3 - 3c/5, c = -1/3 between corners, 1 on the diagonal
+    assert summed[9:].square().sum().item() == pytest.approx(4 * 0.4 + 12 * (-1 / 27 + 0.2), rel=1e-12)
+    with pytest.raises(ValueError, match="angular order"):
+        cgnn.angular_harmonics(u, 4)
+
+
+def test_order_2_models_keep_the_file_layout_of_hipnn_ts():
+    names = set(small_model(angular_order=2).state_dict())
+    assert not any("octupole" in name for name in names)
+    order3 = set(small_model(angular_order=3).state_dict())
+    assert order3 - names == {f"trunks.shared.blocks.{k}.interaction.octupole_scale" for k in range(2)}
+    with pytest.raises(ValueError, match="angular_order"):
+        small_model(angular_order=1)
 
 
 def test_energy_is_invariant_to_translation_and_permutation():
@@ -97,9 +128,10 @@ def test_forces_rotate_with_a_rotation_that_maps_the_box_onto_itself():
     torch.testing.assert_close(rotated_forces, forces @ rotation.T, rtol=1e-8, atol=1e-8)
 
 
-def test_forces_rotate_with_any_rotation_of_an_isolated_cluster():
+@pytest.mark.parametrize("angular_order", [2, 3])
+def test_forces_rotate_with_any_rotation_of_an_isolated_cluster(angular_order):
     # A cluster in a box much larger than it plus the cutoff: periodicity plays no part.
-    model = small_model()
+    model = small_model(angular_order=angular_order)
     box = 4.0
     cluster = lattice_positions(n_side=3, box=0.93) - 0.465
     center = torch.full((3,), box / 2, dtype=torch.float64)
@@ -193,8 +225,9 @@ def test_gradient_of_forces_with_respect_to_tracked_positions():
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
-def test_torchscript_matches_eager_with_double_backward():
-    model = small_model()
+@pytest.mark.parametrize("angular_order", [2, 3])
+def test_torchscript_matches_eager_with_double_backward(angular_order):
+    model = small_model(angular_order=angular_order)
     scripted = torch.jit.script(model)
     assert scripted.cutoff == model.cutoff
     positions = lattice_positions()
@@ -214,8 +247,9 @@ def test_torchscript_matches_eager_with_double_backward():
     assert set(s_per_bead) == {"prior", "W0", "W1", "W2", "e"}
 
 
-def test_save_load_round_trip_in_a_fresh_process(tmp_path):
-    model = small_model()
+@pytest.mark.parametrize("angular_order", [2, 3])
+def test_save_load_round_trip_in_a_fresh_process(tmp_path, angular_order):
+    model = small_model(angular_order=angular_order)
     positions = lattice_positions()
     i, j, shift = pairs(positions)
     energy = model(positions, i, j, shift, torch.tensor(0.2, dtype=torch.float64)).item()

@@ -70,6 +70,7 @@ class PairGeometry(NamedTuple):
     bead j. Padding rows hold distance = cutoff and zero angular factors, so they add nothing.
     Per-pair arrays are stored component-major ((9, pairs), not (pairs, 9)): element-wise
     kernels on long contiguous rows are several times faster on CPU than on rows of 3 or 9.
+    The harmonics have (order + 1)^2 rows: 9 at angular order 2, 16 at order 3.
     """
 
     n_beads: int
@@ -77,7 +78,7 @@ class PairGeometry(NamedTuple):
     distance: Tensor  # (P,) nm
     width_first: int
     distance_by_first: Tensor  # (N * width_first,) nm
-    # (9, N * width_first): [1], rhat (3), rhat rhat^T - I/3 (5 components), times the cutoff taper
+    # (9 or 16, N * width_first): angular_harmonics (orders 0-2, or 0-3) times the cutoff taper
     tapered_harmonics_by_first: Tensor
     width_second: int
     distance_by_second: Tensor  # (N * width_second,) nm (empty when unused)
@@ -103,23 +104,38 @@ def padded_slots(index: Tensor, n_rows: int) -> Tuple[Tensor, int]:
     return index * width + rank, width
 
 
-def angular_harmonics(unit: Tensor) -> Tensor:
-    """(3, P) unit vectors -> (9, P): [1], rhat (3), rhat rhat^T - I/3 (5).
+#: Rows of each angular order l in the harmonics: 2 l + 1.
+ANGULAR_ORDERS = (2, 3)
 
-    The l = 2 tensor is written in an orthonormal basis of traceless symmetric matrices:
-    (xy, xz, yz) symmetrised / sqrt(2), (xx - yy) / sqrt(2), (2 zz - xx - yy) / sqrt(6). So the
-    Frobenius norm of any linear combination of such tensors is the Euclidean norm of its 5
-    components.
+
+def angular_harmonics(unit: Tensor, order: int = 2) -> Tensor:
+    """(3, P) unit vectors -> ((order + 1)^2, P): [1], rhat (3), rhat rhat^T - I/3 (5) and, for
+    order 3, the traceless part of rhat rhat rhat (7).
+
+    Each order l is written in an orthonormal basis of the traceless symmetric rank-l tensors, so
+    the dot product of two unit vectors' order-l rows is the Frobenius product of their tensors:
+    1, c, c^2 - 1/3 and c^3 - 3 c / 5 for c = u . v (Legendre P_l(c) times 1, 1, 2/3, 2/5). And
+    the Euclidean norm of a sum of such rows is the Frobenius norm of the summed tensor.
+    Four neighbours at the corners of a regular tetrahedron sum to zero at orders 1 and 2: only
+    order 3 tells tetrahedral order (water's first shell) from an isotropic environment.
     """
+    if order != 2 and order != 3:  # ANGULAR_ORDERS, spelled out for TorchScript
+        raise ValueError(f"angular order must be 2 or 3, got {order}")
     x, y, z = unit.unbind(0)
     sqrt2, sqrt6 = math.sqrt(2.0), math.sqrt(6.0)
     xx, yy, zz = x * x, y * y, z * z
-    return torch.stack(
-        [
-            torch.ones_like(x), x, y, z,
-            sqrt2 * x * y, sqrt2 * x * z, sqrt2 * y * z, (xx - yy) / sqrt2, (2.0 * zz - xx - yy) / sqrt6,
-        ]
-    )  # fmt: skip
+    rows = [
+        torch.ones_like(x), x, y, z,
+        sqrt2 * x * y, sqrt2 * x * z, sqrt2 * y * z, (xx - yy) / sqrt2, (2.0 * zz - xx - yy) / sqrt6,
+    ]  # fmt: skip
+    if order >= 3:
+        five_zz_minus_one = 5.0 * zz - 1.0
+        rows += [
+            0.5 * y * (3.0 * xx - yy), sqrt6 * x * y * z, math.sqrt(0.15) * y * five_zz_minus_one,
+            z * (5.0 * zz - 3.0) / math.sqrt(10.0), math.sqrt(0.15) * x * five_zz_minus_one,
+            math.sqrt(1.5) * z * (xx - yy), 0.5 * x * (xx - 3.0 * yy),
+        ]  # fmt: skip
+    return torch.stack(rows)
 
 
 def cutoff_taper(distance: Tensor, cutoff: float) -> Tensor:
@@ -159,6 +175,7 @@ def pair_geometry(
     dtype: torch.dtype,
     by_second: bool = True,
     layout: Optional[PairLayout] = None,
+    angular_order: int = 2,
 ) -> PairGeometry:
     """Differentiable pair geometry (in ``dtype``) of the pairs closer than ``cutoff`` (nm).
 
@@ -167,6 +184,7 @@ def pair_geometry(
     padded blocks are laid out anew; with the list's :class:`PairLayout` (made with the same
     ``by_second``) they stay in their slots with the values of padding (distance = cutoff, zero
     harmonics), which gives the same energy up to the order of the float sums.
+    ``angular_order``: the highest order of the harmonics (:func:`angular_harmonics`).
     """
     n_beads = positions.shape[0]
     coordinates = positions.t()
@@ -178,17 +196,22 @@ def pair_geometry(
         keep = torch.nonzero(inside).squeeze(1)
         first, second = i.index_select(0, keep), j.index_select(0, keep)
         displacement, distance = displacement.index_select(1, keep), distance.index_select(0, keep)
-    harmonics = angular_harmonics(displacement / distance) * cutoff_taper(distance, cutoff)
+    unit = displacement / distance
+    taper = cutoff_taper(distance, cutoff)
     if layout is None:
         layout = pair_layout(first, second, n_beads, by_second)
     else:
-        # where() gives the masked pairs exactly zero gradient, as if they had been dropped.
+        # where() gives the masked pairs exactly zero gradient, as if they had been dropped; masking
+        # the taper, one row, masks every harmonic.
         distance = torch.where(inside, distance, torch.full_like(distance, cutoff))
-        harmonics = torch.where(inside, harmonics, torch.zeros_like(harmonics))
+        taper = torch.where(inside, taper, torch.zeros_like(taper))
+    harmonics = angular_harmonics(unit, angular_order) * taper
 
     slot_first, width_first = layout.slot_first, layout.width_first
     distance_by_first = distance.new_full((n_beads * width_first,), cutoff).index_copy(0, slot_first, distance)
-    harmonics_by_first = harmonics.new_zeros(9, n_beads * width_first).index_copy(1, slot_first, harmonics)
+    harmonics_by_first = harmonics.new_zeros(harmonics.shape[0], n_beads * width_first).index_copy(
+        1, slot_first, harmonics
+    )
     distance_by_second, width_second = distance.new_zeros(0), 0
     second_slot_of_first_slot = torch.zeros(0, dtype=torch.long, device=positions.device)
     if by_second:
@@ -280,11 +303,13 @@ class InverseSensitivity(torch.nn.Module):
 
 
 class TensorSensitivityInteraction(torch.nn.Module):
-    """HIP-NN-TS interaction layer with l = 0, 1, 2 (hippynn's InteractLayerQuad).
+    """HIP-NN-TS interaction layer with l = 0, 1, 2 (hippynn's InteractLayerQuad), and l = 3 with
+    ``angular_order=3``.
 
-    out_i = a^0_i + alpha * sqrt(|a^1_i|^2 + eps) + beta * sqrt(|a^2_i|_F^2 + eps) + W z_i + b,
-    a^c_i = sum_{j in N(i)} sum_nu s_nu(r_ij) Y_c(rhat_ij) V_nu z_j. With ``uniform_input`` every
-    bead's input is taken to be z_0 (the first layer on identical beads).
+    out_i = a^0_i + sum_{l >= 1} alpha_l * sqrt(|a^l_i|^2 + eps) + W z_i + b,
+    a^l_i = sum_{j in N(i)} sum_nu s_nu(r_ij) Y_l(rhat_ij) V_nu z_j (Y_l: :func:`angular_harmonics`).
+    The alpha_l are ``vector_scale``, ``quadrupole_scale`` and ``octupole_scale``. With
+    ``uniform_input`` every bead's input is taken to be z_0 (the first layer on identical beads).
     """
 
     def __init__(
@@ -297,59 +322,65 @@ class TensorSensitivityInteraction(torch.nn.Module):
         cutoff: float,
         norm_eps: float,
         uniform_input: bool,
+        angular_order: int = 2,
     ):
         super().__init__()
+        if angular_order not in ANGULAR_ORDERS:
+            raise ValueError(f"angular_order must be one of {ANGULAR_ORDERS}, got {angular_order}")
         self.n_in = n_in
         self.n_out = n_out
         self.n_sensitivities = n_sensitivities
         self.norm_eps = float(norm_eps)
         self.uniform_input = bool(uniform_input)
+        self.n_harmonics = (angular_order + 1) ** 2
+        self.harmonic_sizes = [2 * order + 1 for order in range(angular_order + 1)]
         self.sensitivity = InverseSensitivity(n_sensitivities, soft_min, soft_max, cutoff)
         self.weights = torch.nn.Parameter(torch.empty(n_sensitivities, n_out, n_in))  # V
         self.self_interaction = torch.nn.Linear(n_in, n_out)  # W z + b
-        self.vector_scale = torch.nn.Parameter(torch.empty(n_out))  # alpha
-        self.quadrupole_scale = torch.nn.Parameter(torch.empty(n_out))  # beta
+        self.vector_scale = torch.nn.Parameter(torch.empty(n_out))  # alpha_1
+        self.quadrupole_scale = torch.nn.Parameter(torch.empty(n_out))  # alpha_2
         torch.nn.init.xavier_normal_(self.weights)
         torch.nn.init.xavier_normal_(self.self_interaction.weight)
         torch.nn.init.normal_(self.vector_scale)
         torch.nn.init.normal_(self.quadrupole_scale)
+        if angular_order >= 3:  # only then, so that the files of order-2 models keep their layout
+            self.octupole_scale = torch.nn.Parameter(torch.empty(n_out))  # alpha_3
+            torch.nn.init.normal_(self.octupole_scale)
 
-    def environment(self, features: Tensor, geometry: PairGeometry) -> Tuple[Tensor, Tensor, Tensor]:
-        """a^0 (N, n_out), a^1 (N, 3, n_out), a^2 (N, 5, n_out) for every bead."""
+    def environment(self, features: Tensor, geometry: PairGeometry) -> List[Tensor]:
+        """[a^0 (N, n_out), a^1 (N, 3, n_out), a^2 (N, 5, n_out), (a^3 (N, 7, n_out))] for every bead."""
         n_beads = geometry.n_beads
-        harmonics = geometry.tapered_harmonics_by_first.view(9, n_beads, geometry.width_first).transpose(0, 1)
+        harmonics = geometry.tapered_harmonics_by_first.view(self.n_harmonics, n_beads, geometry.width_first)
+        harmonics = harmonics.transpose(0, 1)
         if self.uniform_input:
-            # Q = V z_0 is the same for every neighbour: sum Y s over the pairs first, (N, 9, nu).
+            # Q = V z_0 is the same for every neighbour: sum Y s over the pairs first, (N, harmonics, nu).
             sens = self.sensitivity(geometry.distance_by_first).view(n_beads, geometry.width_first, -1)
             angular_sens = torch.bmm(harmonics, sens)
             contracted = torch.matmul(self.weights, features[0])  # (nu, n_out)
-            parts = [
-                torch.mm(part.reshape(-1, self.n_sensitivities), contracted).view(n_beads, -1, self.n_out)
-                for part in angular_sens.split([1, 3, 5], dim=1)
-            ]
-            return parts[0].squeeze(1), parts[1], parts[2]
-
-        # Q_j = V z_j for every bead in one matrix product: (N, nu, n_out).
-        weights_flat = self.weights.permute(2, 0, 1).reshape(self.n_in, self.n_sensitivities * self.n_out)
-        contracted = torch.mm(features, weights_flat).view(n_beads, self.n_sensitivities, self.n_out)
-        # Messages m_p = sum_nu s_nu(p) Q_{j_p}, as a batched product over pairs grouped by j.
-        sens = self.sensitivity(geometry.distance_by_second).view(n_beads, geometry.width_second, -1)
-        messages = torch.bmm(sens, contracted).view(n_beads * geometry.width_second, self.n_out)
-        # Regroup the messages by i and sum them with their angular factors: (N, 9, n_out).
-        messages_by_first = messages.index_select(0, geometry.second_slot_of_first_slot)
-        env = torch.bmm(harmonics, messages_by_first.view(n_beads, geometry.width_first, self.n_out))
-        scalar, vector, quadrupole = env.split([1, 3, 5], dim=1)  # split: its backward is one cat
-        return scalar.squeeze(1), vector, quadrupole
+            env = torch.mm(angular_sens.reshape(-1, self.n_sensitivities), contracted)
+            parts = env.view(n_beads, self.n_harmonics, self.n_out).split(self.harmonic_sizes, dim=1)
+        else:
+            # Q_j = V z_j for every bead in one matrix product: (N, nu, n_out).
+            weights_flat = self.weights.permute(2, 0, 1).reshape(self.n_in, self.n_sensitivities * self.n_out)
+            contracted = torch.mm(features, weights_flat).view(n_beads, self.n_sensitivities, self.n_out)
+            # Messages m_p = sum_nu s_nu(p) Q_{j_p}, as a batched product over pairs grouped by j.
+            sens = self.sensitivity(geometry.distance_by_second).view(n_beads, geometry.width_second, -1)
+            messages = torch.bmm(sens, contracted).view(n_beads * geometry.width_second, self.n_out)
+            # Regroup the messages by i and sum them with their angular factors: (N, harmonics, n_out).
+            messages_by_first = messages.index_select(0, geometry.second_slot_of_first_slot)
+            env = torch.bmm(harmonics, messages_by_first.view(n_beads, geometry.width_first, self.n_out))
+            parts = env.split(self.harmonic_sizes, dim=1)  # split: its backward is one cat
+        return [parts[0].squeeze(1)] + list(parts[1:])
 
     def forward(self, features: Tensor, geometry: PairGeometry) -> Tensor:
-        scalar, vector, quadrupole = self.environment(features, geometry)
-        vector_norm = torch.sqrt(vector.square().sum(dim=1) + self.norm_eps)
-        quadrupole_norm = torch.sqrt(quadrupole.square().sum(dim=1) + self.norm_eps)
+        parts = self.environment(features, geometry)
+        norms = [torch.sqrt(part.square().sum(dim=1) + self.norm_eps) for part in parts[1:]]
+        out = parts[0] + self.vector_scale * norms[0] + self.quadrupole_scale * norms[1]
+        if hasattr(self, "octupole_scale"):
+            out = out + self.octupole_scale * norms[2]
         if self.uniform_input:
-            self_part = self.self_interaction(features[0])
-        else:
-            self_part = self.self_interaction(features)
-        return scalar + self.vector_scale * vector_norm + self.quadrupole_scale * quadrupole_norm + self_part
+            return out + self.self_interaction(features[0])
+        return out + self.self_interaction(features)
 
 
 class ResidualDense(torch.nn.Module):
@@ -369,11 +400,12 @@ class InteractionBlock(torch.nn.Module):
     """Residual interaction layer followed by residual dense layers."""
 
     def __init__(
-        self, n_features, n_sensitivities, soft_min, soft_max, cutoff, n_dense_layers, norm_eps, uniform_input
-    ):
+        self, n_features, n_sensitivities, soft_min, soft_max, cutoff, n_dense_layers, norm_eps, uniform_input,
+        angular_order=2,
+    ):  # fmt: skip
         super().__init__()
         self.interaction = TensorSensitivityInteraction(
-            n_features, n_features, n_sensitivities, soft_min, soft_max, cutoff, norm_eps, uniform_input
+            n_features, n_features, n_sensitivities, soft_min, soft_max, cutoff, norm_eps, uniform_input, angular_order
         )
         self.interaction_residual = torch.nn.Linear(n_features, n_features)
         self.dense = torch.nn.ModuleList([ResidualDense(n_features) for _ in range(n_dense_layers)])
@@ -390,14 +422,18 @@ class HipnnTrunk(torch.nn.Module):
     """Learned constant bead embedding followed by interaction blocks; returns every block's output."""
 
     def __init__(
-        self, n_features, n_sensitivities, soft_min, soft_max, cutoff, n_interaction_layers, n_dense_layers, norm_eps
-    ):
+        self, n_features, n_sensitivities, soft_min, soft_max, cutoff, n_interaction_layers, n_dense_layers, norm_eps,
+        angular_order=2,
+    ):  # fmt: skip
         super().__init__()
         self.embedding = torch.nn.Parameter(torch.randn(n_features))
         # Only the first layer sees identical inputs on every bead (the embedding).
         block_args = (n_features, n_sensitivities, soft_min, soft_max, cutoff, n_dense_layers, norm_eps)
         self.blocks = torch.nn.ModuleList(
-            [InteractionBlock(*block_args, uniform_input=(k == 0)) for k in range(n_interaction_layers)]
+            [
+                InteractionBlock(*block_args, uniform_input=(k == 0), angular_order=angular_order)
+                for k in range(n_interaction_layers)
+            ]
         )
 
     def forward(self, geometry: PairGeometry) -> List[Tensor]:
@@ -473,6 +509,9 @@ class CGModel(torch.nn.Module):
     Arguments (all plain values, stored in ``model.config`` and in saved files):
       n_features, n_sensitivities, n_interaction_layers, n_dense_layers: network size.
       cutoff (nm): range of the interaction layers (and the pair range the model needs).
+      angular_order: the highest order l of the layers' angular sensitivities, 2 (hippynn's
+        HIP-NN-TS) or 3 (adds the octupole, the lowest order at which a tetrahedral first shell
+        differs from an isotropic one: :func:`angular_harmonics`).
       sensitivity_soft_min, sensitivity_soft_max (nm): initial range of the sensitivities.
       heads: which per-bead energy heads exist, a subset of ("W0", "W1", "W2", "e").
       head_scales: {head: factor} multiplying that head's read-out (default 1), to give the
@@ -506,6 +545,7 @@ class CGModel(torch.nn.Module):
         n_interaction_layers: int = 1,
         n_dense_layers: int = 3,
         cutoff: float = 0.6,
+        angular_order: int = 2,
         sensitivity_soft_min: float = 0.22,
         sensitivity_soft_max: float = 0.55,
         heads=("W0", "W1", "W2"),
@@ -534,6 +574,8 @@ class CGModel(torch.nn.Module):
         pair_basis = {"n_basis": int(pair_basis["n_basis"]), "r_min": float(pair_basis["r_min"])} if pair_heads else None
         if n_interaction_layers < 1:
             raise ValueError("n_interaction_layers must be >= 1")
+        if angular_order not in ANGULAR_ORDERS:
+            raise ValueError(f"angular_order must be one of {ANGULAR_ORDERS}, got {angular_order}")
         if prior is not None:
             prior = {key: float(prior[key]) for key in ("onset_radius", "decay_length", "strength")}
             if prior["onset_radius"] > cutoff:
@@ -553,6 +595,7 @@ class CGModel(torch.nn.Module):
             "n_interaction_layers": int(n_interaction_layers),
             "n_dense_layers": int(n_dense_layers),
             "cutoff": float(cutoff),
+            "angular_order": int(angular_order),
             "sensitivity_soft_min": float(sensitivity_soft_min),
             "sensitivity_soft_max": float(sensitivity_soft_max),
             "heads": heads,
@@ -568,6 +611,7 @@ class CGModel(torch.nn.Module):
             "reference_beta": None if reference_beta is None else float(reference_beta),
         }
         self.cutoff = float(cutoff)
+        self.angular_order = int(angular_order)
         self.n_interaction_layers = int(n_interaction_layers)
         self.head_names: List[str] = heads
         self.energy_matching = energy_matching_beta0 is not None
@@ -579,7 +623,7 @@ class CGModel(torch.nn.Module):
         def make_trunk():
             return HipnnTrunk(
                 n_features, n_sensitivities, sensitivity_soft_min, sensitivity_soft_max, cutoff,
-                n_interaction_layers, n_dense_layers, norm_eps,
+                n_interaction_layers, n_dense_layers, norm_eps, angular_order,
             )  # fmt: skip
 
         trunk_names = heads if separate_trunks else ["shared"]
@@ -632,7 +676,9 @@ class CGModel(torch.nn.Module):
         ``layout``: this list's :meth:`pair_layout` (no per-call host synchronisation), or None.
         """
         by_second = self.n_interaction_layers > 1
-        geometry = pair_geometry(positions, i, j, shift, self.cutoff, self.dtype_reference.dtype, by_second, layout)
+        geometry = pair_geometry(
+            positions, i, j, shift, self.cutoff, self.dtype_reference.dtype, by_second, layout, self.angular_order
+        )
         energies: Dict[str, Tensor] = {"prior": self.prior(geometry)}
         block_outputs: Dict[str, List[Tensor]] = {}
         for name, trunk in self.trunks.items():

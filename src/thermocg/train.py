@@ -246,6 +246,7 @@ def build_model(kind, config, spec=None):
         n_interaction_layers=network["n_interaction_layers"],
         n_dense_layers=network["n_dense_layers"],
         cutoff=network["cutoff"],
+        angular_order=network["angular_order"],
         sensitivity_soft_min=network["sensitivity_soft_min"],
         sensitivity_soft_max=network["sensitivity_soft_max"],
         heads=HEADS[kind],

@@ -19,8 +19,8 @@ Pairs follow thermocg.neighbors: ``(i, j, shift)`` with displacement
 disjoint system (see :func:`batch_frames`).
 
 How one interaction layer is evaluated (the expensive part, see benchmarks/bench_nn.py):
-with sensitivities s_nu(r_p), angular factors Y_c(rhat_p) (c = 1 + 3 + 5 components) and input
-features z (N, F_in), the layer needs a^c_i = sum_p Y_c(p) sum_nu s_nu(p) (V_nu z_{j_p}).
+with sensitivities s_nu(r_p), angular factors Y_c(rhat_p) (c = 1 + 3 + 5 components, and 7 more
+at angular order 3) and input features z (N, F_in), the layer needs a^c_i = sum_p Y_c(p) sum_nu s_nu(p) (V_nu z_{j_p}).
 We contract V with the features first, Q_j = V z_j (N, nu, F_out), which is one matrix product,
 then lay the pairs out in padded per-bead blocks so that the two neighbour sums are batched matrix
 products: messages m_p = s(p) @ Q_{j_p} grouped by j, then a_i = Y(i)^T @ m(i) grouped by i. No
@@ -104,7 +104,7 @@ def padded_slots(index: Tensor, n_rows: int) -> Tuple[Tensor, int]:
     return index * width + rank, width
 
 
-#: Rows of each angular order l in the harmonics: 2 l + 1.
+#: The highest angular orders a model may have (CGModel's angular_order); order l has 2 l + 1 rows.
 ANGULAR_ORDERS = (2, 3)
 
 

@@ -574,8 +574,6 @@ class CGModel(torch.nn.Module):
         pair_basis = {"n_basis": int(pair_basis["n_basis"]), "r_min": float(pair_basis["r_min"])} if pair_heads else None
         if n_interaction_layers < 1:
             raise ValueError("n_interaction_layers must be >= 1")
-        if angular_order not in ANGULAR_ORDERS:
-            raise ValueError(f"angular_order must be one of {ANGULAR_ORDERS}, got {angular_order}")
         if prior is not None:
             prior = {key: float(prior[key]) for key in ("onset_radius", "decay_length", "strength")}
             if prior["onset_radius"] > cutoff:
@@ -667,6 +665,14 @@ class CGModel(torch.nn.Module):
         """The padded layout of a pair list, to pass as ``layout`` while the list does not change."""
         return pair_layout(i, j, n_beads, self.n_interaction_layers > 1)
 
+    def pair_geometry(
+        self, positions: Tensor, i: Tensor, j: Tensor, shift: Tensor, dtype: torch.dtype,
+        layout: Optional[PairLayout] = None,
+    ) -> PairGeometry:  # fmt: skip
+        """The :func:`pair_geometry` this model's layers read (its cutoff, angular order and layouts), in ``dtype``."""
+        by_second = self.n_interaction_layers > 1
+        return pair_geometry(positions, i, j, shift, self.cutoff, dtype, by_second, layout, self.angular_order)
+
     @torch.jit.export
     def per_bead_energies(
         self, positions: Tensor, i: Tensor, j: Tensor, shift: Tensor, layout: Optional[PairLayout] = None
@@ -675,10 +681,7 @@ class CGModel(torch.nn.Module):
 
         ``layout``: this list's :meth:`pair_layout` (no per-call host synchronisation), or None.
         """
-        by_second = self.n_interaction_layers > 1
-        geometry = pair_geometry(
-            positions, i, j, shift, self.cutoff, self.dtype_reference.dtype, by_second, layout, self.angular_order
-        )
+        geometry = self.pair_geometry(positions, i, j, shift, self.dtype_reference.dtype, layout)
         energies: Dict[str, Tensor] = {"prior": self.prior(geometry)}
         block_outputs: Dict[str, List[Tensor]] = {}
         for name, trunk in self.trunks.items():

@@ -136,8 +136,7 @@ def basis_energies(model, head_name, geometry):
 def basis_forces(model, head_name, positions, i, j, shift):
     """(N * 3, K) forces of each basis energy summed over beads, kJ/(mol nm) per coefficient unit."""
     positions = positions.detach().requires_grad_(True)
-    geometry = nn.pair_geometry(positions, i, j, shift, model.cutoff, positions.dtype, model.n_interaction_layers > 1,
-                                angular_order=model.angular_order)
+    geometry = model.pair_geometry(positions, i, j, shift, positions.dtype)
     totals = basis_energies(model, head_name, geometry).sum(0)
     columns = []
     for k in range(len(totals)):
@@ -220,8 +219,7 @@ def _energy_residual(estimator, frame, bead_means):
 def _energy_design(model, frame, summed=False):
     """(N, K) per-bead basis of the e head (trunk features + 1), or (1, K) summed over beads; float64 numpy."""
     with torch.no_grad():
-        geometry = nn.pair_geometry(frame.positions, *frame.pairs, model.cutoff, frame.positions.dtype,
-                                    model.n_interaction_layers > 1, angular_order=model.angular_order)
+        geometry = model.pair_geometry(frame.positions, *frame.pairs, frame.positions.dtype)
         design = basis_energies(model, "e", geometry).double()
     return (design.sum(0, keepdim=True) if summed else design).numpy()
 

@@ -215,7 +215,10 @@ def test_the_configured_law_is_the_one_cgmd_uses(tmp_path, law):
     assert ("results/observables/fg/T320/summary.json" in fit) == (law == "oracle")
     assert ("results/cg/T300/beads.npz" in fit) == (law == "entropy")
     assert ("results/fg/T300/fine/frames.npz" in fit) == (law == "force_acf")
-    assert "results/cgmd/trf1/friction_lines.json" in fit
+    # trial runs at T0 only are fm_ref's: trf1 has its force field there (t0_twin in workflow/rules/common.smk)
+    lines_of = "trf1" if law in friction.PER_TEMPERATURE_LAWS else "fm_ref"
+    assert f"results/cgmd/{lines_of}/friction_lines.json" in fit
+    assert f"wildcards: model={lines_of}" in text[text.index("rule friction_lines:"):]
     assert ("results/cg/T320/beads.npz" in inputs("friction_lines")) == (law in friction.PER_TEMPERATURE_LAWS)
     script = (REPO / "workflow" / "scripts" / "fit_friction.py").read_text()
     assert 'snakemake.wildcards.get("law", params.friction_law)' in script

@@ -101,7 +101,9 @@ def test_tiny_pipeline_fits_every_model_kind(tiny_run):
         kinds.setdefault(metadata["kind"], []).append(metadata["name"])
         assert metadata["T0_K"] == 300 and len(metadata["data_sha256"]) == 64
     assert sorted(kinds) == ["em", "fm_oracle", "fm_ref", "mtfm", "trf1", "trf2"]
-    assert len(kinds["fm_oracle"]) == 3 and sorted(kinds["trf1"]) == ["trf1", "trf1_global"]
+    # fm_oracle at 280 and 320 K: at T0 = 300 K it is fm_ref (the same recipe on the same frames)
+    assert len(kinds["fm_oracle"]) == 2 and sorted(kinds["trf1"]) == ["trf1", "trf1_global"]
+    assert not (results / "models/fm_oracle/T300").exists()
     forces = io.read_table(results / "metrics/forces.tsv")
     assert set(forces["model"]) >= {"fm_ref", "em", "trf1", "trf1_global", "trf2", "mtfm", "fm_oracle"}
     assert np.all(np.isfinite(forces["force_rmse"])) and np.all(forces["force_rmse"] > 0)
@@ -140,6 +142,12 @@ def test_tiny_pipeline_runs_cg_md_and_compares_with_fg(tiny_run):
     assert len(table) == len(simulated) * 3
     assert np.all((table["eps_g"] > 0) & (table["eps_g"] < 5)) and np.all(table["D_cg"] > 0)
     assert np.all(np.isfinite(table["eps_g_spread"]) & np.isfinite(table["eps_a_spread"]))  # two halves of each run
+    # at T0 the models with fm_ref's force field there report fm_ref's run, and have no run of their own
+    at_t0 = table[table["T_K"] == 300].set_index("model")
+    twins = ["fm_oracle", "em", "trf1", "trf1_global", "trf2"]
+    assert (at_t0.loc[twins, "cg_run"] == "fm_ref").all() and (at_t0.loc[twins, "eps_g"] == at_t0.loc["fm_ref", "eps_g"]).all()
+    assert (table[table["T_K"] != 300]["cg_run"] == table[table["T_K"] != 300]["model"]).all()
+    assert not any((results / f"cgmd/{model}/T300").exists() for model in twins)
     thermo = io.read_table(results / "cgmd/trf2/T320/thermo.tsv")
     assert abs(thermo["T_kin_K"].mean() - 320) < 60  # 128 beads, 2 ps: loose, but catches a wrong thermostat
     assert (results / "models/trf2_diffsim/loss_curve.tsv").exists()

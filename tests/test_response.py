@@ -164,6 +164,37 @@ def test_shared_w0_is_identical_and_frozen(truth):
         response.share_w0(other, wide)
 
 
+@pytest.mark.parametrize("kind", sorted(train.SAME_AS_FM_REF_AT_T0 - {"fm_oracle"}))
+@pytest.mark.parametrize("expansion", ["beta", "reduced"])
+def test_models_on_fm_refs_w0_have_its_forces_at_t0_to_the_bit(kind, expansion):
+    """The premise on which the pipeline runs CG MD at T0 once for them and fm_ref (t0_twin):
+    at dbeta = 0 their thermal terms, however large, add exact zeros."""
+    beta0 = 0.4  # mol/kJ
+    base = small_model(["W0"], seed=11)
+    options = {"expansion": expansion, "reference_beta": beta0, "energy_matching_beta0": beta0 if kind == "em" else None}
+    model = small_model(train.HEADS[kind], pair_heads=[h for h in ("W1", "W2") if h in train.HEADS[kind]], seed=12,
+                        **options)
+    response.share_w0(model, base)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if not name.startswith(("trunks.", "heads.W0.")):
+                parameter.normal_(0.0, 10.0)
+    positions = spread_positions(np.random.default_rng(3))
+    pairs = NeighborList(CUTOFF)(positions, torch.full((3,), BOX, dtype=torch.float64))
+    energy, forces = nn.energy_and_forces(model, positions, *pairs, 0.0)
+    base_energy, base_forces = nn.energy_and_forces(base, positions, *pairs, 0.0)
+    assert torch.equal(forces, base_forces) and torch.equal(energy, base_energy)
+    assert not torch.equal(nn.energy_and_forces(model, positions, *pairs, -0.05)[1], base_forces)
+
+
+def test_fm_oracle_at_t0_is_fm_refs_recipe():
+    """The other premise of t0_twin: fm_oracle at T0 trains the same heads on the same frames."""
+    config = {"reference_temperature": 300.0}
+    assert train.HEADS["fm_oracle"] == train.HEADS["fm_ref"]
+    assert train.training_temperatures({"kind": "fm_oracle"}, config, 300.0) == train.training_temperatures(
+        {"kind": "fm_ref"}, config)
+
+
 def test_network_readout_coefficients_round_trip():
     model = small_model(["W0", "W1"])
     positions = spread_positions(np.random.default_rng(1))

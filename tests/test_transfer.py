@@ -175,6 +175,20 @@ def test_the_reference_is_the_model_of_kind_fm_oracle_whatever_its_name(tmp_path
     assert row["kind"] == "fm_ref" and row["eps_g_ratio_oracle"] == pytest.approx(0.07 / 0.02, rel=1e-6)
 
 
+def test_a_shared_run_is_measured_and_named_for_the_model_that_shares_it(tmp_path):
+    """fm_oracle at 300 K shares fm_ref's run (as the pipeline does at T0): it has no files of its own there."""
+    fg_dir, cg_dir = write_results(tmp_path, {("fm_oracle", 300)})
+    shared = {"fm_oracle": {"300": "fm_ref"}}
+    table = transfer.transferability_table(MODELS, TEMPERATURES, fg_dir, cg_dir, shared_runs=shared)
+    table = table.set_index(["model", "T_K"])
+    assert len(table) == 4 * len(TEMPERATURES)
+    for column in ("eps_g", "eps_a", "D_cg"):
+        assert table.loc[("fm_oracle", 300.0), column] == table.loc[("fm_ref", 300.0), column]
+    assert table.loc[("fm_oracle", 300.0), "cg_run"] == "fm_ref"
+    assert (table.drop(("fm_oracle", 300.0))["cg_run"] == table.drop(("fm_oracle", 300.0)).index.get_level_values(0)).all()
+    assert table.loc[("fm_oracle", 320.0), "eps_g"] != table.loc[("fm_ref", 320.0), "eps_g"]  # only at 300 K
+
+
 def test_write_and_read_back(tmp_path):
     fg_dir, cg_dir = write_results(tmp_path, {("fm_oracle", 320)})
     table = transfer.transferability_table(MODELS, TEMPERATURES, fg_dir, cg_dir, forces_table())

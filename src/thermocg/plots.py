@@ -9,7 +9,7 @@ matplotlib.use("Agg")  # pipeline jobs have no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from thermocg import io  # noqa: E402
+from thermocg import io, transfer  # noqa: E402
 
 
 def _save(figure, png, pdf=None):
@@ -211,11 +211,11 @@ def _legend_with_markers(ax, unstable=False, outside=False):
         ax.legend(handles=handles, fontsize=8)
 
 
-def rdf_adf_overlays(fg_dir, cg_dir, models, temperatures, png, pdf=None):
+def rdf_adf_overlays(fg_dir, cg_dir, models, temperatures, png, pdf=None, shared_runs=None):
     """RDF (top row) and ADF (bottom row) of FG (black) and every model, one column per T.
 
-    Directories as in :mod:`thermocg.transfer`; ``models`` is an iterable of model names;
-    ``temperatures`` in K or as path labels.
+    Directories as in :mod:`thermocg.transfer` (``shared_runs`` as there); ``models`` is an
+    iterable of model names; ``temperatures`` in K or as path labels.
     """
     from thermocg.config import temperature_label
 
@@ -233,7 +233,7 @@ def rdf_adf_overlays(fg_dir, cg_dir, models, temperatures, png, pdf=None):
             table = io.read_table(fg / f"{name}.tsv")
             ax.plot(table[x], table[y], color="k", lw=2.5, label="FG (atomistic)")
             for model in models:
-                path = Path(cg_dir) / model / f"T{label}" / f"{name}.tsv"
+                path = transfer.cg_run_directory(cg_dir, model, label, shared_runs) / f"{name}.tsv"
                 if path.exists():
                     table = io.read_table(path)
                     colour, style = _model_style(model)

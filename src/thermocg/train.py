@@ -49,6 +49,10 @@ HEADS = {
 NEEDS_ENERGIES = {"em", "trf1", "trf2"}
 #: Kinds fitted on top of the force-matched W0 of the same T0 data (thermocg.response).
 SHARED_W0 = {"em", "trf1", "trf2"}
+#: Kinds whose force field at T0 is the fm_ref model's: fm_oracle at T0 is force matching on the same
+#: frames with the same recipe, and the SHARED_W0 kinds add thermal terms that vanish at dbeta = 0. The
+#: pipeline fits and simulates that force field once, as fm_ref (workflow/rules/common.smk, t0_twin).
+SAME_AS_FM_REF_AT_T0 = {"fm_oracle"} | SHARED_W0
 
 
 @dataclass

@@ -11,6 +11,8 @@
 
 Observable directories are laid out as written by the observables rules:
 ``<fg_dir>/T<T>/{rdf_com.tsv, adf.tsv, summary.json}`` and ``<cg_dir>/<model>/T<T>/`` likewise.
+A model whose force field at some T is another model's (``shared_runs``: at T0, the kinds of
+thermocg.train.SAME_AS_FM_REF_AT_T0 and fm_ref) reports that model's run: see :func:`cg_run_directory`.
 """
 
 import json
@@ -29,6 +31,7 @@ UNITS = {
     "T_K": "K",
     "trained_at": "K, comma-separated training temperatures",
     "trained_here": "true if T_K is a training temperature of the model",
+    "cg_run": "name of the model whose CG MD run was measured: the model itself, or one with the same force field at T_K",
     "stable": "false if the CG MD blew up (eps and D are then undefined: NaN/null)",
     "eps_g": "1 (g is dimensionless)",
     "eps_a": "1/deg",
@@ -136,13 +139,25 @@ def _force_lookup(forces_table):
     return per_model, oracle
 
 
-def transferability_table(models, temperatures, fg_dir, cg_dir, forces_table=None):
+def cg_run(name, label, shared_runs=None):
+    """The model whose CG MD run at temperature ``label`` is ``name``'s (``shared_runs``:
+    {model: {T label: model}}; a model runs its own by default)."""
+    return ((shared_runs or {}).get(name) or {}).get(label, name)
+
+
+def cg_run_directory(cg_dir, name, label, shared_runs=None):
+    """``<cg_dir>/<model>/T<label>`` of the run that stands for ``name`` at ``label`` (:func:`cg_run`)."""
+    return Path(cg_dir) / cg_run(name, label, shared_runs) / f"T{label}"
+
+
+def transferability_table(models, temperatures, fg_dir, cg_dir, forces_table=None, shared_runs=None):
     """One row per (model, temperature) whose FG and CG observables exist (see :data:`UNITS`).
 
     models: {name: {"kind": kind, "trained_at": [K, ...]}}; the entry of kind fm_oracle (one at
     most) is the reference of the ratios: give it every evaluated temperature.
     temperatures: K (numbers or path labels such as "300").
     forces_table: results/metrics/forces.tsv (path or DataFrame); force columns are NaN without it.
+    shared_runs: {model: {T label: model}}, the runs that stand for a model's (:func:`cg_run`).
     Rows whose files are missing are left out; ratio columns are NaN where the oracle has no row.
     """
     force_rmse, force_oracle = _force_lookup(forces_table)
@@ -153,7 +168,7 @@ def transferability_table(models, temperatures, fg_dir, cg_dir, forces_table=Non
             continue
         rdf_fg, adf_fg, summary_fg, _ = fg
         for name, spec in models.items():
-            cg = _observables(Path(cg_dir) / name / f"T{label}")
+            cg = _observables(cg_run_directory(cg_dir, name, label, shared_runs))
             if cg is None:
                 continue
             rdf_cg, adf_cg, summary_cg, halves_cg = cg
@@ -170,6 +185,7 @@ def transferability_table(models, temperatures, fg_dir, cg_dir, forces_table=Non
                 "T_K": float(label),
                 "trained_at": ",".join(f"{t:g}" for t in trained_at),
                 "trained_here": bool(np.any(np.isclose(trained_at, float(label)))),
+                "cg_run": cg_run(name, label, shared_runs),
                 "stable": stable,
                 "eps_g": rdf_error(rdf_cg["r_nm"], rdf_cg["g"], rdf_fg["r_nm"], rdf_fg["g"]) if stable else math.nan,
                 "eps_a": (adf_error(adf_cg["theta_deg"], adf_cg["p_per_deg"], adf_fg["theta_deg"], adf_fg["p_per_deg"])
@@ -213,5 +229,5 @@ def read_transferability(json_path):
     document = json.loads(Path(json_path).read_text())  # written with sorted keys
     columns = [c for c in COLUMNS if c in document["units"]] + [c for c in document["units"] if c not in COLUMNS]
     table = pd.DataFrame(document["records"], columns=columns)
-    numeric = [c for c in columns if c not in ("model", "kind", "trained_at", "trained_here", "stable")]
+    numeric = [c for c in columns if c not in ("model", "kind", "trained_at", "trained_here", "cg_run", "stable")]
     return table.astype({c: float for c in numeric})

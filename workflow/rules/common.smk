@@ -29,6 +29,8 @@ ORACLES = [name for name, spec in MODELS.items() if spec["kind"] == "fm_oracle"]
 REFINED = [f"{name}_diffsim" for name in config["diffsim"]["models"]]
 SIMULATED = FITTED + ORACLES + REFINED
 T0 = thermocg.config.temperature_label(config["reference_temperature"])
+# The force-matched model at T0 (the config check allows one where other kinds need it).
+FM_REF = next((name for name, spec in MODELS.items() if spec["kind"] == "fm_ref"), None)
 
 
 def sweep_table():
@@ -130,16 +132,40 @@ def _choice(names):
     return "|".join(re.escape(name) for name in names) if names else "(?!)"
 
 
+def t0_twin(model):
+    """The fm_ref model when ``model``'s force field at T0 is fm_ref's (its kind is in
+    thermocg.train.SAME_AS_FM_REF_AT_T0), else None. The pipeline fits that force field and runs CG
+    MD with it at T0 once, as fm_ref, and reports the run for both."""
+    kind = MODELS[model]["kind"] if model in MODELS else None  # DiffSim refinements change W0
+    return FM_REF if kind in thermocg.train.SAME_AS_FM_REF_AT_T0 else None
+
+
+def is_t0(temperature):
+    return float(temperature) == float(T0)
+
+
 def model_file(model, temperature):
-    """The model file that CG MD of ``model`` at ``temperature`` uses (oracles: one per T)."""
+    """The model file that CG MD of ``model`` at ``temperature`` uses (oracles: one per T, fm_ref's at T0)."""
     if model in ORACLES:
+        if is_t0(temperature) and t0_twin(model):
+            return model_file(t0_twin(model), temperature)
         return f"results/models/{model}/T{temperature}/model.pt"
     return f"results/models/{model}/model.pt"
 
 
 def simulated_pairs():
-    """(model, T) of every CG MD run: every model at every temperature."""
+    """(model, T) of every reported CG MD run: every model at every temperature."""
     return [(model, t) for model in SIMULATED for t in TEMPERATURES]
+
+
+def cg_run(model, temperature):
+    """The model whose CG MD run at ``temperature`` is ``model``'s: its T0 twin at T0, else itself."""
+    return t0_twin(model) if is_t0(temperature) and t0_twin(model) else model
+
+
+def shared_runs():
+    """Param: {model: {T label: model whose run it shares}} (see cg_run), for the tables and figures."""
+    return {model: {t: cg_run(model, t)} for model, t in simulated_pairs() if cg_run(model, t) != model}
 
 
 def fit_inputs(wildcards):
@@ -154,11 +180,14 @@ def fit_inputs(wildcards):
     return inputs
 
 
-def model_files():
-    """Every fitted model file of the config."""
-    files = expand("results/models/{model}/model.pt", model=FITTED)
-    files += expand("results/models/{model}/T{T}/model.pt", model=ORACLES, T=TEMPERATURES)
-    return files
+def oracle_temperatures(oracle):
+    """The temperatures at which the fm_oracle entry is fitted itself (at T0 it is fm_ref: t0_twin)."""
+    return [t for t in TEMPERATURES if not (is_t0(t) and t0_twin(oracle))]
+
+
+def oracle_files():
+    """The fm_oracle entry's model file at every temperature (fm_ref's at T0), or none."""
+    return [model_file(oracle, t) for oracle in ORACLES for t in TEMPERATURES]
 
 
 def figure(name, category):

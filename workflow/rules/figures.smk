@@ -10,7 +10,7 @@ rule figures:
         curves=expand("results/models/{model}/loss_curve.tsv", model=REFINED),
         fg=expand("results/observables/fg/T{T}/summary.json", T=TEMPERATURES),
         learning=expand("results/models/{model}/learning_curve.tsv", model=FITTED)
-        + expand("results/models/{model}/T{T}/learning_curve.tsv", model=ORACLES, T=TEMPERATURES),
+        + [f"results/models/{oracle}/T{t}/learning_curve.tsv" for oracle in ORACLES for t in oracle_temperatures(oracle)],
     output:
         transferability=figure("transferability", "Structure"),
         overlays=figure("rdf_adf_overlays", "Structure"),
@@ -23,6 +23,7 @@ rule figures:
         learning=figure("learning_curves", "Training"),
     params:
         models=sorted(SIMULATED),  # as the other figures order them: the YAML's order changes nothing
+        shared_runs=shared_runs(),
         temperatures=config["temperatures"],
         lambda_adf=config["diffsim"]["lambda_adf"],
     log:

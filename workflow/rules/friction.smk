@@ -16,6 +16,15 @@ def line_temperatures(model):
     return TEMPERATURES if per_temperature_lines(model) else [T0]
 
 
+def lines_model(model):
+    """The model whose trial runs ``model``'s friction uses: its T0 twin when both run them at T0 only
+    (the same force field there: t0_twin), else itself."""
+    twin = t0_twin(model)
+    if twin and not per_temperature_lines(model) and not per_temperature_lines(twin):
+        return twin
+    return model
+
+
 def friction_inputs(law):
     """Input function of a friction record of ``law``: only the data the law may use (T0 data,
     except the oracle, which sees the FG diffusion at every temperature)."""
@@ -24,7 +33,7 @@ def friction_inputs(law):
         files = {"fg_reference": f"results/observables/fg/T{T0}/summary.json"}
         if config["cgmd"]["friction"] != "fit":
             return files
-        files["lines"] = f"results/cgmd/{wildcards.model}/friction_lines.json"
+        files["lines"] = f"results/cgmd/{lines_model(wildcards.model)}/friction_lines.json"
         chosen = wildcards.get("law", law)
         if chosen == "oracle":
             files["fg"] = expand("results/observables/fg/T{T}/summary.json", T=TEMPERATURES)

@@ -4,7 +4,8 @@
 
 rule force_metrics:
     input:
-        models=model_files(),
+        models=expand("results/models/{model}/model.pt", model=FITTED),
+        oracles=oracle_files(),  # one per temperature (params.temperatures)
         beads=expand("results/cg/T{T}/beads.npz", T=TEMPERATURES),
         energies_reference=f"results/cg/T{T0}/molecule_energies.npz",  # u_J of the held-out response score
     output:
@@ -14,6 +15,7 @@ rule force_metrics:
     params:
         temperatures=config["temperatures"],
         reference_temperature=config["reference_temperature"],
+        oracle=ORACLES[0] if ORACLES else None,
         split=settings("training", ["validation_fraction", "test_fraction", "frame_stride", "response_frame_stride"]),  # the test frames
     log:
         "logs/metrics/force_metrics.log",
@@ -28,7 +30,7 @@ rule force_metrics:
 rule transferability:
     input:
         fg=expand("results/observables/fg/T{T}/summary.json", T=TEMPERATURES),
-        cg=[f"results/observables/cg/{m}/T{t}/summary.json" for m, t in simulated_pairs()],
+        cg=sorted({f"results/observables/cg/{cg_run(m, t)}/T{t}/summary.json" for m, t in simulated_pairs()}),
         forces="results/metrics/forces.tsv",
     output:
         table="results/metrics/transferability.tsv",
@@ -42,6 +44,7 @@ rule transferability:
     params:
         models=evaluated_models(),
         temperatures=config["temperatures"],
+        shared_runs=shared_runs(),
     log:
         "logs/metrics/transferability.log",
     conda:

@@ -14,7 +14,7 @@ def pdf(png):
 
 plots.transferability(inp.table, out.transferability, pdf(out.transferability))
 plots.rdf_adf_overlays("results/observables/fg", "results/observables/cg", params.models, params.temperatures,
-                       out.overlays, pdf(out.overlays))
+                       out.overlays, pdf(out.overlays), params.shared_runs)
 plots.force_errors(inp.forces, out.forces, pdf(out.forces))
 plots.thermal_response(inp.response, out.response, pdf(out.response))
 plots.radial_response(inp.radial, out.radial, pdf(out.radial))

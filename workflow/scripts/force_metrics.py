@@ -8,14 +8,13 @@ from thermocg.config import temperature_label
 
 log = logs.to_file(snakemake.log[0])
 params = snakemake.params
-models, oracle, oracle_name = {}, {}, None
+models = {}
 for path in snakemake.input.models:
     model, metadata = nn.load_model(path)
-    if metadata["kind"] == "fm_oracle":  # the config allows one such entry: the reference
-        oracle[temperature_label(metadata["trained_at_K"][0])] = model
-        oracle_name = metadata["name"]
-    else:
-        models[metadata["name"]] = (model, metadata)
+    models[metadata["name"]] = (model, metadata)
+# the fm_oracle entry (the config allows one: the reference) at each temperature; at T0 that is fm_ref's file
+oracle_name = params.oracle
+oracle = {temperature_label(t): nn.load_model(path)[0] for t, path in zip(params.temperatures, snakemake.input.oracles)}
 beads = {temperature_label(t): path for t, path in zip(params.temperatures, snakemake.input.beads)}
 reference = temperature_label(params.reference_temperature)
 beta0 = float(units.beta(params.reference_temperature))

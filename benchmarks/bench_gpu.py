@@ -53,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import results_table  # noqa: E402
 
 from thermocg import config as tconfig  # noqa: E402
-from thermocg import nn, train, units  # noqa: E402
+from thermocg import kinds, nn, train, units  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "config" / "config.yaml"
@@ -198,7 +198,7 @@ def bench_train(network_name, config_path, name, spec, args):
     estimator = spec.get("estimator", "local")
     r_loc = spec.get("r_loc", 0.5) if kind in ("trf1", "trf2") and estimator == "local" else None
     beta0 = float(units.beta(config["reference_temperature"]))
-    dbetas = [float(units.beta(t)) - beta0 for t in train.training_temperatures(
+    dbetas = [float(units.beta(t)) - beta0 for t in kinds.training_temperatures(
         spec, config, config["reference_temperature"] if kind == "fm_oracle" else None)]
     torch.manual_seed(0)
     model = train.build_model(kind, config).to(args.device)
@@ -388,11 +388,11 @@ def estimate(tables, args):
             r = speeds.get(name)
             if r is None:
                 return np.nan
-            n_t = len(train.training_temperatures(spec, paper, temperature))
+            n_t = len(kinds.training_temperatures(spec, paper, temperature))
             return n_t * (n_train / r.train_frames_per_s + n_val / r.eval_frames_per_s)
 
         fit_epochs = [epoch_seconds(name, spec) for name, spec in paper["models"].items()
-                      if spec["kind"] != "fm_oracle" and spec["kind"] not in train.SHARED_W0]
+                      if spec["kind"] != "fm_oracle" and spec["kind"] not in kinds.SHARED_W0]
         oracle = [(name, spec) for name, spec in paper["models"].items() if spec["kind"] == "fm_oracle"]
         for label, epochs in (("max_epochs", tr["max_epochs"]), ("assumed", args.assume_epochs)):
             add("fit", epochs * float(np.mean(fit_epochs)),
@@ -551,7 +551,7 @@ def main(argv=None):
 
     paper_models = load_config(PAPER_CONFIG)["models"]
     # em, trf1 and trf2 are closed-form fits on fm_ref's W0 (seconds), not trained: no rate to measure
-    trained = lambda models: {name: spec for name, spec in models.items() if spec["kind"] not in train.SHARED_W0}  # noqa: E731
+    trained = lambda models: {name: spec for name, spec in models.items() if spec["kind"] not in kinds.SHARED_W0}  # noqa: E731
     train_items = [("paper", PAPER_CONFIG, name, spec, args) for name, spec in trained(paper_models).items()]
     if not quick:
         default_models = load_config(DEFAULT_CONFIG)["models"]

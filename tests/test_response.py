@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from thermocg import nn, response, targets, train
+from thermocg import kinds, nn, response, targets, train
 from thermocg.neighbors import NeighborList
 
 BOX = 2.0  # nm
@@ -164,7 +164,7 @@ def test_shared_w0_is_identical_and_frozen(truth):
         response.share_w0(other, wide)
 
 
-@pytest.mark.parametrize("kind", sorted(train.SAME_AS_FM_REF_AT_T0 - {"fm_oracle"}))
+@pytest.mark.parametrize("kind", sorted(kinds.SAME_AS_FM_REF_AT_T0 - {"fm_oracle"}))
 @pytest.mark.parametrize("expansion", ["beta", "reduced"])
 def test_models_on_fm_refs_w0_have_its_forces_at_t0_to_the_bit(kind, expansion):
     """The premise on which the pipeline runs CG MD at T0 once for them and fm_ref (t0_twin):
@@ -172,7 +172,7 @@ def test_models_on_fm_refs_w0_have_its_forces_at_t0_to_the_bit(kind, expansion):
     beta0 = 0.4  # mol/kJ
     base = small_model(["W0"], seed=11)
     options = {"expansion": expansion, "reference_beta": beta0, "energy_matching_beta0": beta0 if kind == "em" else None}
-    model = small_model(train.HEADS[kind], pair_heads=[h for h in ("W1", "W2") if h in train.HEADS[kind]], seed=12,
+    model = small_model(kinds.HEADS[kind], pair_heads=[h for h in ("W1", "W2") if h in kinds.HEADS[kind]], seed=12,
                         **options)
     response.share_w0(model, base)
     with torch.no_grad():
@@ -190,8 +190,8 @@ def test_models_on_fm_refs_w0_have_its_forces_at_t0_to_the_bit(kind, expansion):
 def test_fm_oracle_at_t0_is_fm_refs_recipe():
     """The other premise of t0_twin: fm_oracle at T0 trains the same heads on the same frames."""
     config = {"reference_temperature": 300.0}
-    assert train.HEADS["fm_oracle"] == train.HEADS["fm_ref"]
-    assert train.training_temperatures({"kind": "fm_oracle"}, config, 300.0) == train.training_temperatures(
+    assert kinds.HEADS["fm_oracle"] == kinds.HEADS["fm_ref"]
+    assert kinds.training_temperatures({"kind": "fm_oracle"}, config, 300.0) == kinds.training_temperatures(
         {"kind": "fm_ref"}, config)
 
 

@@ -180,6 +180,13 @@ def _physics_problems(config):
     return problems
 
 
+def neighbouring_temperatures(temperatures, reference):
+    """The sampled temperatures just below and just above T0, or None if T0 is at an end."""
+    below = [t for t in temperatures if t < reference]
+    above = [t for t in temperatures if t > reference]
+    return (max(below), min(above)) if below and above else None
+
+
 def load(path):
     """Read a YAML config file and :func:`check` it."""
     with open(path) as handle:

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from thermocg import io, nn, observables, targets, units
-from thermocg.config import temperature_label
+from thermocg.config import neighbouring_temperatures, temperature_label
 from thermocg.neighbors import NeighborList
 from thermocg.train import split_indices
 
@@ -98,13 +98,6 @@ def force_table(models, oracle_name, oracles, beads, training, beta0):
             rows.append({"model": oracle_name, "kind": "fm_oracle", "T_K": temperature, "trained_at": f"{temperature:g}",
                          "force_rmse": oracle_rmse, "force_rmse_oracle": oracle_rmse, "n_frames": len(positions)})
     return pd.DataFrame(rows)
-
-
-def neighbouring_temperatures(temperatures, reference):
-    """The sampled temperatures just below and just above T0, or None if T0 is at an end."""
-    below = [t for t in temperatures if t < reference]
-    above = [t for t in temperatures if t > reference]
-    return (max(below), min(above)) if below and above else None
 
 
 def response_targets(positions, forces, box, bead_energies, mean_forces, r_loc=SCORE_R_LOC):

@@ -372,7 +372,7 @@ def _explain_missing_bars(ax, x, values, kinds, relative_rmse):
     chose "no term"), or the value was not computed."""
     from matplotlib.transforms import blended_transform_factory
 
-    from thermocg.train import HEADS
+    from thermocg.kinds import HEADS
 
     at_bar = blended_transform_factory(ax.transData, ax.transAxes)
     for xi, value, kind, rmse in zip(x, values, kinds, relative_rmse):

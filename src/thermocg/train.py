@@ -34,25 +34,10 @@ import torch
 
 from thermocg import checkpoints, io, nn, response, targets, units
 from thermocg.config import temperature_label
+from thermocg.kinds import HEADS, NEEDS_ENERGIES, SHARED_W0, training_temperatures
 from thermocg.neighbors import NeighborList
 
 log = logging.getLogger(__name__)
-
-HEADS = {
-    "fm_ref": ["W0"],
-    "fm_oracle": ["W0"],
-    "em": ["W0", "e"],
-    "trf1": ["W0", "W1", "e"],
-    "trf2": ["W0", "W1", "W2", "e"],
-    "mtfm": ["W0", "W1", "W2"],
-}
-NEEDS_ENERGIES = {"em", "trf1", "trf2"}
-#: Kinds fitted on top of the force-matched W0 of the same T0 data (thermocg.response).
-SHARED_W0 = {"em", "trf1", "trf2"}
-#: Kinds whose force field at T0 is the fm_ref model's: fm_oracle at T0 is force matching on the same
-#: frames with the same recipe, and the SHARED_W0 kinds add thermal terms that vanish at dbeta = 0. The
-#: pipeline fits and simulates that force field once, as fm_ref (workflow/rules/common.smk, t0_twin).
-SAME_AS_FM_REF_AT_T0 = {"fm_oracle"} | SHARED_W0
 
 
 @dataclass
@@ -223,18 +208,6 @@ def fit(model, objective, train_frames, validation_frames, settings, checkpoint_
     reason = "early stopping" if state["stale"] >= settings["early_stopping_patience"] else "max_epochs"
     log.info("stopped after %d epochs (%s); best validation loss %.4g", state["epoch"], reason, state["best_loss"])
     return pd.DataFrame(state["curve"])
-
-
-def training_temperatures(spec, config, temperature=None):
-    """Temperatures (K) whose frames a model entry trains on."""
-    kind = spec["kind"]
-    if kind == "fm_oracle":
-        if temperature is None:
-            raise ValueError("fm_oracle models are fitted per temperature")
-        return [float(temperature)]
-    if kind == "mtfm":
-        return [float(t) for t in spec["temperatures"]]
-    return [float(config["reference_temperature"])]
 
 
 def build_model(kind, config, spec=None):

@@ -12,7 +12,7 @@
 Observable directories are laid out as written by the observables rules:
 ``<fg_dir>/T<T>/{rdf_com.tsv, adf.tsv, summary.json}`` and ``<cg_dir>/<model>/T<T>/`` likewise.
 A model whose force field at some T is another model's (``shared_runs``: at T0, the kinds of
-thermocg.train.SAME_AS_FM_REF_AT_T0 and fm_ref) reports that model's run: see :func:`cg_run_directory`.
+thermocg.kinds.SAME_AS_FM_REF_AT_T0 and fm_ref) reports that model's run: see :func:`cg_run_directory`.
 """
 
 import json

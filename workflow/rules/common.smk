@@ -4,8 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 import thermocg.config
-import thermocg.metrics
-import thermocg.train
+import thermocg.kinds
 from snakemake.utils import Paramspace, validate
 
 # thermocg.config.check gives errors that name the key and the allowed range, and adds the
@@ -47,7 +46,7 @@ SWEEP = Paramspace(sweep_table() if config["sweep"]["table"] else pd.DataFrame({
 
 # The sampled temperatures just below and above T0 (or None): their fm_oracle models give the
 # finite-difference truth of the thermal response.
-NEIGHBOURS = thermocg.metrics.neighbouring_temperatures(config["temperatures"], config["reference_temperature"])
+NEIGHBOURS = thermocg.config.neighbouring_temperatures(config["temperatures"], config["reference_temperature"])
 
 
 def sweep_oracle_files():
@@ -119,7 +118,7 @@ def evaluated_models():
         if spec["kind"] == "fm_oracle":
             trained_at = config["temperatures"]
         else:
-            trained_at = thermocg.train.training_temperatures(spec, config)
+            trained_at = thermocg.kinds.training_temperatures(spec, config)
         models[name] = {"kind": spec["kind"], "trained_at": [float(t) for t in trained_at]}
     for name in config["diffsim"]["models"]:
         trained_at = models[name]["trained_at"] + [float(t) for t in config["diffsim"]["temperatures"]]
@@ -134,10 +133,10 @@ def _choice(names):
 
 def t0_twin(model):
     """The fm_ref model when ``model``'s force field at T0 is fm_ref's (its kind is in
-    thermocg.train.SAME_AS_FM_REF_AT_T0), else None. The pipeline fits that force field and runs CG
+    thermocg.kinds.SAME_AS_FM_REF_AT_T0), else None. The pipeline fits that force field and runs CG
     MD with it at T0 once, as fm_ref, and reports the run for both."""
     kind = MODELS[model]["kind"] if model in MODELS else None  # DiffSim refinements change W0
-    return FM_REF if kind in thermocg.train.SAME_AS_FM_REF_AT_T0 else None
+    return FM_REF if kind in thermocg.kinds.SAME_AS_FM_REF_AT_T0 else None
 
 
 def is_t0(temperature):
@@ -170,11 +169,11 @@ def shared_runs():
 
 def fit_inputs(wildcards):
     spec = MODELS[wildcards.model]
-    labels = [thermocg.config.temperature_label(t) for t in thermocg.train.training_temperatures(spec, config)]
+    labels = [thermocg.config.temperature_label(t) for t in thermocg.kinds.training_temperatures(spec, config)]
     inputs = {"beads": [f"results/cg/T{label}/beads.npz" for label in labels]}
-    if spec["kind"] in thermocg.train.NEEDS_ENERGIES:
+    if spec["kind"] in thermocg.kinds.NEEDS_ENERGIES:
         inputs["energies"] = [f"results/cg/T{label}/molecule_energies.npz" for label in labels]
-    if spec["kind"] in thermocg.train.SHARED_W0:
+    if spec["kind"] in thermocg.kinds.SHARED_W0:
         (reference,) = [name for name, other in MODELS.items() if other["kind"] == "fm_ref"]  # the config check ensures one
         inputs["w0_model"] = f"results/models/{reference}/model.pt"
     return inputs

@@ -1,6 +1,6 @@
 """Rules fit and fit_oracle: train one CG model (see thermocg.train)."""
 
-from thermocg import logs, train
+from thermocg import kinds, logs, train
 from thermocg.config import temperature_label
 
 logs.to_file(snakemake.log[0])
@@ -8,7 +8,7 @@ params, name = snakemake.params, snakemake.wildcards.model
 config = {"seed": params.seed, "network": params.network, "training": params.training,
           "reference_temperature": params.reference_temperature}
 temperature = snakemake.wildcards.get("T")
-labels = [temperature_label(t) for t in train.training_temperatures(params.spec, config, temperature)]
+labels = [temperature_label(t) for t in kinds.training_temperatures(params.spec, config, temperature)]
 beads = [snakemake.input.beads] if isinstance(snakemake.input.beads, str) else list(snakemake.input.beads)
 energies = list(snakemake.input.get("energies", []))
 train.train_model(

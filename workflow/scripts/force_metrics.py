@@ -4,7 +4,7 @@ held-out score against local y1 targets at T0 and its radial (pair-projected) pr
 import pandas as pd
 
 from thermocg import io, logs, metrics, nn, units
-from thermocg.config import temperature_label
+from thermocg.config import neighbouring_temperatures, temperature_label
 
 log = logs.to_file(snakemake.log[0])
 params = snakemake.params
@@ -22,7 +22,7 @@ forces = metrics.force_table(models, oracle_name, oracle, beads, params.split, b
 io.write_table(snakemake.output.forces, forces, comment="force RMSE on held-out frames, kJ/(mol nm)")
 response = metrics.response_table(models, oracle, beads[reference], params.temperatures, params.reference_temperature,
                                   params.split, snakemake.input.energies_reference, oracle_name)
-pair = metrics.neighbouring_temperatures(params.temperatures, params.reference_temperature)
+pair = neighbouring_temperatures(params.temperatures, params.reference_temperature)
 radial = pd.DataFrame(columns=["model", "kind", "trained_at", "r_nm", "response", "error", "error_se"])
 if pair is not None:
     radial = metrics.radial_response(models, *(beads[temperature_label(t)] for t in pair), *pair, beta0)

@@ -65,8 +65,19 @@ def test_true_response_ranks_above_half_of_it(synthetic):
     half, half_se, half_frames = metrics.response_score(y1, truth / 2)
     assert abs(half - 0.75 * signal) < 4 * half_se
     # Same frames, so the gap (expected signal / 4) is judged by the SE of the per-frame differences.
-    gap = full_frames - half_frames
-    assert full - half > 5 * gap.std(ddof=1) / np.sqrt(len(gap))
+    gap, gap_se = metrics.paired_score_difference(full_frames, half_frames)
+    assert gap == pytest.approx(full - half) and gap > 5 * gap_se
+
+
+def test_paired_difference_ranks_close_models_whose_scores_overlap(synthetic):
+    """The truth and 0.8 of it: expected gap |F_b|^2 (1 - 0.96) = 0.04 signal. The y1 noise common to
+    both cancels in the paired difference, whose SE is a fraction of either score's."""
+    y1, truth, signal = synthetic["y1"], synthetic["truth"], synthetic["signal"]
+    full, full_se, full_frames = metrics.response_score(y1, truth)
+    close, close_se, close_frames = metrics.response_score(y1, 0.8 * truth)
+    gap, gap_se = metrics.paired_score_difference(full_frames, close_frames)
+    assert abs(gap - 0.04 * signal) < 4 * gap_se and gap > 3 * gap_se
+    assert gap_se < 0.3 * min(full_se, close_se)
 
 
 def test_score_standard_error_is_over_frames():
@@ -119,6 +130,9 @@ def test_response_table_scores_against_the_centring_model(tmp_path):
     fb = metrics.thermal_response(models["trf1"][0], positions[test], box[test])
     assert np.mean(np.sum(fb**2, axis=-1)) > 0
     assert rows.loc["trf1", "score"] == pytest.approx(-np.mean(np.sum(fb**2, axis=-1)), rel=1e-9)
+    # fm_ref scores best here: trf1's gap below it is its own score's size
+    assert rows.loc["fm_ref", "score_below_best"] == 0.0 and rows.loc["fm_ref", "score_below_best_se"] == 0.0
+    assert rows.loc["trf1", "score_below_best"] == pytest.approx(-rows.loc["trf1", "score"], rel=1e-12)
     # T0 has no sampled neighbours here: no finite-difference truth, the score is still there.
     assert rows["cosine"].isna().all() and rows["score"].notna().all()
 

@@ -139,6 +139,14 @@ def response_score(y1, predicted):
     return float(per_frame.mean()), observables.block_standard_error(per_frame, SCORE_BLOCKS), per_frame
 
 
+def paired_score_difference(per_frame_a, per_frame_b):
+    """(mean, standard error) of score(a) - score(b) from :func:`response_score`'s per-frame scores
+    of two models on the same frames. The y1 noise that both see cancels in the difference, so two
+    models whose scores' standard errors overlap may still be ranked (the SE over blocks of frames)."""
+    difference = np.asarray(per_frame_a, dtype=np.float64) - np.asarray(per_frame_b, dtype=np.float64)
+    return float(difference.mean()), observables.block_standard_error(difference, SCORE_BLOCKS)
+
+
 def centring_model(models, oracles, oracle_name, reference):
     """(name, model) of the fixed mean force that centres y1: the fm_oracle of T0 if there is one,
     else the fm_ref-kind model; ("", None) without either."""
@@ -152,7 +160,8 @@ def centring_model(models, oracles, oracle_name, reference):
 
 
 RESPONSE_COLUMNS = ["model", "kind", "estimator", "rel_rmse", "cosine", "truth_rms", "T_minus_K", "T_plus_K",
-                    "score", "score_se", "centring_model", "score_r_loc_nm", "n_frames"]
+                    "score", "score_se", "score_below_best", "score_below_best_se", "centring_model", "score_r_loc_nm",
+                    "n_frames"]
 
 
 def response_table(models, oracles, beads_reference, temperatures, reference, training, energies_reference=None,
@@ -164,6 +173,8 @@ def response_table(models, oracles, beads_reference, temperatures, reference, tr
     - score, score_se: :func:`response_score` against local y1 targets (radius score_r_loc_nm)
       built from the per-bead energies ``energies_reference`` of T0 and centred with the mean force
       of ``centring_model``; NaN without energies or a centring model. fm_ref (F_b = 0) scores 0.
+    - score_below_best, score_below_best_se: the best-scoring model's score minus this one's,
+      paired on the same frames (:func:`paired_score_difference`): the ranking with its uncertainty.
     n_frames: the number of test frames, shared by both.
     """
     positions, forces, box = test_frames(beads_reference, training)
@@ -181,7 +192,7 @@ def response_table(models, oracles, beads_reference, temperatures, reference, tr
             raise ValueError(f"{energies_reference} has {len(bead_energies)} frames, {beads_reference} has {n_frames}")
         k = test_indices(n_frames, training)
         y1 = response_targets(positions, forces, box, bead_energies[k], model_forces(centring, positions, box, 0.0))
-    rows = []
+    rows, per_frame_scores = [], {}
     for name, (model, metadata) in models.items():
         predicted = thermal_response(model, positions, box)
         row = {
@@ -194,9 +205,14 @@ def response_table(models, oracles, beads_reference, temperatures, reference, tr
                        cosine=float(targets.cosine_similarity(torch.as_tensor(predicted), truth)),
                        truth_rms=float(truth.pow(2).mean().sqrt()), T_minus_K=pair[0], T_plus_K=pair[1])
         if y1 is not None:
-            score, se, _ = response_score(y1, predicted)
+            score, se, per_frame_scores[name] = response_score(y1, predicted)
             row.update(score=score, score_se=se, centring_model=centring_name, score_r_loc_nm=SCORE_R_LOC)
         rows.append(row)
+    if per_frame_scores:
+        best = max(per_frame_scores, key=lambda name: per_frame_scores[name].mean())
+        for row in rows:
+            gap, gap_se = paired_score_difference(per_frame_scores[best], per_frame_scores[row["model"]])
+            row.update(score_below_best=gap, score_below_best_se=gap_se)
     return pd.DataFrame(rows, columns=RESPONSE_COLUMNS)
 
 

@@ -36,5 +36,6 @@ io.write_table(snakemake.output.response, response, comment=(
     "score, score_se: mean |y1|^2 - mean |y1 - dF/dbeta|^2 per bead, (kJ/mol)^4/nm^2, higher is better, 0 = predicting zero;\n"
     "y1 local within score_r_loc_nm, centred with centring_model's mean force and the mean u_J of these frames;\n"
     "score_se: standard error over blocks of consecutive frames\n"
+    "score_below_best, score_below_best_se: the best model's score minus this one's, paired on the same frames\n"
     "radial_rmse, radial_rmse_noise: RMS over r of the radial profile's error and of its standard error (radial_response.tsv)"))
 log.info("forces:\n%s\nthermal response:\n%s", forces.to_string(), response.to_string())

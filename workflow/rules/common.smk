@@ -174,8 +174,7 @@ def fit_inputs(wildcards):
     if spec["kind"] in thermocg.kinds.NEEDS_ENERGIES:
         inputs["energies"] = [f"results/cg/T{label}/molecule_energies.npz" for label in labels]
     if spec["kind"] in thermocg.kinds.SHARED_W0:
-        (reference,) = [name for name, other in MODELS.items() if other["kind"] == "fm_ref"]  # the config check ensures one
-        inputs["w0_model"] = f"results/models/{reference}/model.pt"
+        inputs["w0_model"] = f"results/models/{FM_REF}/model.pt"  # the config check ensures one fm_ref
     return inputs
 
 

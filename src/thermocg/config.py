@@ -12,7 +12,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from thermocg import units
+from thermocg import kinds, units
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
@@ -160,7 +160,7 @@ def _physics_problems(config):
         problems.append(f"config key 'models': entries {oracles} have kind fm_oracle; at most one may (the reference of every ratio)")
     fitted = [name for name, spec in config["models"].items() if spec["kind"] != "fm_oracle"]
     references = [name for name, spec in config["models"].items() if spec["kind"] == "fm_ref"]
-    sharing = [name for name, spec in config["models"].items() if spec["kind"] in ("em", "trf1", "trf2")]
+    sharing = [name for name, spec in config["models"].items() if spec["kind"] in kinds.SHARED_W0]
     if sharing and len(references) != 1:
         problems.append(
             f"config key 'models': {sharing} are fitted on the W0 of the fm_ref model, so exactly one entry must have "

@@ -139,7 +139,7 @@ def _physics_problems(config):
                     f"config key 'models.{name}.temperatures': an mtfm model needs at least two of "
                     f"'temperatures' = {config['temperatures']}"
                 )
-        if spec["kind"] in ("trf1", "trf2") and spec["estimator"] == "local" and box <= 2 * spec["r_loc"]:
+        if spec["kind"] in kinds.RESPONSE_KINDS and spec["estimator"] == "local" and box <= 2 * spec["r_loc"]:
             problems.append(f"config key 'models.{name}.r_loc' = {spec['r_loc']} nm: must be below half the box")
     cg = config["cgmd"]
     steps_per_frame = cg["frame_interval"] / cg["timestep"]

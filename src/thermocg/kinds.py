@@ -14,6 +14,11 @@ HEADS = {
     "mtfm": ["W0", "W1", "W2"],
 }
 NEEDS_ENERGIES = {"em", "trf1", "trf2"}
+#: Kinds whose thermal terms fit METHOD.md's thermal response forces: they take an estimator (global,
+#: or local with r_loc) and a representation of W1 and W2 (network heads or radial pair terms).
+RESPONSE_KINDS = {"trf1", "trf2"}
+#: Kinds with a temperature dependence beyond W0, extrapolated in dbeta by an expansion (reduced or beta).
+THERMAL_KINDS = {kind for kind, heads in HEADS.items() if heads != ["W0"]}
 #: Kinds fitted on top of the force-matched W0 of the same T0 data (thermocg.response).
 SHARED_W0 = {"em", "trf1", "trf2"}
 #: Kinds whose force field at T0 is the fm_ref model's: fm_oracle at T0 is force matching on the same

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from thermocg import io, nn, observables, targets, units
+from thermocg import io, kinds, nn, observables, targets, units
 from thermocg.config import neighbouring_temperatures, temperature_label
 from thermocg.neighbors import NeighborList
 from thermocg.train import split_indices
@@ -197,7 +197,7 @@ def response_table(models, oracles, beads_reference, temperatures, reference, tr
         predicted = thermal_response(model, positions, box)
         row = {
             "model": name, "kind": metadata["kind"],
-            "estimator": metadata["spec"].get("estimator", "") if metadata["kind"] in ("trf1", "trf2") else "",
+            "estimator": metadata["spec"].get("estimator", "") if metadata["kind"] in kinds.RESPONSE_KINDS else "",
             "n_frames": len(positions),
         }
         if truth is not None:

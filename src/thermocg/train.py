@@ -34,7 +34,7 @@ import torch
 
 from thermocg import checkpoints, io, nn, response, targets, units
 from thermocg.config import temperature_label
-from thermocg.kinds import HEADS, NEEDS_ENERGIES, SHARED_W0, training_temperatures
+from thermocg.kinds import HEADS, NEEDS_ENERGIES, RESPONSE_KINDS, SHARED_W0, training_temperatures
 from thermocg.neighbors import NeighborList
 
 log = logging.getLogger(__name__)
@@ -215,7 +215,7 @@ def build_model(kind, config, spec=None):
     and trf2 with ``response: radial``, radial pair heads W1 and W2 (``spec``'s n_basis, r_min)."""
     network = config["network"]
     spec = spec or {}
-    radial = kind in ("trf1", "trf2") and spec.get("response") == "radial"
+    radial = kind in RESPONSE_KINDS and spec.get("response") == "radial"
     pair_heads = [head for head in ("W1", "W2") if radial and head in HEADS[kind]]
     return nn.CGModel(
         n_features=network["n_features"],
@@ -256,7 +256,7 @@ def train_model(name, spec, config, beads, energies, model_path, curve_path, che
     dtype = next(model.parameters()).dtype
     beta0 = float(units.beta(config["reference_temperature"]))
     temperatures = training_temperatures(spec, config, temperature)
-    r_loc = spec.get("r_loc") if spec.get("estimator", "local") == "local" and kind in ("trf1", "trf2") else None
+    r_loc = spec.get("r_loc") if spec.get("estimator", "local") == "local" and kind in RESPONSE_KINDS else None
     sets = {"train": [], "validation": []}
     used_files = {}
     for t in temperatures:

@@ -81,10 +81,10 @@ def model_spec(name):
     into every entry; a model that ignores them must not be refitted when they change)."""
     spec = MODELS[name]
     keys = ["kind"]
-    if spec["kind"] in ("trf1", "trf2"):
+    if spec["kind"] in thermocg.kinds.RESPONSE_KINDS:
         keys += ["estimator", "r_loc"] if spec["estimator"] == "local" else ["estimator"]
         keys += ["response", "n_basis", "r_min"] if spec["response"] == "radial" else ["response"]
-    if spec["kind"] in ("em", "trf1", "trf2", "mtfm"):
+    if spec["kind"] in thermocg.kinds.THERMAL_KINDS:
         keys.append("expansion")
     if spec["kind"] == "mtfm":
         keys.append("temperatures")

@@ -12,6 +12,7 @@ THERMOCG_SLURM_* variables (LOCAL_SITE below): its partition and account, and no
 import io
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -112,8 +113,9 @@ def slurm_cluster():
     )
 
 
-def snakemake(workdir, args, site=LOCAL_SITE, configfile=REPO / "config" / "test.yaml", timeout=1800):
-    """Run `snakemake --profile slurm` in `workdir` (its own results/ and .snakemake/)."""
+def start_snakemake(workdir, args, site=LOCAL_SITE, configfile=REPO / "config" / "test.yaml"):
+    """Start `snakemake --profile slurm` in `workdir` (its own results/ and .snakemake/); its
+    output goes to workdir/snakemake.out (a file, not a pipe: nobody reads it while it runs)."""
     workdir.mkdir(parents=True, exist_ok=True)
     cmd = [
         sys.executable, "-m", "snakemake",
@@ -122,10 +124,33 @@ def snakemake(workdir, args, site=LOCAL_SITE, configfile=REPO / "config" / "test
         "--configfile", str(configfile),
         *args,
     ]  # fmt: skip
-    env = os.environ | site
-    return subprocess.run(
-        cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout
-    )
+    with open(workdir / "snakemake.out", "w") as out:
+        return subprocess.Popen(cmd, cwd=workdir, env=os.environ | site, stdout=out, stderr=subprocess.STDOUT)
+
+
+def finish(workdir, process, timeout=1800):
+    """Wait for a Snakemake started in `workdir`: its exit status and output (a CompletedProcess)."""
+    try:
+        process.wait(timeout=timeout)
+    finally:
+        cancel(process)
+    return subprocess.CompletedProcess(process.args, process.returncode, (workdir / "snakemake.out").read_text())
+
+
+def cancel(process):
+    """Stop a Snakemake that still runs as Snakemake stops on Ctrl-C, cancelling its Slurm jobs."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def snakemake(workdir, args, site=LOCAL_SITE, configfile=REPO / "config" / "test.yaml", timeout=1800):
+    """Run `snakemake --profile slurm` in `workdir` and wait for it."""
+    return finish(workdir, start_snakemake(workdir, args, site, configfile), timeout)
 
 
 def submitted_jobs(output):
@@ -168,16 +193,71 @@ def every_rule_config(directory):
     return path
 
 
+def start_every_rule_run(workdir):
+    return start_snakemake(workdir, [*FAST_POLLING, "--slurm-keep-successful-logs"], configfile=every_rule_config(workdir))
+
+
+def start_retry_run(workdir):
+    """sample_fg with a 1-minute limit (Slurm's smallest) and 2-4 minutes of sampling.
+
+    Slurm kills the first attempt (TIMEOUT, 60-90 s after its start: slurmctld checks limits
+    every 30 s); Snakemake resubmits it (profile `retries`) with 10 minutes, and the new attempt
+    continues from the checkpoint that sample_fg left.
+    """
+    config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    # 0.4-0.8 s per ps of production on one idle CI core (measured), 20 s to start: at most 175 ps
+    # before the kill, 120-240 s of sampling in all, so the first attempt is always killed,
+    # whatever the phase of slurmctld's check. A checkpoint every 10 ps (4-8 s).
+    config["fg"] |= {"production": 300.0, "frame_interval": 2.0, "checkpoint_interval": 10.0}
+    (workdir / "retry.yaml").write_text(yaml.safe_dump(config))
+
+    # The profile's own set-resources (a --set-resources option replaces all of them), except
+    # sample_fg's runtime: 1 minute for the first attempt, 10 for the retries. (With 1 minute
+    # each time, a retry that finishes its work right at the limit is killed too, TIMEOUT.)
+    first_short = "max(1, 10 * (attempt - 1))"
+    set_resources = [
+        f"{rule}:{key}={first_short if (rule, key) == ('sample_fg', 'runtime') else value}"
+        for rule, resources in resolved_profile(PARTITION="local", ACCOUNT="thermocg", GPUS=0)["set-resources"].items()
+        for key, value in resources.items()
+    ]
+    return start_snakemake(
+        workdir,
+        [*FAST_POLLING, "--set-resources", *set_resources, "--", "results/fg/T300/frames.npz"],
+        configfile=workdir / "retry.yaml",
+    )  # fmt: skip
+
+
+# {test: how its Snakemake run starts}
+CLUSTER_RUNS = {
+    "test_tiny_pipeline_runs_every_rule_as_a_slurm_job": start_every_rule_run,
+    "test_job_killed_at_its_time_limit_is_retried_and_resumes_from_its_checkpoint": start_retry_run,
+}
+
+
+@pytest.fixture(scope="module")
+def cluster_runs(slurm_cluster, request, tmp_path_factory):
+    """The runs of the selected tests of CLUSTER_RUNS, all started at once: each spends most of
+    its time waiting on Slurm (queueing, the executor's status checks, a time limit), so together
+    they take about as long as the longest alone. {test: (workdir, Snakemake process)}."""
+    selected = {item.originalname for item in request.session.items}
+    runs = {}
+    for test, start in CLUSTER_RUNS.items():
+        if test in selected:
+            workdir = tmp_path_factory.mktemp(start.__name__)
+            runs[test] = workdir, start(workdir)
+    yield runs
+    for _, process in runs.values():
+        cancel(process)
+
+
 @pytest.mark.slow
-def test_tiny_pipeline_runs_every_rule_as_a_slurm_job(slurm_cluster, tmp_path):
-    workdir = tmp_path / "run"
-    workdir.mkdir()
-    configfile = every_rule_config(workdir)
+def test_tiny_pipeline_runs_every_rule_as_a_slurm_job(cluster_runs):
     rules = subprocess.run(
         [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--list-rules"],
         cwd=REPO, capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
-    result = snakemake(workdir, [*FAST_POLLING, "--slurm-keep-successful-logs"], configfile=configfile)
+    workdir, process = cluster_runs["test_tiny_pipeline_runs_every_rule_as_a_slurm_job"]
+    result = finish(workdir, process)
     assert result.returncode == 0, result.stdout[-5000:]
     output = result.stdout
 
@@ -204,42 +284,15 @@ def test_tiny_pipeline_runs_every_rule_as_a_slurm_job(slurm_cluster, tmp_path):
     assert set(rules) - {"all"} <= ran, set(rules) - ran
 
     # Nothing finished is recomputed: a second invocation has nothing to do.
-    again = snakemake(workdir, ["--dry-run"], configfile=configfile)
+    again = snakemake(workdir, ["--dry-run"], configfile=workdir / "every_rule.yaml")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout, again.stdout[-3000:]
 
 
 @pytest.mark.slow
-def test_job_killed_at_its_time_limit_is_retried_and_resumes_from_its_checkpoint(slurm_cluster, tmp_path):
-    """sample_fg with a 1-minute limit (Slurm's smallest) and 3-5 minutes of sampling.
-
-    Slurm kills the first attempt (TIMEOUT, 60-90 s after its start: slurmctld checks limits
-    every 30 s); Snakemake resubmits it (profile `retries`) with 10 minutes, and the new attempt
-    continues from the checkpoint that sample_fg left.
-    """
-    workdir = tmp_path / "run"
-    workdir.mkdir()
-    config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
-    # 0.4-0.8 s per ps of production on one CI core (measured, depending on load): 160-320 s of
-    # sampling, so the first attempt is always killed, whatever the phase of slurmctld's check.
-    # A checkpoint every 10 ps (4-8 s).
-    config["fg"] |= {"production": 400.0, "frame_interval": 2.0, "checkpoint_interval": 10.0}
-    (workdir / "retry.yaml").write_text(yaml.safe_dump(config))
-
-    # The profile's own set-resources (a --set-resources option replaces all of them), except
-    # sample_fg's runtime: 1 minute for the first attempt, 10 for the retries. (With 1 minute
-    # each time, a retry that finishes its work right at the limit is killed too, TIMEOUT.)
-    first_short = "max(1, 10 * (attempt - 1))"
-    set_resources = [
-        f"{rule}:{key}={first_short if (rule, key) == ('sample_fg', 'runtime') else value}"
-        for rule, resources in resolved_profile(PARTITION="local", ACCOUNT="thermocg", GPUS=0)["set-resources"].items()
-        for key, value in resources.items()
-    ]
-    result = snakemake(
-        workdir,
-        [*FAST_POLLING, "--set-resources", *set_resources, "--", "results/fg/T300/frames.npz"],
-        configfile=workdir / "retry.yaml",
-        timeout=1200,
-    )  # fmt: skip
+def test_job_killed_at_its_time_limit_is_retried_and_resumes_from_its_checkpoint(cluster_runs):
+    """See start_retry_run."""
+    workdir, process = cluster_runs["test_job_killed_at_its_time_limit_is_retried_and_resumes_from_its_checkpoint"]
+    result = finish(workdir, process)
     assert result.returncode == 0, result.stdout[-5000:]
 
     jobs = sacct(run_id(result.stdout))

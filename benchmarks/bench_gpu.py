@@ -196,7 +196,7 @@ def bench_train(network_name, config_path, name, spec, args):
     training = config["training"]
     kind = spec["kind"]
     estimator = spec.get("estimator", "local")
-    r_loc = spec.get("r_loc", 0.5) if kind in ("trf1", "trf2") and estimator == "local" else None
+    r_loc = spec.get("r_loc", 0.5) if kind in kinds.RESPONSE_KINDS and estimator == "local" else None
     beta0 = float(units.beta(config["reference_temperature"]))
     dbetas = [float(units.beta(t)) - beta0 for t in kinds.training_temperatures(
         spec, config, config["reference_temperature"] if kind == "fm_oracle" else None)]
@@ -227,7 +227,7 @@ def bench_train(network_name, config_path, name, spec, args):
     evaluate(0)
     eval_s = [timed(lambda: evaluate(k), args.device)[0] for k in range(args.train_steps)]
     return {
-        "network": network_name, "model": name, "kind": kind, "estimator": estimator if kind in ("trf1", "trf2") else "",
+        "network": network_name, "model": name, "kind": kind, "estimator": estimator if kind in kinds.RESPONSE_KINDS else "",
         "beads": args.train_beads, "batch_frames": batch, "device": args.device, "dtype": str(dtype).removeprefix("torch."),
         "loss_terms": step(0), "train_step_ms": 1e3 * statistics.median(step_s),
         "train_frames_per_s": batch / statistics.median(step_s),

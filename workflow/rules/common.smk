@@ -164,7 +164,11 @@ def cg_run(model, temperature):
 
 def shared_runs():
     """Param: {model: {T label: model whose run it shares}} (see cg_run), for the tables and figures."""
-    return {model: {t: cg_run(model, t)} for model, t in simulated_pairs() if cg_run(model, t) != model}
+    runs = {}
+    for model, t in simulated_pairs():
+        if cg_run(model, t) != model:
+            runs.setdefault(model, {})[t] = cg_run(model, t)
+    return runs
 
 
 def fit_inputs(wildcards):

@@ -46,8 +46,16 @@ def test_same_seed_same_numbers_and_seed_matters(tmp_path):
     np.testing.assert_array_equal(first["positions"], second["positions"])
     np.testing.assert_array_equal(first["forces"], second["forces"])
     assert not np.allclose(first["potential_energy"], other["potential_energy"])
+    replica, _, _ = run(dataclasses.replace(SMALL, replica=1), tmp_path / "d")
+    assert not np.allclose(first["potential_energy"], replica["potential_energy"]), "a replica is another run"
     assert not paths["state.npz"].exists(), "the checkpoint is removed once the outputs are written"
     assert stats["ns_per_day"] > 0
+
+
+def test_main_run_seed_is_unchanged_by_replicas():
+    # replica 0 keeps the seed of runs made before replicas existed: their frames stay valid
+    assert SMALL.run_seed() == int(np.random.SeedSequence([11, 300000]).generate_state(1)[0] % (2**31 - 1)) + 1
+    assert dataclasses.replace(SMALL, replica=1).run_seed() != SMALL.run_seed()
 
 
 def test_outputs_are_consistent_and_readable(tmp_path):

@@ -133,6 +133,23 @@ def test_response_table_scores_against_the_centring_model(tmp_path):
     # fm_ref scores best here: trf1's gap below it is its own score's size
     assert rows.loc["fm_ref", "score_below_best"] == 0.0 and rows.loc["fm_ref", "score_below_best_se"] == 0.0
     assert rows.loc["trf1", "score_below_best"] == pytest.approx(-rows.loc["trf1", "score"], rel=1e-12)
+
+    # An independent score run joins every one of its frames to the test frames (y1 = 0 there too).
+    extra = grid + rng.normal(scale=0.03, size=(4, len(grid), 3))
+    io.save_frames(tmp_path / "score_beads.npz", positions=extra, box=box[:4], time=0.1 * np.arange(4),
+                   forces=metrics.model_forces(oracle, extra, box[:4], 0.0), temperature=np.float64(300.0))
+    io.save_frames(tmp_path / "score_energies.npz", bead_energies=rng.normal(-40.0, 5.0, size=(4, len(grid))))
+    with_run = metrics.response_table(models, {"300": oracle}, tmp_path / "beads.npz", [300], 300, split,
+                                      tmp_path / "energies.npz", "oracle",
+                                      score_runs=[(tmp_path / "score_beads.npz", tmp_path / "score_energies.npz")])
+    assert set(with_run["n_frames"]) == {3 + 4}
+    fb_all = np.concatenate([fb, metrics.thermal_response(models["trf1"][0], extra, box[:4])])
+    assert with_run.set_index("model").loc["trf1", "score"] == pytest.approx(-np.mean(np.sum(fb_all**2, axis=-1)),
+                                                                              rel=1e-9)
+    with pytest.raises(ValueError, match="frames"):  # a score run's energies must be its own
+        metrics.response_table(models, {"300": oracle}, tmp_path / "beads.npz", [300], 300, split,
+                               tmp_path / "energies.npz", "oracle",
+                               score_runs=[(tmp_path / "score_beads.npz", tmp_path / "energies.npz")])
     # T0 has no sampled neighbours here: no finite-difference truth, the score is still there.
     assert rows["cosine"].isna().all() and rows["score"].notna().all()
 

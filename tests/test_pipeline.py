@@ -116,6 +116,13 @@ def test_tiny_pipeline_fits_every_model_kind(tiny_run):
     # fm_ref has no temperature dependence: its dF/dbeta is exactly zero (relative RMSE 1, no angle)
     reference = response[response["kind"] == "fm_ref"].iloc[0]
     assert reference["rel_rmse"] == pytest.approx(1.0) and np.isnan(reference["cosine"])
+    # the score's frames: the T0 run's test frames and every frame of the independent score run
+    from thermocg import config, metrics
+    training = config.load(REPO / "config" / "test.yaml")["training"]
+    n_test = len(metrics.test_indices(len(io.load_frames(results / "cg/T300/beads.npz")["time"]), training))
+    n_score = len(io.load_frames(results / "cg/T300/score/beads.npz")["time"])
+    assert n_score == 10 and set(response["n_frames"]) == {n_test + n_score}
+    assert np.all(np.isfinite(response["score"]))
     # the radial profile: FG and every model between the sampled neighbours of T0, its RMS in the response table
     radial = io.read_table(results / "metrics/radial_response.tsv")
     assert set(radial["model"]) == {"FG"} | set(response["model"])

@@ -67,9 +67,12 @@ class SamplingSettings:
     checkpoint_interval: float
     platform: str = "auto"
     threads: int = 1
+    replica: int = 0  # which independent run at this temperature: 0 the main one (enters the seed)
 
     @classmethod
     def from_config(cls, config, temperature, threads=None):
+        """Settings of one run; ``config["fg"]`` as it applies to this run (a rule's param may add
+        ``replica``, which run at this temperature it is)."""
         water, fg = config["water"], config["fg"]
         return cls(
             model=water["model"],
@@ -88,6 +91,7 @@ class SamplingSettings:
             checkpoint_interval=fg["checkpoint_interval"],
             platform=fg["platform"],
             threads=threads or fg["threads"],
+            replica=int(fg.get("replica", 0)),
         )
 
     @property
@@ -107,8 +111,10 @@ class SamplingSettings:
         return round(self.equilibration / self.timestep)
 
     def run_seed(self):
-        """Seed of this temperature's run: derived from the config seed and T, so runs differ."""
-        sequence = np.random.SeedSequence([self.seed, round(self.temperature * 1000)])
+        """Seed of this run: derived from the config seed, T and the replica, so runs differ (the
+        main run, replica 0, keeps the seed it had before replicas existed)."""
+        entropy = [self.seed, round(self.temperature * 1000)] + ([self.replica] if self.replica else [])
+        sequence = np.random.SeedSequence(entropy)
         return int(sequence.generate_state(1)[0] % (2**31 - 1)) + 1
 
     def fingerprint(self, platform):

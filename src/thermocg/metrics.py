@@ -164,9 +164,36 @@ RESPONSE_COLUMNS = ["model", "kind", "estimator", "rel_rmse", "cosine", "truth_r
                     "n_frames"]
 
 
+def _bead_energies(energies_path, beads):
+    """u_J (F, N) of a run, checked against its beads file (the same indices must pick the same frames)."""
+    bead_energies = io.load_frames(energies_path)["bead_energies"]
+    if len(bead_energies) != len(beads["time"]):
+        raise ValueError(f"{energies_path} has {len(bead_energies)} frames, its beads file has {len(beads['time'])}")
+    return bead_energies
+
+
+def score_frames(beads_reference, training, energies_reference=None, score_runs=()):
+    """The held-out T0 frames of the thermal-response score: the T0 run's test frames, then every frame
+    of each independent T0 run in ``score_runs`` ((beads path, energies path) pairs: no fit saw them).
+
+    Returns positions, forces, box and the per-bead energies u_J (None without ``energies_reference``).
+    """
+    beads = io.load_frames(beads_reference)
+    k = test_indices(len(beads["time"]), training)
+    runs = [(beads["positions"][k], beads["forces"][k], beads["box"][k],
+             None if energies_reference is None else _bead_energies(energies_reference, beads)[k])]
+    for beads_path, energies_path in score_runs:
+        run = io.load_frames(beads_path)
+        runs.append((run["positions"], run["forces"], run["box"],
+                     None if energies_reference is None else _bead_energies(energies_path, run)))
+    positions, forces, box, bead_energies = zip(*runs)
+    bead_energies = None if energies_reference is None else np.concatenate(bead_energies)
+    return np.concatenate(positions), np.concatenate(forces), np.concatenate(box), bead_energies
+
+
 def response_table(models, oracles, beads_reference, temperatures, reference, training, energies_reference=None,
-                   oracle_name="fm_oracle"):
-    """One row per model: its dF/dbeta at T0 on the T0 test frames, judged two ways.
+                   oracle_name="fm_oracle", score_runs=()):
+    """One row per model: its dF/dbeta at T0 on held-out T0 frames (:func:`score_frames`), judged two ways.
 
     - rel_rmse, cosine: against the finite difference of the fm_oracle models at the sampled
       temperatures next to T0 (truth_rms, T_minus_K, T_plus_K); NaN without such a pair.
@@ -175,9 +202,9 @@ def response_table(models, oracles, beads_reference, temperatures, reference, tr
       of ``centring_model``; NaN without energies or a centring model. fm_ref (F_b = 0) scores 0.
     - score_below_best, score_below_best_se: the best-scoring model's score minus this one's,
       paired on the same frames (:func:`paired_score_difference`): the ranking with its uncertainty.
-    n_frames: the number of test frames, shared by both.
+    n_frames: the number of held-out frames, shared by both.
     """
-    positions, forces, box = test_frames(beads_reference, training)
+    positions, forces, box, bead_energies = score_frames(beads_reference, training, energies_reference, score_runs)
     pair = neighbouring_temperatures(temperatures, reference)
     truth = None
     if pair is not None and all(temperature_label(t) in oracles for t in pair):
@@ -185,13 +212,8 @@ def response_table(models, oracles, beads_reference, temperatures, reference, tr
         truth = torch.as_tensor((plus - minus) / float(units.beta(pair[1]) - units.beta(pair[0])))
     centring_name, centring = centring_model(models, oracles, oracle_name, reference)
     y1 = None
-    if energies_reference is not None and centring is not None:
-        bead_energies = io.load_frames(energies_reference)["bead_energies"]
-        n_frames = len(io.load_frames(beads_reference)["time"])
-        if len(bead_energies) != n_frames:  # the same split must pick the same frames from both
-            raise ValueError(f"{energies_reference} has {len(bead_energies)} frames, {beads_reference} has {n_frames}")
-        k = test_indices(n_frames, training)
-        y1 = response_targets(positions, forces, box, bead_energies[k], model_forces(centring, positions, box, 0.0))
+    if bead_energies is not None and centring is not None:
+        y1 = response_targets(positions, forces, box, bead_energies, model_forces(centring, positions, box, 0.0))
     rows, per_frame_scores = [], {}
     for name, (model, metadata) in models.items():
         predicted = thermal_response(model, positions, box)

@@ -19,6 +19,7 @@ TEMPERATURES = [thermocg.config.temperature_label(t) for t in config["temperatur
 
 wildcard_constraints:
     T=r"[0-9]+(\.[0-9]+)?",
+    run=r"T[0-9]+(\.[0-9]+)?(/score)?",  # one FG run: T{T}, or the independent score run at T0
 
 # Model names (config["models"] keys): fitted once, fm_oracle kinds fitted per temperature, and
 # the DiffSim refinements of some of them, named <model>_diffsim.
@@ -91,14 +92,26 @@ def model_spec(name):
     return _canonical({key: spec[key] for key in keys})
 
 
+#: fg keys that set the length of one particular run; each run's param has its own production instead
+FG_RUN_LENGTHS = ["reference_production", "score_production"]
+
+
 def fg_settings(wildcards):
     """Param of sample_fg: the fg section as it applies at temperature T (T0 samples
     fg.reference_production ps when that is set)."""
-    fg = settings("fg", leave_out=["reference_production"])
+    fg = settings("fg", leave_out=FG_RUN_LENGTHS)
     at_t0 = float(wildcards.T) == float(config["reference_temperature"])
     if at_t0 and config["fg"]["reference_production"] is not None:
         fg = dict(fg, production=config["fg"]["reference_production"])
     return fg
+
+
+def score_run_inputs(wildcards):
+    """Inputs of force_metrics from the independent score run at T0 (fg.score_production), if any."""
+    if config["fg"]["score_production"] is None:
+        return {}
+    return {"score_beads": f"results/cg/T{T0}/score/beads.npz",
+            "score_energies": f"results/cg/T{T0}/score/molecule_energies.npz"}
 
 
 def friction_trials():

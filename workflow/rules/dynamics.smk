@@ -13,7 +13,7 @@ rule sample_fg_fine:
         stats="results/fg/T{T}/fine/sampling_stats.json",
     params:
         water=settings("water"),
-        fg=dict(settings("fg", leave_out=["reference_production"]), equilibration=config["dynamics"]["fine_equilibration"],
+        fg=dict(settings("fg", leave_out=FG_RUN_LENGTHS), equilibration=config["dynamics"]["fine_equilibration"],
                 production=config["dynamics"]["fine_production"],
                 frame_interval=config["dynamics"]["fine_frame_interval"]),
         seed=config["seed"],

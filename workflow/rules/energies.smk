@@ -3,14 +3,14 @@
 
 rule energies_per_molecule:
     input:
-        frames="results/fg/T{T}/frames.npz",
-        system="results/fg/T{T}/system.xml",
+        frames="results/fg/{run}/frames.npz",
+        system="results/fg/{run}/system.xml",
     output:
-        energies="results/cg/T{T}/molecule_energies.npz",
+        energies="results/cg/{run}/molecule_energies.npz",
     log:
-        "logs/cg/T{T}/energies_per_molecule.log",
+        "logs/cg/{run}/energies_per_molecule.log",
     benchmark:
-        "results/benchmarks/cg/T{T}/energies_per_molecule.tsv"
+        "results/benchmarks/cg/{run}/energies_per_molecule.tsv"
     conda:
         ENV
     script:

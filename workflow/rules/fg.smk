@@ -26,3 +26,28 @@ rule sample_fg:
         ENV
     script:
         "../scripts/sample_fg.py"
+
+
+rule sample_fg_score:
+    # a second, independent run at T0 (replica 1: its own seed) that no fit sees: more frames for
+    # the held-out thermal-response score (fg.score_production)
+    output:
+        frames="results/fg/T{T}/score/frames.npz",
+        trajectory=temp("results/fg/T{T}/score/trajectory.dcd"),
+        topology=temp("results/fg/T{T}/score/topology.pdb"),
+        system="results/fg/T{T}/score/system.xml",
+        stats="results/fg/T{T}/score/sampling_stats.json",
+    params:
+        water=settings("water"),
+        fg=dict(settings("fg", leave_out=FG_RUN_LENGTHS), production=config["fg"]["score_production"], replica=1),
+        seed=config["seed"],
+        state="results/fg/T{T}/score/sampling_state.npz",
+    threads: config["fg"]["threads"]
+    log:
+        "logs/fg/T{T}/sample_fg_score.log",
+    benchmark:
+        "results/benchmarks/fg/T{T}/sample_fg_score.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/sample_fg.py"

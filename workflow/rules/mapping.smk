@@ -3,13 +3,13 @@
 
 rule map_cg:
     input:
-        frames="results/fg/T{T}/frames.npz",
+        frames="results/fg/{run}/frames.npz",
     output:
-        beads="results/cg/T{T}/beads.npz",
-        trajectory="results/cg/T{T}/beads.dcd",
-        topology="results/cg/T{T}/beads.pdb",
+        beads="results/cg/{run}/beads.npz",
+        trajectory="results/cg/{run}/beads.dcd",
+        topology="results/cg/{run}/beads.pdb",
     log:
-        "logs/cg/T{T}/map_cg.log",
+        "logs/cg/{run}/map_cg.log",
     conda:
         ENV
     script:

@@ -4,6 +4,7 @@
 
 rule force_metrics:
     input:
+        unpack(score_run_inputs),
         models=expand("results/models/{model}/model.pt", model=FITTED),
         oracles=oracle_files(),  # one per temperature (params.temperatures)
         beads=expand("results/cg/T{T}/beads.npz", T=TEMPERATURES),

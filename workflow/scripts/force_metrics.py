@@ -21,7 +21,9 @@ beta0 = float(units.beta(params.reference_temperature))
 forces = metrics.force_table(models, oracle_name, oracle, beads, params.split, beta0)
 io.write_table(snakemake.output.forces, forces, comment="force RMSE on held-out frames, kJ/(mol nm)")
 response = metrics.response_table(models, oracle, beads[reference], params.temperatures, params.reference_temperature,
-                                  params.split, snakemake.input.energies_reference, oracle_name)
+                                  params.split, snakemake.input.energies_reference, oracle_name,
+                                  score_runs=[(snakemake.input.score_beads, snakemake.input.score_energies)]
+                                  if hasattr(snakemake.input, "score_beads") else [])
 pair = neighbouring_temperatures(params.temperatures, params.reference_temperature)
 radial = pd.DataFrame(columns=["model", "kind", "trained_at", "r_nm", "response", "error", "error_se"])
 if pair is not None:

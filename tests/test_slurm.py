@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "slurm"
 CLUSTER_SH = REPO / "tests" / "slurm" / "cluster.sh"
 GPU_RULES = ["sample_fg", "fit", "fit_oracle", "sweep_fit", "fit_friction", "cgmd", "refine_diffsim", "friction_lines",
-             "dynamics_cg", "sample_fg_fine"]
+             "dynamics_cg", "sample_fg_fine", "sample_fg_score"]
 SITE_NAMES = ["ACCOUNT", "PARTITION", "GPU_PARTITION", "GPUS", "GPU_MODEL", "GRES", "CONSTRAINT"]
 # Site values of the local test cluster; every other site value is unset ('' = None), so that a
 # developer's own THERMOCG_SLURM_* settings cannot leak into the tests.

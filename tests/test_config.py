@@ -1,6 +1,7 @@
 """Configuration: schema validation, readable errors, documentation of every key."""
 
 import copy
+import re
 
 import pytest
 import yaml
@@ -23,6 +24,27 @@ def test_defaults_are_filled():
     checked = config.check(minimal)
     assert checked["water"]["model"] == "spce" and checked["water"]["cutoff"] == 0.9
     assert checked["fg"]["timestep"] == 0.002
+
+
+def test_nested_command_line_values_are_read_as_the_schema_types():
+    # Snakemake passes a nested --config value as text ('cgmd={production: 20}' gives "20")
+    text = changed(("fg", "production"), "25.0")
+    text["temperatures"] = ["250", "300", "450"]
+    text["cgmd"]["friction"] = "27"  # a number or "fit"
+    text["models"]["trf1"]["r_loc"] = "0.4"
+    text["sweep"] = {"table": "null"}
+    checked = config.check(text)
+    assert checked["fg"]["production"] == 25.0 and checked["temperatures"] == [250, 300, 450]
+    assert checked["cgmd"]["friction"] == 27 and checked["models"]["trf1"]["r_loc"] == 0.4
+    assert checked["sweep"]["table"] is None and checked["water"]["model"] == "spce"
+    assert config.check(changed(("cgmd", "friction"), "fit"))["cgmd"]["friction"] == "fit"
+    with pytest.raises(config.ConfigError, match="'fg.production' = 'abc': must be of type number"):
+        config.check(changed(("fg", "production"), "abc"))
+
+
+def test_nested_command_line_values_reach_the_workflow(tmp_path):
+    result = run_snakemake(tmp_path, "--dry-run", "--config", "fg={production: 25.0}", "cgmd={production: 12}")
+    assert re.search(r"^total\s+\d+$", result.stdout + result.stderr, flags=re.MULTILINE)
 
 
 def changed(path, value):

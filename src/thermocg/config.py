@@ -73,6 +73,52 @@ def _fill_defaults(config, schema):
                 _fill_defaults(value, entries)
 
 
+#: JSON-schema types and the Python values that have them.
+_IS_TYPE = {
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+    "array": lambda v: isinstance(v, list),
+    "object": lambda v: isinstance(v, dict),
+}
+
+
+def _schema_types(schema):
+    """The types a schema node allows, its alternatives' (oneOf, anyOf) included."""
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else list(types)
+    for alternative in schema.get("oneOf", []) + schema.get("anyOf", []):
+        types += _schema_types(alternative)
+    return types
+
+
+def _read_command_line_text(value, schema):
+    """``value`` with text read as YAML where the schema wants another type.
+
+    Snakemake reads a nested ``--config`` value with YAML's BaseLoader, which keeps every scalar as
+    text: ``--config 'cgmd={production: 20}'`` gives the string "20". Text that reads as a value of
+    a type the key allows becomes that value; any other text stays, for the schema to refuse.
+    """
+    if isinstance(value, dict):
+        properties, entries = schema.get("properties", {}), schema.get("additionalProperties")
+        for key in value:
+            sub = properties.get(key, entries if isinstance(entries, dict) else None)
+            if sub is not None:
+                value[key] = _read_command_line_text(value[key], sub)
+        return value
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [_read_command_line_text(item, schema["items"]) for item in value]
+    if isinstance(value, str):
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        if not isinstance(parsed, str) and any(_IS_TYPE[t](parsed) for t in _schema_types(schema) if t in _IS_TYPE):
+            return _read_command_line_text(parsed, schema)
+    return value
+
+
 def model_spec_with_defaults(spec):
     """A model entry (e.g. {"kind": "trf1"}) with the schema's defaults filled in."""
     spec = copy.deepcopy(spec)
@@ -84,6 +130,7 @@ def check(config):
     """Validate a config dict; return a copy with defaults filled. Raise ConfigError on any problem."""
     config = copy.deepcopy(config)
     schema = load_schema()
+    config = _read_command_line_text(config, schema)
     _fill_defaults(config, schema)
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=_key_path)
     if errors:

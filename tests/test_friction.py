@@ -143,6 +143,24 @@ def test_each_law_gives_its_stated_gamma_of_t():
     assert set(acf["friction_by_temperature"].values()) == {12.0}
 
 
+@pytest.mark.parametrize("form", ["rosenfeld_tarazona", "constant"])
+def test_laws_said_to_share_t0_give_the_constant_gamma_there_to_the_last_bit(form):
+    # the dynamics comparison runs these laws once at T0 (friction.SAME_AS_CONSTANT_AT_T0)
+    temperatures = [250.0, 300.0, 450.0]
+    fg = {"250": 0.0006, "300": 0.0021, "450": 0.0105}  # D_FG of SPC/E, nm^2/ps
+    lines = {"reference_temperature_K": 300.0, "lines": {f"{t:g}": {"stable": True, "trials": [
+        {"friction_per_ps": 2.0, "D_nm2_per_ps": 0.0106 * t / 300.0},
+        {"friction_per_ps": 20.0, "D_nm2_per_ps": 0.00246 * t / 300.0}]} for t in temperatures}}
+    energy = np.random.default_rng(1).normal(scale=np.sqrt(3.1 * 256) * KB * 300.0, size=300)
+    extra = {"entropy": {"fg_energy": energy, "n_molecules": 256}}
+    constant = cgmd.friction_law("constant", temperatures, 300.0, lines, {"300": fg["300"]}, {})["friction_per_ps"]
+    assert constant > 20.0, "the T0 target lies beyond the trials, as in the default run"
+    for law in friction.SAME_AS_CONSTANT_AT_T0:
+        record = cgmd.friction_law(law, temperatures, 300.0, lines, fg if law == "oracle" else {"300": fg["300"]},
+                                   {"alpha": 0.8, "heat_capacity_form": form}, **extra.get(law, {}))
+        assert record["friction_by_temperature"]["300"] == constant, law
+
+
 def test_cgmd_reads_the_gamma_of_its_temperature(tmp_path):
     record = cgmd.friction_law("oracle", [300.0, 450.0], 300.0, exact_lines([300.0, 450.0]),
                                {"300": 0.002, "450": 0.008}, {})

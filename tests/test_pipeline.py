@@ -26,6 +26,13 @@ def test_default_config_dry_run(tmp_path):
                  "fit_oracle", "force_metrics", "refine_diffsim", "fit_friction", "cgmd", "observables_cg",
                  "transferability", "figures"):
         assert rule in out
+    # the dynamics comparison runs once at T0 for the laws that share gamma(T0) there
+    from thermocg import config, friction
+    default = config.load(REPO / "config" / "config.yaml")
+    laws, n_temperatures = default["dynamics"]["laws"], len(default["temperatures"])
+    shared = [law for law in laws if law in friction.SAME_AS_CONSTANT_AT_T0]
+    runs = len(default["dynamics"]["models"]) * (len(laws) * n_temperatures - max(len(shared) - 1, 0))
+    assert len(shared) > 1 and re.search(rf"^dynamics_cg\s+{runs}$", out, flags=re.MULTILINE)
 
 
 def test_paper_config_dry_run(tmp_path):

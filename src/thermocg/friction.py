@@ -37,6 +37,11 @@ from thermocg.units import KB
 LAWS = ("constant", "oracle", "entropy", "rescaling", "force_acf")
 #: the laws whose gamma(T) needs the 1/D-vs-gamma line of trial runs at every temperature
 PER_TEMPERATURE_LAWS = ("oracle", "entropy", "rescaling")
+#: the laws whose gamma at T0 is the constant law's, the friction at which the T0 line gives D_FG(T0),
+#: to the last bit: there the oracle aims at D_FG(T0), the entropy law predicts D_FG(T0) times
+#: exactly 1 (no entropy change) and the rescaling law D_FG(T0) times gamma_int(T0) / gamma_int(T0)
+#: = 1. Their dynamics at T0 is one run.
+SAME_AS_CONSTANT_AT_T0 = ("constant", "oracle", "entropy", "rescaling")
 
 
 # --- time correlation functions ---------------------------------------------------------------------

@@ -98,14 +98,11 @@ rule dynamics_cg:
 rule dynamics_table:
     input:
         fg=expand("results/dynamics/fg/T{T}/summary.json", T=TEMPERATURES),
-        cg=expand("results/dynamics/{model}/{law}/T{T}/summary.json", model=DYNAMICS_MODELS, law=DYNAMICS_LAWS,
-                  T=TEMPERATURES),
+        cg=dynamics_files("summary.json"),  # at T0 one run serves the laws that share it
     output:
         table="results/metrics/dynamics.tsv",
     params:
-        models=DYNAMICS_MODELS,
-        laws=DYNAMICS_LAWS,
-        temperatures=config["temperatures"],
+        runs=dynamics_runs(),
     log:
         "logs/metrics/dynamics_table.log",
     conda:
@@ -118,8 +115,7 @@ rule plot_dynamics:
     input:
         table="results/metrics/dynamics.tsv",
         fg_vacf=expand("results/dynamics/fg/T{T}/vacf.tsv", T=TEMPERATURES),
-        cg_vacf=expand("results/dynamics/{model}/{law}/T{T}/vacf.tsv", model=DYNAMICS_MODELS, law=DYNAMICS_LAWS,
-                       T=TEMPERATURES),
+        cg_vacf=dynamics_files("vacf.tsv"),
     output:
         png=figure("dynamics", "Dynamics"),
         pdf="results/figures/dynamics.pdf",

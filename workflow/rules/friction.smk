@@ -59,8 +59,8 @@ def dynamics_runs():
     return [(model, law, t) for model in DYNAMICS_MODELS for law in DYNAMICS_LAWS for t in TEMPERATURES]
 
 
-def dynamics_law_run(model, law, temperature):
-    """The law whose dynamics run of ``model`` at ``temperature`` serves ``law``. At T0 the laws of
+def dynamics_law_run(law, temperature):
+    """The law whose dynamics run at ``temperature`` serves ``law`` (for every compared model). At T0 the laws of
     thermocg.friction.SAME_AS_CONSTANT_AT_T0 have one gamma, so the first of them runs for all."""
     shared = [name for name in DYNAMICS_LAWS if name in thermocg.friction.SAME_AS_CONSTANT_AT_T0]
     return shared[0] if is_t0(temperature) and law in shared else law
@@ -68,7 +68,7 @@ def dynamics_law_run(model, law, temperature):
 
 def dynamics_files(name):
     """Input: the file ``name`` (summary.json, vacf.tsv) of the run behind each row of dynamics_runs()."""
-    return [f"results/dynamics/{model}/{dynamics_law_run(model, law, t)}/T{t}/{name}" for model, law, t in dynamics_runs()]
+    return [f"results/dynamics/{model}/{dynamics_law_run(law, t)}/T{t}/{name}" for model, law, t in dynamics_runs()]
 
 
 def dynamics_outputs():

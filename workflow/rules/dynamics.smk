@@ -120,8 +120,7 @@ rule plot_dynamics:
         png=figure("dynamics", "Dynamics"),
         pdf="results/figures/dynamics.pdf",
     params:
-        models=DYNAMICS_MODELS,
-        laws=DYNAMICS_LAWS,
+        runs=dynamics_runs(),
         temperatures=TEMPERATURES,
     log:
         "logs/figures/plot_dynamics.log",

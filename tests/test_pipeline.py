@@ -181,6 +181,27 @@ def test_tiny_pipeline_parameter_sweep(tiny_run):
 
 
 @pytest.mark.slow
+def test_force_matching_against_structure_benchmark(tiny_run):
+    """benchmarks/bench_fm_structure.py on the tiny run: a model with fm_ref's W0 has fm_ref's forces at
+    T0 (dbeta = 0), so its paired difference is exactly zero; the frames are the score's."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, str(REPO / "benchmarks/bench_fm_structure.py"), "--config",
+                    str(REPO / "config/test.yaml"), "--models", "fm_ref", "trf1", "mtfm"],
+                   cwd=tiny_run, check=True, capture_output=True, text=True, timeout=600)
+    table = io.read_table(tiny_run / "benchmarks/results/fm_structure.tsv").set_index("model")
+    assert table.loc["fm_ref", "mse_minus_first"] == 0 and table.loc["trf1", "mse_minus_first"] == 0
+    assert table.loc["trf1", "force_mse"] == table.loc["fm_ref", "force_mse"]
+    assert table.loc["mtfm", "mse_minus_first"] != 0 and table.loc["mtfm", "mse_minus_first_se"] > 0
+    response = io.read_table(tiny_run / "results/metrics/thermal_response.tsv")
+    assert set(table["n_frames"]) == set(response["n_frames"])
+    transfer = io.read_table(tiny_run / "results/metrics/transferability.tsv")
+    at_t0 = transfer[transfer["T_K"] == 300].set_index("model")
+    assert table.loc["mtfm", "eps_a_T0"] == pytest.approx(at_t0.loc["mtfm", "eps_a"])
+
+
+@pytest.mark.slow
 def test_transferability_numbers_agree_with_an_independent_recomputation(tiny_run):
     """eps_g and D_cg of one (model, T) recomputed from the trajectories with mdtraj and plain numpy."""
     results = tiny_run / "results"

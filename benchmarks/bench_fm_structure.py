@@ -40,7 +40,7 @@ def main():
         score_runs = [(results / f"cg/T{reference}/score/beads.npz", None)]
     positions, forces, box, _ = metrics.score_frames(results / f"cg/T{reference}/beads.npz", config["training"],
                                                      score_runs=score_runs)
-    transfer = pd.read_csv(results / "metrics/transferability.tsv", sep="\t", comment="#")
+    transfer = io.read_table(results / "metrics/transferability.tsv")
     at_t0 = transfer[transfer["T_K"] == float(config["reference_temperature"])].set_index("model")
     per_frame = {}
     for name in args.models:

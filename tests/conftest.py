@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The local Slurm cluster's runs, which start with the session (tests/slurm_cluster.py).
+pytest_plugins = ["slurm_cluster"]
 
 
 def shared_dir():

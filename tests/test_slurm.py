@@ -2,50 +2,19 @@
 
 The profile tests run everywhere. The cluster tests need the single-node cluster of
 tests/slurm/cluster.sh on this machine (CI's .ci/run installs and starts it and sets
-THERMOCG_SLURM=1); without one they are skipped, with the reason in the skip message.
-
-The local cluster differs from a real one only in site values, which the profile reads from
-THERMOCG_SLURM_* variables (LOCAL_SITE below): its partition and account, and no GPUs
-(GPUS=0: the GPU rules are submitted without --gpus and run on CPUs, as the rules allow).
+THERMOCG_SLURM=1); without one they are skipped, with the reason in the skip message. Their
+Snakemake runs start with the session and they run last (tests/slurm_cluster.py).
 """
 
-import io
-import os
 import re
-import signal
 import subprocess
 import sys
-from pathlib import Path
-from unittest import mock
 
 import pytest
-import yaml
+from slurm_cluster import REPO, finish, resolved_profile, snakemake
 
-REPO = Path(__file__).resolve().parents[1]
-PROFILE = REPO / "slurm"
-CLUSTER_SH = REPO / "tests" / "slurm" / "cluster.sh"
 GPU_RULES = ["sample_fg", "fit", "fit_oracle", "sweep_fit", "fit_friction", "cgmd", "refine_diffsim", "friction_lines",
              "dynamics_cg", "sample_fg_fine", "sample_fg_score"]
-SITE_NAMES = ["ACCOUNT", "PARTITION", "GPU_PARTITION", "GPUS", "GPU_MODEL", "GRES", "CONSTRAINT"]
-# Site values of the local test cluster; every other site value is unset ('' = None), so that a
-# developer's own THERMOCG_SLURM_* settings cannot leak into the tests.
-LOCAL_SITE = {f"THERMOCG_SLURM_{name}": "" for name in SITE_NAMES} | {
-    "THERMOCG_SLURM_PARTITION": "local",
-    "THERMOCG_SLURM_ACCOUNT": "thermocg",
-    "THERMOCG_SLURM_GPUS": "0",
-}
-# The local cluster's first status check comes after 5 s instead of 40 s (test speed only).
-FAST_POLLING = ["--slurm-init-seconds-before-status-checks", "5"]
-
-
-def resolved_profile(**site):
-    """slurm/config.yaml as Snakemake reads it, with the given THERMOCG_SLURM_<NAME> values."""
-    import yte  # comes with snakemake
-
-    env = {key: value for key, value in os.environ.items() if not key.startswith("THERMOCG_SLURM_")}
-    env |= {f"THERMOCG_SLURM_{name}": str(value) for name, value in site.items()}
-    with mock.patch.dict(os.environ, env, clear=True):
-        return yte.process_yaml(io.StringIO((PROFILE / "config.yaml").read_text()), require_use_yte=True)
 
 
 # --- the profile (no Slurm needed) -----------------------------------------------------------
@@ -97,62 +66,6 @@ def test_profile_is_accepted_by_snakemake(tmp_path):
 # --- on the local Slurm cluster ----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def slurm_cluster():
-    """The local cluster of tests/slurm/cluster.sh, or a skip that says why there is none."""
-    status = subprocess.run(["bash", str(CLUSTER_SH), "status"], capture_output=True, text=True)
-    if status.returncode == 0:
-        return
-    if os.environ.get("THERMOCG_SLURM") == "1":
-        pytest.fail(f"THERMOCG_SLURM=1 but the local Slurm cluster is not ready:\n{status.stdout}{status.stderr}")
-    reason = os.environ.get("THERMOCG_SLURM_SKIP_REASON") or "THERMOCG_SLURM is not 1"
-    pytest.skip(
-        f"no local Slurm cluster ({reason}; `tests/slurm/cluster.sh status`: "
-        f"{status.stdout.strip().splitlines()[-1] if status.stdout.strip() else status.stderr.strip()}). "
-        "Start one with: tests/slurm/cluster.sh install && tests/slurm/cluster.sh up"
-    )
-
-
-def start_snakemake(workdir, args, site=LOCAL_SITE, configfile=REPO / "config" / "test.yaml"):
-    """Start `snakemake --profile slurm` in `workdir` (its own results/ and .snakemake/); its
-    output goes to workdir/snakemake.out (a file, not a pipe: nobody reads it while it runs)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        sys.executable, "-m", "snakemake",
-        "--profile", str(PROFILE),
-        "--snakefile", str(REPO / "Snakefile"),
-        "--configfile", str(configfile),
-        *args,
-    ]  # fmt: skip
-    with open(workdir / "snakemake.out", "w") as out:
-        return subprocess.Popen(cmd, cwd=workdir, env=os.environ | site, stdout=out, stderr=subprocess.STDOUT)
-
-
-def finish(workdir, process, timeout=1800):
-    """Wait for a Snakemake started in `workdir`: its exit status and output (a CompletedProcess)."""
-    try:
-        process.wait(timeout=timeout)
-    finally:
-        cancel(process)
-    return subprocess.CompletedProcess(process.args, process.returncode, (workdir / "snakemake.out").read_text())
-
-
-def cancel(process):
-    """Stop a Snakemake that still runs as Snakemake stops on Ctrl-C, cancelling its Slurm jobs."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def snakemake(workdir, args, site=LOCAL_SITE, configfile=REPO / "config" / "test.yaml", timeout=1800):
-    """Run `snakemake --profile slurm` in `workdir` and wait for it."""
-    return finish(workdir, start_snakemake(workdir, args, site, configfile), timeout)
-
-
 def submitted_jobs(output):
     """{Slurm job id: rule} for every job this Snakemake run submitted (from its log lines)."""
     found = re.findall(r"has been submitted with SLURM jobid (\d+) \(log: \S*/rule_(\w+)/", output)
@@ -177,80 +90,6 @@ def run_id(output):
     match = re.search(r"SLURM run ID: (\S+)", output)
     assert match, "no 'SLURM run ID' in snakemake's output: was the slurm executor used?"
     return match.group(1)
-
-
-def every_rule_config(directory):
-    """The tiny config with one model of each rule path (fit, fit_oracle, refine_diffsim, sweep),
-    the friction fitted (friction_lines) and one law compared (the dynamics rules): every rule of
-    the DAG runs, in about half the jobs of the full tiny config. trf2 needs fm_ref (its W0)."""
-    config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
-    config["models"] = {name: config["models"][name] for name in ("fm_ref", "fm_oracle", "trf2")}
-    config["cgmd"] |= {"friction": "fit", "friction_fit_time": 2.0, "friction_fit_start": 0.5, "friction_fit_end": 2.0}
-    config["dynamics"] = {"models": ["trf2"], "laws": ["oracle"], "production": 2.0, "fine_equilibration": 0.2,
-                          "fine_production": 0.4}
-    path = directory / "every_rule.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def start_every_rule_run(workdir):
-    """The config of every_rule_config, all of it, with Slurm's job logs kept."""
-    return start_snakemake(workdir, [*FAST_POLLING, "--slurm-keep-successful-logs"], configfile=every_rule_config(workdir))
-
-
-def start_retry_run(workdir):
-    """sample_fg with a 1-minute limit (Slurm's smallest) and 2-4 minutes of sampling.
-
-    Slurm kills the first attempt (TIMEOUT, 60-90 s after its start: slurmctld checks limits
-    every 30 s); Snakemake resubmits it (profile `retries`) with 10 minutes, and the new attempt
-    continues from the checkpoint that sample_fg left.
-    """
-    config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
-    # 0.4-0.8 s per ps of production on one idle CI core (measured), 20 s to start: at most 175 ps
-    # before the kill, 120-240 s of sampling in all, so the first attempt is always killed,
-    # whatever the phase of slurmctld's check. A checkpoint every 10 ps (4-8 s).
-    config["fg"] |= {"production": 300.0, "frame_interval": 2.0, "checkpoint_interval": 10.0}
-    (workdir / "retry.yaml").write_text(yaml.safe_dump(config))
-
-    # The profile's own set-resources (a --set-resources option replaces all of them), except
-    # sample_fg's runtime: 1 minute for the first attempt, 10 for the retries. (With 1 minute
-    # each time, a retry that finishes its work right at the limit is killed too, TIMEOUT.)
-    first_short = "max(1, 10 * (attempt - 1))"
-    set_resources = [
-        f"{rule}:{key}={first_short if (rule, key) == ('sample_fg', 'runtime') else value}"
-        for rule, resources in resolved_profile(PARTITION="local", ACCOUNT="thermocg", GPUS=0)["set-resources"].items()
-        for key, value in resources.items()
-    ]
-    return start_snakemake(
-        workdir,
-        [*FAST_POLLING, "--set-resources", *set_resources, "--", "results/fg/T300/frames.npz"],
-        configfile=workdir / "retry.yaml",
-    )  # fmt: skip
-
-
-# {test: how its Snakemake run starts}
-CLUSTER_RUNS = {
-    "test_tiny_pipeline_runs_every_rule_as_a_slurm_job": start_every_rule_run,
-    "test_job_killed_at_its_time_limit_is_retried_and_resumes_from_its_checkpoint": start_retry_run,
-}
-
-
-@pytest.fixture(scope="module")
-def cluster_runs(slurm_cluster, request, tmp_path_factory):
-    """The runs of the selected tests of CLUSTER_RUNS, all started at once: each spends most of
-    its time waiting (for a time limit, for Slurm's queue, for the executor's status checks, which
-    back off by 10 s per check up to 3 minutes), so together they take about as long as the
-    longest alone (both 6.5 minutes here; the retry run alone had taken 8.5, sampling 400 ps).
-    {test: (workdir, Snakemake process)}."""
-    selected = {item.originalname for item in request.session.items}
-    runs = {}
-    for test, start in CLUSTER_RUNS.items():
-        if test in selected:
-            workdir = tmp_path_factory.mktemp(start.__name__)
-            runs[test] = workdir, start(workdir)
-    yield runs
-    for _, process in runs.values():
-        cancel(process)
 
 
 @pytest.mark.slow

@@ -58,6 +58,7 @@ def slurm_cluster():
         "Start one with: tests/slurm/cluster.sh install && tests/slurm/cluster.sh up"
     )
 
+
 def cluster_status():
     """`tests/slurm/cluster.sh status`: exit status 0 when the local cluster takes jobs."""
     return subprocess.run(["bash", str(CLUSTER_SH), "status"], capture_output=True, text=True)
@@ -160,17 +161,19 @@ CLUSTER_RUNS = {
 
 
 def cluster_tests(items):
-    """The selected tests of CLUSTER_RUNS (their names)."""
-    return {item.originalname for item in items} & set(CLUSTER_RUNS)
+    """The names of the selected tests of CLUSTER_RUNS, in CLUSTER_RUNS's order."""
+    selected = {item.originalname for item in items}
+    return [test for test in CLUSTER_RUNS if test in selected]
 
 
 @pytest.fixture(scope="session")
 def cluster_runs(slurm_cluster, request, tmp_path_factory):
     """The runs of the selected tests of CLUSTER_RUNS, all started at once, when the session
-    starts (cluster_runs_start_first): each spends most of its time waiting (for a time limit,
-    for Slurm's queue, for the executor's status checks, which back off by 10 s per check up to
-    3 minutes; 10 minutes for both in the CI of 01c95fb), and the other tests, which run first
-    (pytest_collection_modifyitems), fill that time. {test: (workdir, Snakemake process)}."""
+    starts (cluster_runs_start_first). Each waits much of its time (for a time limit, for Slurm's
+    queue, for the executor's status checks, which back off by 10 s per check up to 3 minutes),
+    and the other tests, which run first (pytest_collection_modifyitems), fill that time: the CI
+    took 24.8 minutes so, 28.3 with the runs started by their tests at the end (593 s), on one
+    day. {test: (workdir, Snakemake process)}."""
     runs = {}
     for test in cluster_tests(request.session.items):
         workdir = tmp_path_factory.mktemp(CLUSTER_RUNS[test].__name__)

@@ -172,8 +172,8 @@ def cluster_runs(slurm_cluster, request, tmp_path_factory):
     starts (cluster_runs_start_first). Each waits much of its time (for a time limit, for Slurm's
     queue, for the executor's status checks, which back off by 10 s per check up to 3 minutes),
     and the other tests, which run first (pytest_collection_modifyitems), fill that time: the CI
-    took 24.8 minutes so, 28.3 with the runs started by their tests at the end (593 s), on one
-    day. {test: (workdir, Snakemake process)}."""
+    took 24.8 and 27.1 minutes so, 28.3 with the runs started by their tests at the end (593 s),
+    on one morning. {test: (workdir, Snakemake process)}."""
     runs = {}
     for test in cluster_tests(request.session.items):
         workdir = tmp_path_factory.mktemp(CLUSTER_RUNS[test].__name__)

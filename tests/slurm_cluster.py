@@ -12,13 +12,12 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 from unittest import mock
 
 import pytest
 import yaml
+from conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "slurm"
 CLUSTER_SH = REPO / "tests" / "slurm" / "cluster.sh"
 SITE_NAMES = ["ACCOUNT", "PARTITION", "GPU_PARTITION", "GPUS", "GPU_MODEL", "GRES", "CONSTRAINT"]
@@ -133,7 +132,9 @@ def start_retry_run(workdir):
     config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
     # 0.4-0.8 s per ps of production on one idle CI core (measured), 20 s to start: at most 175 ps
     # before the kill, 120-240 s of sampling in all, so the first attempt is always killed,
-    # whatever the phase of slurmctld's check. A checkpoint every 10 ps (4-8 s).
+    # whatever the phase of slurmctld's check. A checkpoint every 10 ps (4-8 s). The tests that
+    # run beside it slow it down, which only makes the first kill surer; a retry that reaches
+    # its 10 minutes is retried once more, with 20 (profile `retries: 2`).
     config["fg"] |= {"production": 300.0, "frame_interval": 2.0, "checkpoint_interval": 10.0}
     (workdir / "retry.yaml").write_text(yaml.safe_dump(config))
 

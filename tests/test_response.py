@@ -87,6 +87,22 @@ def test_radial_w1_is_recovered_from_noisy_local_targets(truth):
     assert torch.allclose(energies["e"], torch.full_like(energies["e"], 3.0), atol=0.5)
 
 
+def test_network_w1_is_recovered_from_noisy_local_targets():
+    # A read-out of the frozen trunk (response: network). Its constant has no force; the fit must
+    # still try every ridge (it once found every candidate singular and always chose no term).
+    truth = small_model(["W0", "W1"], seed=3)
+    response.set_coefficients(truth, "W1", np.random.default_rng(7).normal(0.0, 30.0, 9))
+    frames = {"train": synthetic_frames(truth, 30, seed=1), "validation": synthetic_frames(truth, 20, seed=2)}
+    model = zero_w0(small_model(["W0", "W1", "e"], seed=3))  # the same trunk as the truth's
+    rows = response.fit_thermal_terms(model, "trf1", "local", frames)
+    w1_rows = [row for row in rows if row["head"] == "W1"]
+    assert len(w1_rows) == len(response.RELATIVE_RIDGES) + 1
+    assert [row["relative_ridge"] for row in w1_rows if row["chosen"]] != [float("inf")]
+    frame = frames["validation"][0]
+    fitted, exact = (nn.head_forces(m, frame.positions, *frame.pairs, heads=("W1",))["W1"] for m in (model, truth))
+    assert float((fitted - exact).norm() / exact.norm()) < 0.15
+
+
 def test_a_term_the_data_cannot_determine_comes_out_as_zero(truth):
     # pure noise: no response at all, targets still noisy
     silent = small_model(["W0", "W1"], pair_heads=["W1"])

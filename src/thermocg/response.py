@@ -90,12 +90,17 @@ def solve_ridge(train, validation, penalty):
     """
     gram, rhs = train.gram, train.rhs
     scale = np.trace(gram) / len(rhs)
+    # A coefficient that neither the data nor the penalty touch (a read-out's constant has no force)
+    # is left at zero: solving for it too would make every candidate singular.
+    free = (np.diag(gram) != 0) | (np.diag(penalty) != 0)
     candidates = [(float("inf"), np.zeros(len(rhs)))]
     for ridge in sorted(RELATIVE_RIDGES, reverse=True):
+        coefficients = np.zeros(len(rhs))
         try:
-            candidates.append((ridge, np.linalg.solve(gram + ridge * scale * penalty, rhs)))
+            coefficients[free] = np.linalg.solve((gram + ridge * scale * penalty)[np.ix_(free, free)], rhs[free])
         except np.linalg.LinAlgError:
             continue
+        candidates.append((ridge, coefficients))
     errors = [validation.frame_errors(c) for _, c in candidates]
     best = int(np.argmin([e.mean() for e in errors]))
 
@@ -257,6 +262,19 @@ def _targets(kind, estimator, frame, mean_force, bead_means, squared_residual_me
     return y1, y2
 
 
+def frame_targets(model, kind, estimator, frame, squared_residual=None):
+    """y1 (and y2 for trf2, else None) of one T0 frame, (N, 3) float64, built with the model's W0
+    mean force and its fitted e head; ``squared_residual``: the coefficients of
+    :func:`_squared_residual_fit` (trf2 only)."""
+    mean_force = _mean_force(model, frame)
+    with torch.no_grad():
+        bead_means = model.per_bead_energies(frame.positions, *frame.pairs)["e"]
+    squared_residual_means = None
+    if squared_residual is not None:
+        squared_residual_means = torch.as_tensor(_energy_design(model, frame, estimator != "local") @ squared_residual)
+    return _targets(kind, estimator, frame, mean_force, bead_means, squared_residual_means)
+
+
 def fit_thermal_terms(model, kind, estimator, frames_by_part):
     """Fit e, then (trf1, trf2) W1 and W2, in place; returns the fit table (one row per candidate).
 
@@ -280,13 +298,7 @@ def fit_thermal_terms(model, kind, estimator, frames_by_part):
     systems = {head: {} for head in thermal}
     for part, frames in frames_by_part.items():
         for number, frame in enumerate(frames):
-            mean_force = _mean_force(model, frame)
-            with torch.no_grad():
-                bead_means = model.per_bead_energies(frame.positions, *frame.pairs)["e"]
-            squared_residual_means = None
-            if squared_residual is not None:
-                squared_residual_means = torch.as_tensor(_energy_design(model, frame, estimator != "local") @ squared_residual)
-            y1, y2 = _targets(kind, estimator, frame, mean_force, bead_means, squared_residual_means)
+            y1, y2 = frame_targets(model, kind, estimator, frame, squared_residual)
             if y2 is not None and curvature_of_reduced:
                 y2 = y2 + (2.0 / model.reference_beta) * y1
             for head, y in (("W1", y1), ("W2", y2)):

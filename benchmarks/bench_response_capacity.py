@@ -47,6 +47,8 @@ from thermocg.pair import pinned_spline_basis
 ORDER_ROWS = {1: slice(1, 4), 2: slice(4, 9), 3: slice(9, 16)}
 #: nm, the three-body term's inner end (where the radial W1 starts too).
 THREE_BODY_R_MIN = 0.22
+#: nm, the local estimator's radius (the default model entries')
+R_LOC = 0.5
 
 
 def three_body_energies(positions, i, j, shift, n_radial, r_max):
@@ -84,15 +86,15 @@ def fit_rows(curve, head):
     """The chosen ridge of one term's fit table (rows whose head is ``head``), and the ridge candidate
     (term != 0) with the largest drop of the validation MSE below 'no term' (negative: every
     candidate predicts the validation targets worse than none)."""
-    w1 = curve[curve["head"] == head].reset_index(drop=True)
-    no_term = np.isinf(w1["relative_ridge"])
-    gains = w1.loc[no_term, "validation_mse"].iloc[0] - w1["validation_mse"]
+    term = curve[curve["head"] == head].reset_index(drop=True)
+    no_term = np.isinf(term["relative_ridge"])
     if no_term.all():
         raise RuntimeError(f"the {head} fit has no candidate but 'no term' (every ridge failed)")
+    gains = term.loc[no_term, "validation_mse"].iloc[0] - term["validation_mse"]
     best = gains[~no_term].idxmax()
-    return {"chosen_ridge": float(w1.loc[w1["chosen"].astype(bool), "relative_ridge"].iloc[0]),
-            "best_ridge": float(w1.loc[best, "relative_ridge"]),
-            "best_validation_gain": float(gains[best]), "best_validation_gain_se": float(w1.loc[best, "gain_se"])}
+    return {"chosen_ridge": float(term.loc[term["chosen"].astype(bool), "relative_ridge"].iloc[0]),
+            "best_ridge": float(term.loc[best, "relative_ridge"]),
+            "best_validation_gain": float(gains[best]), "best_validation_gain_se": float(term.loc[best, "gain_se"])}
 
 
 def main():
@@ -123,7 +125,7 @@ def main():
             for representation in ("radial", "network"):
                 # trf2's W1 is trf1's (the same fit); its second fit is of the curvature (thermocg.response)
                 name = f"{representation}_{estimator}"
-                spec = model_spec_with_defaults({"kind": "trf2", "estimator": estimator, "r_loc": 0.5, "response": representation})
+                spec = model_spec_with_defaults({"kind": "trf2", "estimator": estimator, "r_loc": R_LOC, "response": representation})
                 model, curve = train.train_model(name, spec, config, beads, energies, Path(folder) / f"{name}.pt",
                                                  Path(folder) / f"{name}.tsv", Path(folder) / f"{name}.ckpt",
                                                  w0_model=fm_ref_path)
@@ -140,7 +142,6 @@ def main():
 
         # The three-body term on the radial, local W1's residual, on the frames that fit used.
         radial = fitted["radial_local"]
-        spec = model_spec_with_defaults({"kind": "trf1", "estimator": "local", "r_loc": 0.5})
         training = config["training"]
         n_frames = len(io.load_frames(beads[label])["time"])
         split = train.split_indices(n_frames, training["validation_fraction"], training["test_fraction"],
@@ -150,7 +151,7 @@ def main():
         systems = {}
         for part in ("train", "validation"):
             frames = train.load_frames(beads[label], split[part], radial.cutoff, beta0, torch.float32, "cpu",
-                                       energies[label], spec["r_loc"])
+                                       energies[label], R_LOC)
             for frame in frames:
                 target, _ = response.frame_targets(radial, "trf1", "local", frame)
                 w1_force = nn.head_forces(radial, frame.positions, *frame.pairs, heads=("W1",))["W1"].double()

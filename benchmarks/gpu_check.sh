@@ -17,9 +17,10 @@
 #             CUDA); on the GPU a skipped test counts as a failure
 #   pipeline  config/test.yaml end to end (fg.platform auto) in a scratch directory,
 #             snakemake --cores 16 (at most 170 s)
-#   logcheck  every GPU rule's log names CUDA: sample_fg "OpenMM platform: CUDA",
-#             fit/fit_oracle/sweep_fit "training on cuda", fit_friction/cgmd/refine_diffsim
-#             "on cuda" (fit_friction runs no MD when the config's friction is a constant)
+#   logcheck  the log of every GPU rule of the Slurm profile names CUDA: sample_fg(_score, _fine)
+#             "OpenMM platform: CUDA", fit/fit_oracle/sweep_fit "training on cuda",
+#             friction_lines/cgmd/dynamics_cg/refine_diffsim "on cuda"; friction_lines and
+#             dynamics_cg are not in config/test.yaml's DAG (constant friction, no law comparison)
 #   bench     benchmarks/bench_gpu.py: FG and CG MD ns/day at 512, 4096 and 32768 molecules, CG/FG
 #             ratio, training frames/s, DiffSim s/iteration; what is left of the budget less 60 s
 #             (each of its tables is written as soon as it is measured, so a time-out keeps the
@@ -247,45 +248,53 @@ check_logs() {
 import os, re, sys
 from pathlib import Path
 
+sys.path.insert(0, os.path.join(os.environ["REPO"], "benchmarks"))
+from bench_gpu import gpu_rules  # the rules the Slurm profile gives a GPU
+
 logs = Path(os.environ["WORK"]) / "tiny" / "logs"
 cuda = os.environ["EXPECT"] == "cuda"
-torch_device = "cuda" if cuda else "cpu"
-on_device = r"\bon (cuda|cpu)\b"
-# rule -> (its log files, pattern of the device line, the device it must name)
+openmm = (r"OpenMM platform: (\w+)", "CUDA" if cuda else "CPU")
+training = (r"training on (\w+)", "cuda" if cuda else "cpu")
+torch_md = (r"\bon (cuda|cpu)\b", "cuda" if cuda else "cpu")
+# rule -> (glob of its log files, (pattern of the device line, the device it must name))
 checks = {
-    "sample_fg": (logs.glob("fg/T*/sample_fg.log"), r"OpenMM platform: (\w+)", "CUDA" if cuda else "CPU"),
-    "fit": (logs.glob("models/*/fit.log"), r"training on (\w+)", torch_device),
-    "fit_oracle": (logs.glob("models/*/T*/fit.log"), r"training on (\w+)", torch_device),
-    "sweep_fit": (logs.glob("sweep/**/sweep_fit.log"), r"training on (\w+)", torch_device),
-    "fit_friction": (logs.glob("cgmd/*/fit_friction.log"), on_device, torch_device),
-    "cgmd": (logs.glob("cgmd/*/T*/cgmd.log"), on_device, torch_device),
-    "refine_diffsim": (logs.glob("models/*_diffsim/refine_diffsim.log"), on_device, torch_device),
+    "sample_fg": ("fg/T*/sample_fg.log", openmm),
+    "sample_fg_score": ("fg/T*/sample_fg_score.log", openmm),
+    "sample_fg_fine": ("fg/T*/sample_fg_fine.log", openmm),
+    "fit": ("models/*/fit.log", training),
+    "fit_oracle": ("models/*/T*/fit.log", training),
+    "sweep_fit": ("sweep/**/sweep_fit.log", training),
+    "friction_lines": ("cgmd/*/friction_lines.log", torch_md),
+    "cgmd": ("cgmd/*/T*/cgmd.log", torch_md),
+    "dynamics_cg": ("dynamics/**/dynamics_cg.log", torch_md),
+    "refine_diffsim": ("models/*_diffsim/refine_diffsim.log", torch_md),
 }
+# The stages every run has; the others (friction_lines, the dynamics rules) are not in
+# config/test.yaml's DAG (its friction is a constant, it compares no friction laws).
+required = {"sample_fg", "sample_fg_score", "fit", "fit_oracle", "sweep_fit", "cgmd", "refine_diffsim"}
 bad = 0
+unchecked = sorted(set(gpu_rules()) - set(checks))
+if unchecked:
+    print(f"GPU rules of the Slurm profile without a log check here: {unchecked}")
+    bad += 1
 print(f"{'rule':<16}{'logs':>5}{'on ' + ('CUDA' if cuda else 'CPU'):>9}  verdict")
-for rule, (files, pattern, want) in checks.items():
-    files = sorted(files)
-    good, idle, problems = 0, 0, []
+for rule, (pattern_of_files, (pattern, want)) in checks.items():
+    files = sorted(logs.glob(pattern_of_files))
+    good, problems = 0, []
     for path in files:
-        text = path.read_text()
-        found = set(re.findall(pattern, text))
+        found = set(re.findall(pattern, path.read_text()))
         if found == {want}:
             good += 1
-        elif not found and rule == "fit_friction" and "constant gamma from the config" in text:
-            idle += 1  # the config's friction is a number: no trial runs, nothing on any device
-        elif not found:
-            problems.append(f"{path.relative_to(logs)}: no device line")
         else:
-            problems.append(f"{path.relative_to(logs)}: {sorted(found)}")
-    ok = bool(files) and not problems
-    bad += not ok
-    verdict = "OK" if ok else "FAIL"
-    if idle:
-        verdict += f" ({idle} with a constant friction: no MD run, no device)"
+            problems.append(f"{path.relative_to(logs)}: {sorted(found) if found else 'no device line'}")
     if not files:
-        verdict += " (no log found)"
-    if problems:
-        verdict += ": " + "; ".join(problems[:3]) + (f"; ... {len(problems) - 3} more" if len(problems) > 3 else "")
+        ok = rule not in required
+        verdict = "FAIL (no log found)" if not ok else "not in this DAG"
+    else:
+        ok = not problems
+        verdict = "OK" if ok else "FAIL: " + "; ".join(problems[:3]) + (
+            f"; ... {len(problems) - 3} more" if len(problems) > 3 else "")
+    bad += not ok
     print(f"{rule:<16}{len(files):>5}{good:>9}  {verdict}")
 sys.exit(1 if bad else 0)
 EOF

@@ -107,3 +107,36 @@ def test_cuda_force_matching_step_matches_cpu():
         loss.backward()
         gradients.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]).cpu())
     torch.testing.assert_close(gradients[1], gradients[0], rtol=1e-8, atol=1e-8)
+
+
+def test_cuda_thermal_terms_fit_matches_cpu():
+    """The closed-form fit of e and W1 (response.fit_thermal_terms) on a model and frames on CUDA,
+    as fit jobs on a GPU node run it: the same coefficients as on the CPU (it once failed there,
+    turning CUDA tensors into numpy arrays)."""
+    from dataclasses import replace
+
+    from test_response import small_model, synthetic_frames, zero_w0
+
+    from thermocg import response
+
+    truth = small_model(["W0", "W1"], pair_heads=["W1"])
+    with torch.no_grad():
+        truth.heads["W1"].coefficients.copy_(torch.tensor([0.0, 40.0, 60.0, 30.0, 10.0, -10.0, -5.0, 0.0]))
+    frames = {"train": synthetic_frames(truth, 10, seed=1), "validation": synthetic_frames(truth, 6, seed=2)}
+
+    def on(device, frame):
+        move = lambda value: None if value is None else tuple(v.to(device) for v in value)
+        return replace(frame, positions=frame.positions.to(device), forces=frame.forces.to(device),
+                       energy=frame.energy.to(device), bead_energies=frame.bead_energies.to(device),
+                       pairs=move(frame.pairs), local_pairs=move(frame.local_pairs))
+
+    fitted = {}
+    for device in ("cpu", "cuda"):
+        model = zero_w0(small_model(["W0", "W1", "e"], pair_heads=["W1"])).to(device)
+        rows = response.fit_thermal_terms(model, "trf1", "local",
+                                          {part: [on(device, f) for f in fs] for part, fs in frames.items()})
+        assert any(row["head"] == "W1" and row["chosen"] and row["relative_ridge"] != float("inf") for row in rows)
+        fitted[device] = {name: p.detach().cpu() for name, p in model.state_dict().items()
+                          if name.startswith(("heads.W1.", "heads.e."))}
+    for name, value in fitted["cpu"].items():
+        torch.testing.assert_close(fitted["cuda"][name], value, rtol=1e-6, atol=1e-8, msg=name)

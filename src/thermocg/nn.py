@@ -85,20 +85,23 @@ class PairGeometry(NamedTuple):
     second_slot_of_first_slot: Tensor  # (N * width_first,) row in the per-j layout (0 for padding)
 
 
-def padded_slots(index: Tensor, n_rows: int) -> Tuple[Tensor, int]:
+def padded_slots(index: Tensor, n_rows: int, width: Optional[int] = None) -> Tuple[Tensor, int]:
     """Place P items into n_rows blocks of equal width by their ``index``.
 
     Returns each item's row in the flattened (n_rows * width) layout, and the width (the largest
-    block, at least 1). An index that is already sorted skips the sort.
+    block, at least 1; read from the device unless the caller knows it). On the CPU an index that
+    is already sorted skips the sort; on CUDA a stable sort ranks the items, which gives the same
+    layout for a sorted index without asking the host whether it is sorted.
     """
     counts = torch.bincount(index, minlength=n_rows)
-    width = max(int(counts.max()), 1) if index.numel() > 0 else 1
+    if width is None:
+        width = max(int(counts.max()), 1) if index.numel() > 0 else 1
     block_start = torch.cumsum(counts, 0) - counts
     position = torch.arange(index.numel(), device=index.device)
-    if bool((index[1:] >= index[:-1]).all()):
+    if not index.is_cuda and bool((index[1:] >= index[:-1]).all()):
         rank = position - block_start[index]
     else:
-        order = torch.argsort(index)  # any order inside a block will do
+        order = torch.argsort(index, stable=index.is_cuda)  # any order inside a block will do
         rank = torch.empty_like(index)
         rank[order] = position - block_start[index[order]]
     return index * width + rank, width
@@ -157,13 +160,18 @@ class PairLayout(NamedTuple):
     width_second: int
 
 
-def pair_layout(i: Tensor, j: Tensor, n_beads: int, by_second: bool = True) -> PairLayout:
-    """The padded layout of every listed pair (see :class:`PairLayout`)."""
-    slot_first, width_first = padded_slots(i, n_beads)
-    slot_second, width_second = torch.zeros(0, dtype=torch.long, device=i.device), 0
+def pair_layout(
+    i: Tensor, j: Tensor, n_beads: int, by_second: bool = True,
+    width_first: Optional[int] = None, width_second: Optional[int] = None,
+) -> PairLayout:  # fmt: skip
+    """The padded layout of every listed pair (see :class:`PairLayout`); the widths (the most
+    pairs of one bead as first and as second member) when the caller knows them, so that nothing
+    is read back from the device."""
+    slot_first, first_width = padded_slots(i, n_beads, width_first)
+    slot_second, second_width = torch.zeros(0, dtype=torch.long, device=i.device), 0
     if by_second:
-        slot_second, width_second = padded_slots(j, n_beads)
-    return PairLayout(slot_first, width_first, slot_second, width_second)
+        slot_second, second_width = padded_slots(j, n_beads, width_second)
+    return PairLayout(slot_first, first_width, slot_second, second_width)
 
 
 def pair_geometry(
@@ -661,9 +669,12 @@ class CGModel(torch.nn.Module):
             head.readouts[0].bias += per_bead_energy / head.scale
 
     @torch.jit.export
-    def pair_layout(self, i: Tensor, j: Tensor, n_beads: int) -> PairLayout:
-        """The padded layout of a pair list, to pass as ``layout`` while the list does not change."""
-        return pair_layout(i, j, n_beads, self.n_interaction_layers > 1)
+    def pair_layout(
+        self, i: Tensor, j: Tensor, n_beads: int, width_first: Optional[int] = None, width_second: Optional[int] = None
+    ) -> PairLayout:  # fmt: skip
+        """The padded layout of a pair list, to pass as ``layout`` while the list does not change
+        (the widths as for :func:`pair_layout`)."""
+        return pair_layout(i, j, n_beads, self.n_interaction_layers > 1, width_first, width_second)
 
     def pair_geometry(
         self, positions: Tensor, i: Tensor, j: Tensor, shift: Tensor, dtype: torch.dtype,

@@ -195,6 +195,11 @@ def share_w0(model, base):
             parameter.requires_grad_(False)
 
 
+def _host(tensor):
+    """A float64 numpy copy of a tensor on any device: the normal equations are summed on the host."""
+    return tensor.detach().double().cpu().numpy()
+
+
 def _mean_force(model, frame):
     """Prior + W0 force at T0 (N, 3), detached."""
     heads = ("W0", "prior") if model.prior.enabled else ("W0",)
@@ -207,7 +212,7 @@ def _energy_fit(model, frames_by_part):
     systems = {}
     for part, frames in frames_by_part.items():
         for frame in frames:
-            systems.setdefault(part, NormalEquations()).add(_energy_design(model, frame), frame.bead_energies.numpy())
+            systems.setdefault(part, NormalEquations()).add(_energy_design(model, frame), _host(frame.bead_energies))
     train, validation = systems["train"], systems["validation"]
     coefficients, rows = solve_ridge(train, validation, penalty_for(model, "e", len(train.rhs)))
     set_coefficients(model, "e", coefficients)
@@ -226,7 +231,7 @@ def _energy_design(model, frame, summed=False):
     with torch.no_grad():
         geometry = model.pair_geometry(frame.positions, *frame.pairs, frame.positions.dtype)
         design = basis_energies(model, "e", geometry).double()
-    return (design.sum(0, keepdim=True) if summed else design).numpy()
+    return _host(design.sum(0, keepdim=True) if summed else design)
 
 
 def _squared_residual_fit(model, estimator, frames_by_part):
@@ -240,7 +245,7 @@ def _squared_residual_fit(model, estimator, frames_by_part):
         for frame in frames:
             with torch.no_grad():
                 bead_means = model.per_bead_energies(frame.positions, *frame.pairs)["e"]
-            squared = (_energy_residual(estimator, frame, bead_means) ** 2).numpy()
+            squared = _host(_energy_residual(estimator, frame, bead_means) ** 2)
             systems.setdefault(part, NormalEquations()).add(_energy_design(model, frame, estimator != "local"), squared)
     train, validation = systems["train"], systems["validation"]
     return solve_ridge(train, validation, penalty_for(model, "e", len(train.rhs)))
@@ -271,7 +276,8 @@ def frame_targets(model, kind, estimator, frame, squared_residual=None):
         bead_means = model.per_bead_energies(frame.positions, *frame.pairs)["e"]
     squared_residual_means = None
     if squared_residual is not None:
-        squared_residual_means = torch.as_tensor(_energy_design(model, frame, estimator != "local") @ squared_residual)
+        squared_residual_means = torch.as_tensor(_energy_design(model, frame, estimator != "local") @ squared_residual,
+                                                 device=frame.positions.device)
     return _targets(kind, estimator, frame, mean_force, bead_means, squared_residual_means)
 
 
@@ -304,8 +310,8 @@ def fit_thermal_terms(model, kind, estimator, frames_by_part):
             for head, y in (("W1", y1), ("W2", y2)):
                 if head not in thermal:
                     continue
-                design = basis_forces(model, head, frame.positions, *frame.pairs).double().numpy()
-                systems[head].setdefault(part, NormalEquations()).add(design, y.reshape(-1).numpy())
+                design = _host(basis_forces(model, head, frame.positions, *frame.pairs))
+                systems[head].setdefault(part, NormalEquations()).add(design, _host(y.reshape(-1)))
             if number % 20 == 0:
                 log.info("%s frames: %d/%d", part, number + 1, len(frames))
     fitted = {}

@@ -10,6 +10,7 @@ Parts (``--parts``, all by default), each kept from stopping the others:
   default network (config/config.yaml's, trf2 heads) for each size from a lattice at water
   density, and of the paper network (config/paper.yaml's) at the paper's molecule count.
   Simulation.run only: no trajectory output or blow-up guard (bench_md.py: run_md adds 3-11% on CPU).
+  On CUDA also kernels per step and the GPU's busy time per step (torch.profiler, 20 more steps).
 - ``ratio``: CG ns/day of the default network over FG ns/day, per size (from the two parts).
 - ``train``: training frames/s of one optimiser step as thermocg.train.fit takes it (the kind's
   Objective, backward, clipping, Adam) and of a validation pass, for every network-trained model
@@ -172,7 +173,26 @@ def bench_cg(name, config_path, size, args):
     if sim.device.type == "cuda":
         row["peak_gpu_GiB"] = torch.cuda.max_memory_allocated() / 2**30
         torch.cuda.reset_peak_memory_stats()
+        row.update(gpu_activity(sim, args.cg_profile_steps))
     return row
+
+
+def gpu_activity(sim, steps):
+    """Kernels per step and the GPU's busy time per step (sum of kernel durations, ms) over
+    ``steps`` profiled steps: busy time far below the wall time per step means the step is
+    bound by the host (launches, Python), not by the GPU."""
+    from torch.profiler import ProfilerActivity, profile
+
+    try:
+        with profile(activities=[ProfilerActivity.CUDA]) as profiler:
+            sim.run(steps)
+            torch.cuda.synchronize()
+        kernels = [e for e in profiler.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+        return {"kernels_per_step": len(kernels) / steps,
+                "gpu_busy_ms_per_step": sum(e.time_range.elapsed_us() for e in kernels) / 1e3 / steps}
+    except Exception as error:  # a profiler that does not run here leaves the row as measured
+        print(f"profiling the CG step failed: {error!r}", file=sys.stderr)
+        return {}
 
 
 # --- train ------------------------------------------------------------------------------------
@@ -487,6 +507,7 @@ def main(argv=None):
     args.fg_steps = args.fg_steps or (100 if quick else 1000)
     args.cg_warmup = 10 if quick else 50
     args.cg_steps = args.cg_steps or (30 if quick else 300)
+    args.cg_profile_steps = 5 if quick else 20
     args.train_beads = 512
     args.train_warmup, args.train_steps = (1, 2) if quick else (3, 10)
     args.diffsim_beads = 512

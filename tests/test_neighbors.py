@@ -138,3 +138,18 @@ def test_a_step_bound_that_does_not_hold_is_counted_and_made_more_cautious():
     assert neighbor_list.n_late >= 1
     assert neighbor_list.bound_factor == 2.0**neighbor_list.n_late
     assert neighbor_list.n_builds >= 1 + neighbor_list.n_late
+
+
+@pytest.mark.parametrize("full_list", [True, False])
+def test_widths_counted_on_the_host_are_the_layouts_own(full_list):
+    # md.ForceField hands these to the fixed pair layout so that it reads nothing back from a GPU.
+    from thermocg.nn import pair_layout
+
+    positions = random_beads()
+    neighbors = NeighborList(0.5, skin=0.1, full_list=full_list)
+    i, j, _ = neighbors(positions, torch.as_tensor(BOX))
+    measured = pair_layout(i, j, len(positions))
+    assert neighbors.widths == (measured.width_first, measured.width_second)
+    given = pair_layout(i, j, len(positions), True, *neighbors.widths)
+    for name in ("slot_first", "slot_second"):
+        assert torch.equal(getattr(given, name), getattr(measured, name))

@@ -93,7 +93,8 @@ def padded_slots(index: Tensor, n_rows: int, width: Optional[int] = None) -> Tup
     is already sorted skips the sort; on CUDA a stable sort ranks the items, which gives the same
     layout for a sorted index without asking the host whether it is sorted.
     """
-    counts = torch.bincount(index, minlength=n_rows)
+    # (a scatter, not torch.bincount, which reads the largest index back from a CUDA device)
+    counts = torch.zeros(n_rows, dtype=index.dtype, device=index.device).index_add_(0, index, torch.ones_like(index))
     if width is None:
         width = max(int(counts.max()), 1) if index.numel() > 0 else 1
     block_start = torch.cumsum(counts, 0) - counts

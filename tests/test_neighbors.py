@@ -149,7 +149,7 @@ def test_widths_counted_on_the_host_are_the_layouts_own(full_list):
     neighbors = NeighborList(0.5, skin=0.1, full_list=full_list)
     i, j, _ = neighbors(positions, torch.as_tensor(BOX))
     measured = pair_layout(i, j, len(positions))
-    assert neighbors.widths == (measured.width_first, measured.width_second)
-    given = pair_layout(i, j, len(positions), True, *neighbors.widths)
+    assert neighbors.widths() == (measured.width_first, measured.width_second)
+    given = pair_layout(i, j, len(positions), True, *neighbors.widths())
     for name in ("slot_first", "slot_second"):
         assert torch.equal(getattr(given, name), getattr(measured, name))

@@ -107,8 +107,8 @@ class ForceField:
     def _pair_layout(self, i, j, n_beads):
         """The potential's layout of the current list, computed once per neighbour-list build."""
         if self._layout_build != self.neighbor_list.n_builds:
-            # The widths the list counted on the host: the layout then reads nothing back from the device.
-            self._layout = self.potential.pair_layout(i, j, n_beads, *self.neighbor_list.widths)
+            # The widths counted on the list's host copy: the layout then reads nothing back from the device.
+            self._layout = self.potential.pair_layout(i, j, n_beads, *self.neighbor_list.widths())
             self._layout_build = self.neighbor_list.n_builds
         return self._layout
 

@@ -49,7 +49,7 @@ class NeighborList:
         self._reference = None
         self._box = None
         self._pairs = None
-        self.widths = None  # the most pairs of one bead as first and as second member (thermocg.nn.pair_layout)
+        self._host_half_list = None  # (i, j, n_beads) of the last build, on the host
         self.n_builds = 0
         self.n_checks = 0  # host reads of the displacement (calls with a step_bound only)
         self.n_late = 0  # calls that used an expired list because a step_bound did not hold
@@ -83,6 +83,15 @@ class NeighborList:
         self._check(positions, box, moved, step_bound)
         return self._pairs
 
+    def widths(self):
+        """The most pairs of one bead as first and as second member of the current list (the widths
+        of thermocg.nn.pair_layout), counted on the host copy: nothing is read back from a GPU."""
+        i, j, n_beads = self._host_half_list
+        first, second = (np.bincount(index, minlength=n_beads) for index in (i, j))
+        if self.full_list:  # each bead is first and second member of as many pairs
+            first = second = first + second
+        return max(int(first.max(initial=0)), 1), max(int(second.max(initial=0)), 1)
+
     def invalidate(self):
         """Drop the cached list: the next call rebuilds it (counters and bound_factor are kept)."""
         self._pairs = None
@@ -115,14 +124,11 @@ class NeighborList:
                 f"box {lengths} nm is smaller than twice cutoff+skin = {2 * (self.cutoff + self.skin)} nm"
             )
         i, j, cell_shift = self._vesin.compute(points, np.diag(lengths), periodic=True, quantities="ijS", copy=False)
-        n_beads = len(points)
-        first, second = (np.bincount(index, minlength=n_beads) for index in (i, j))
-        if self.full_list:  # each bead is first and second member of as many pairs
-            first = second = first + second
-        self.widths = (max(int(first.max(initial=0)), 1), max(int(second.max(initial=0)), 1))
+        i, j = i.astype(np.int64), j.astype(np.int64)
+        self._host_half_list = (i, j, len(points))
         device, dtype = positions.device, positions.dtype
-        i = torch.from_numpy(i.astype(np.int64)).to(device, non_blocking=True)
-        j = torch.from_numpy(j.astype(np.int64)).to(device, non_blocking=True)
+        i = torch.from_numpy(i).to(device, non_blocking=True)
+        j = torch.from_numpy(j).to(device, non_blocking=True)
         shift = torch.from_numpy(cell_shift * lengths).to(dtype).to(device, non_blocking=True)
         if self.full_list:
             i, j, shift = torch.cat([i, j]), torch.cat([j, i]), torch.cat([shift, -shift])

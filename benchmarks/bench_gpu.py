@@ -63,7 +63,6 @@ TEMPERATURE = 300.0
 DENSITY = 0.997
 
 
-
 def gpu_rules():
     """The rules the Slurm profile gives a GPU: its ``set-resources`` entries made by ``?gpu_rule(...)``."""
     profile = yaml.safe_load((REPO / "slurm" / "config.yaml").read_text())

@@ -115,13 +115,11 @@ def test_cuda_thermal_terms_fit_matches_cpu():
     turning CUDA tensors into numpy arrays)."""
     from dataclasses import replace
 
-    from test_response import small_model, synthetic_frames, zero_w0
+    from test_response import radial_w1_truth, small_model, synthetic_frames, zero_w0
 
     from thermocg import response
 
-    truth = small_model(["W0", "W1"], pair_heads=["W1"])
-    with torch.no_grad():
-        truth.heads["W1"].coefficients.copy_(torch.tensor([0.0, 40.0, 60.0, 30.0, 10.0, -10.0, -5.0, 0.0]))
+    truth = radial_w1_truth()
     frames = {"train": synthetic_frames(truth, 10, seed=1), "validation": synthetic_frames(truth, 6, seed=2)}
 
     def on(device, frame):

@@ -54,12 +54,17 @@ def synthetic_frames(true_model, n_frames, seed, sigma=5.0):
     return frames
 
 
-@pytest.fixture(scope="module")
-def truth():
+def radial_w1_truth():
+    """A model whose radial W1 is known: the thermal response the synthetic frames carry."""
     model = small_model(["W0", "W1"], pair_heads=["W1"])
     with torch.no_grad():
         model.heads["W1"].coefficients.copy_(torch.tensor([0.0, 40.0, 60.0, 30.0, 10.0, -10.0, -5.0, 0.0]))
     return model
+
+
+@pytest.fixture(scope="module")
+def truth():
+    return radial_w1_truth()
 
 
 def zero_w0(model):

@@ -104,6 +104,21 @@ def small_model(seed, heads):
                       head_scales={"W1": 100.0} if "W1" in heads else None, dtype="float64")
 
 
+def test_frames_evaluated_together_give_each_frames_own_forces(monkeypatch):
+    """model_forces puts several frames through the model at once: each frame's forces must be
+    those of the frame alone, in another box too, across the boundary between two calls."""
+    model = small_model(3, ["W0", "W1"])
+    rng = np.random.default_rng(0)
+    box = np.array([[1.2, 1.2, 1.2], [1.3, 1.1, 1.25], [1.2, 1.2, 1.2], [1.15, 1.3, 1.2], [1.4, 1.2, 1.1]])
+    positions = rng.uniform(0.0, 1.0, size=(len(box), 30, 3)) * box[:, None, :]
+    monkeypatch.setattr(metrics, "BEADS_PER_CALL", 60)  # two frames per call: calls of 2, 2 and 1
+    together = metrics.model_forces(model, positions, box, -0.02)
+    alone = np.concatenate([metrics.model_forces(model, positions[k:k + 1], box[k:k + 1], -0.02)
+                            for k in range(len(box))])
+    np.testing.assert_allclose(together, alone, rtol=0, atol=1e-10)
+    assert np.abs(together).max() > 1.0  # the frames have pairs within the cutoff
+
+
 def test_response_table_scores_against_the_centring_model(tmp_path):
     # Mapped forces equal to the T0 oracle's mean force make every y1 exactly zero, so each model
     # scores -mean |F_b,model|^2 and fm_ref (F_b = 0) scores 0: this checks which force centres y1,

@@ -147,14 +147,14 @@ def test_cg_md_killed_part_way_finishes_on_rerun_incomplete_and_a_forced_rerun_r
     workdir = tmp_path / "tiny"
     shutil.copytree(tiny_run, workdir, symlinks=True)
     config = workdir / "longer.yaml"  # long enough to be killed part-way
-    config.write_text(yaml.safe_dump(changed(("cgmd.production", 30.0), ("cgmd.checkpoint_interval", 0.4))))
+    config.write_text(yaml.safe_dump(changed(("cgmd.production", 10.0), ("cgmd.checkpoint_interval", 0.4))))
     run_dir, log = workdir / "results/cgmd/fm_ref/T300", workdir / "logs/cgmd/fm_ref/T300/cgmd.log"
     target = ["results/cgmd/fm_ref/T300/status.json", "--cores", "1", "--configfile", str(config)]
 
     kill_when_written(workdir, "results/cgmd/fm_ref/T300/checkpoint.npz", *target)
     assert "resumed from" in new_log_text(log, lambda: run_snakemake(workdir, *target, "--rerun-incomplete"))
     resumed = mdtraj.load(str(run_dir / "trajectory.dcd"), top=str(run_dir / "topology.pdb"))
-    assert resumed.n_frames == round(30.4 / TINY["cgmd"]["frame_interval"]) + 1
+    assert resumed.n_frames == round(10.4 / TINY["cgmd"]["frame_interval"]) + 1
 
     assert "resumed from" not in new_log_text(log, lambda: run_snakemake(workdir, *target, "-R", "cgmd"))
     recomputed = mdtraj.load(str(run_dir / "trajectory.dcd"), top=str(run_dir / "topology.pdb"))

@@ -51,16 +51,32 @@ def test_frames(beads_path, training):
     return beads["positions"][k], beads["forces"][k], beads["box"][k]
 
 
+#: Beads per model call of :func:`model_forces`: frames are evaluated together as one system of
+#: disjoint parts (small frames cost mostly the per-call overhead).
+BEADS_PER_CALL = 4096
+
+
 def model_forces(model, positions, box, dbeta):
-    """Mean force F(R; beta) (F, N, 3) of a model on frames, kJ/(mol nm)."""
+    """Mean force F(R; beta) (F, N, 3) of a model on frames, kJ/(mol nm).
+
+    Several frames go through the model in one call, their beads numbered one after another and
+    each frame's pairs within itself (a bead's force depends on its own frame only).
+    """
     dtype = next(model.parameters()).dtype
     neighbors = NeighborList(model.cutoff)
+    n_frames, n_beads = positions.shape[:2]
+    per_call = max(1, BEADS_PER_CALL // max(n_beads, 1))
     out = []
-    for frame, lengths in zip(positions, box):
-        x = torch.as_tensor(frame, dtype=dtype)
-        pairs = neighbors(x, torch.as_tensor(lengths, dtype=dtype))
-        out.append(nn.energy_and_forces(model, x, *pairs, dbeta)[1].double().numpy())
-    return np.stack(out)
+    for start in range(0, n_frames, per_call):
+        frames = torch.as_tensor(positions[start:start + per_call], dtype=dtype)
+        pairs = []
+        for k, (frame, lengths) in enumerate(zip(frames, box[start:start + per_call])):
+            i, j, shift = neighbors(frame, torch.as_tensor(lengths, dtype=dtype))
+            pairs.append((i + k * n_beads, j + k * n_beads, shift))
+        i, j, shift = (torch.cat(part) for part in zip(*pairs))
+        forces = nn.energy_and_forces(model, frames.reshape(-1, 3), i, j, shift, dbeta)[1]
+        out.append(forces.double().numpy().reshape(len(frames), n_beads, 3))
+    return np.concatenate(out)
 
 
 def thermal_response(model, positions, box, step=1e-4):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from thermocg import cgmd, io, md, nn, units
+from thermocg import cgmd, friction, io, md, nn, units
 
 SETTINGS = {
     "timestep": 0.004, "equilibration": 0.4, "production": 4.0, "frame_interval": 0.04, "checkpoint_interval": 2.0,
@@ -54,13 +54,16 @@ def test_simulate_writes_a_trajectory_of_the_production(ideal_gas, tmp_path):
 
 @pytest.mark.slow
 def test_friction_fit_recovers_the_free_diffusion_law(ideal_gas):
-    """Ideal gas under Langevin: D = k_B T / (m gamma), so the fit must invert that law."""
+    """Ideal gas under Langevin: D = k_B T / (m gamma), so the trial runs and the constant law
+    fitted on them (the pipeline's default) must invert that law."""
     gamma_true = 5.0
     target = units.KB * 300.0 / (units.WATER_MASS * gamma_true)
-    record = cgmd.fit_friction(ideal_gas / "model.pt", ideal_gas / "beads.npz", 300.0, target, SETTINGS, seed=4)
-    for trial in record["trials"]:
+    lines = cgmd.friction_lines({"300": ideal_gas / "model.pt"}, {"300": ideal_gas / "beads.npz"}, [300.0], 300.0,
+                                SETTINGS, seed=4)
+    for trial in lines["lines"]["300"]["trials"]:
         expected = units.KB * 300.0 / (units.WATER_MASS * trial["friction_per_ps"])
         assert trial["D_nm2_per_ps"] == pytest.approx(expected, rel=0.15)
+    record = friction.friction_law("constant", [300.0], 300.0, lines, {"300": target}, {})
     assert record["friction_per_ps"] == pytest.approx(gamma_true, rel=0.15)
 
 
@@ -148,14 +151,16 @@ def test_a_blow_up_in_the_friction_fit_is_recorded(ideal_gas, tmp_path):
     positions = frames["positions"].copy()
     positions[:, 1] = positions[:, 0] + [0.05, 0.0, 0.0]
     io.save_frames(tmp_path / "beads.npz", **dict(frames, positions=positions))
-    record = cgmd.fit_friction(ideal_gas / "model.pt", tmp_path / "beads.npz", 300.0, 0.1, SETTINGS, seed=4)
+    lines = cgmd.friction_lines({"300": ideal_gas / "model.pt"}, {"300": tmp_path / "beads.npz"}, [300.0], 300.0,
+                                SETTINGS, seed=4)
+    record = friction.friction_law("constant", [300.0, 450.0], 300.0, lines, {"300": 0.1}, {})
     assert record["stable"] is False and record["friction_per_ps"] is None and "apart" in record["reason"]
     io.write_json(tmp_path / "friction.json", record)
-    friction = cgmd.read_friction(tmp_path / "friction.json")
-    assert friction is None
+    gamma = cgmd.read_friction(tmp_path / "friction.json", 450.0)
+    assert gamma is None
     outputs = outputs_in(tmp_path / "T450")
     status = cgmd.simulate_or_record_blow_up(ideal_gas / "model.pt", tmp_path / "beads.npz", 450.0, 300.0, SETTINGS,
-                                             friction, outputs, seed=3)
+                                             gamma, outputs, seed=3)
     assert status["stable"] is False and "blew up in the friction fit at T0" in status["reason"]
     assert json.loads(json.dumps(status)) == status
     assert io.read_table(outputs["thermo"]).empty and outputs["trajectory"].exists() and outputs["topology"].exists()

@@ -115,16 +115,16 @@ def test_each_law_gives_its_stated_gamma_of_t():
     true_gamma = {250.0: 40.0, 300.0: 26.0, 450.0: 8.0}
     fg = {f"{t:g}": KB * t / (WATER_MASS * (true_gamma[t] + 4.0)) for t in temperatures}
     lines = exact_lines(temperatures)
-    oracle = cgmd.friction_law("oracle", temperatures, 300.0, lines, fg, {})
+    oracle = friction.friction_law("oracle", temperatures, 300.0, lines, fg, {})
     for t in temperatures:
         assert oracle["friction_by_temperature"][f"{t:g}"] == pytest.approx(true_gamma[t])
     # a predictive law sees the FG diffusion at T0 only
     only_t0 = {"300": fg["300"]}
-    constant = cgmd.friction_law("constant", temperatures, 300.0, lines, only_t0, {})
+    constant = friction.friction_law("constant", temperatures, 300.0, lines, only_t0, {})
     assert list(constant["friction_by_temperature"].values()) == pytest.approx([26.0] * 3)
     rng = np.random.default_rng(0)
     energy = rng.normal(scale=np.sqrt(6.0 * 256) * KB * 300.0, size=5000)
-    entropy = cgmd.friction_law("entropy", temperatures, 300.0, lines, only_t0,
+    entropy = friction.friction_law("entropy", temperatures, 300.0, lines, only_t0,
                                 {"alpha": 0.8, "heat_capacity_form": "constant"}, fg_energy=energy, n_molecules=256)
     c = entropy["entropy"]["c_v_ex_per_kB"]
     for t in temperatures:
@@ -135,10 +135,10 @@ def test_each_law_gives_its_stated_gamma_of_t():
     caging = {250.0: 8.0, 300.0: 4.0, 450.0: 1.0}
     varying = {"reference_temperature_K": 300.0,
                "lines": {f"{t:g}": {"stable": True, "trials": line(caging[t], t)} for t in temperatures}}
-    rescaling = cgmd.friction_law("rescaling", temperatures, 300.0, varying, only_t0, {})
+    rescaling = friction.friction_law("rescaling", temperatures, 300.0, varying, only_t0, {})
     for t in temperatures:
         assert rescaling["friction_by_temperature"][f"{t:g}"] == pytest.approx(26.0 * caging[t] / 4.0)
-    acf = cgmd.friction_law("force_acf", temperatures, 300.0, lines, only_t0, {},
+    acf = friction.friction_law("force_acf", temperatures, 300.0, lines, only_t0, {},
                             force_acf={"friction_per_ps": 12.0, "error_per_ps": 0.5, "plateau_lag_ps": 0.03})
     assert set(acf["friction_by_temperature"].values()) == {12.0}
 
@@ -153,16 +153,16 @@ def test_laws_said_to_share_t0_give_the_constant_gamma_there_to_the_last_bit(for
         {"friction_per_ps": 20.0, "D_nm2_per_ps": 0.00246 * t / 300.0}]} for t in temperatures}}
     energy = np.random.default_rng(1).normal(scale=np.sqrt(3.1 * 256) * KB * 300.0, size=300)
     extra = {"entropy": {"fg_energy": energy, "n_molecules": 256}}
-    constant = cgmd.friction_law("constant", temperatures, 300.0, lines, {"300": fg["300"]}, {})["friction_per_ps"]
+    constant = friction.friction_law("constant", temperatures, 300.0, lines, {"300": fg["300"]}, {})["friction_per_ps"]
     assert constant > 20.0, "the T0 target lies beyond the trials, as in the default run"
     for law in friction.SAME_AS_CONSTANT_AT_T0:
-        record = cgmd.friction_law(law, temperatures, 300.0, lines, fg if law == "oracle" else {"300": fg["300"]},
+        record = friction.friction_law(law, temperatures, 300.0, lines, fg if law == "oracle" else {"300": fg["300"]},
                                    {"alpha": 0.8, "heat_capacity_form": form}, **extra.get(law, {}))
         assert record["friction_by_temperature"]["300"] == constant, law
 
 
 def test_cgmd_reads_the_gamma_of_its_temperature(tmp_path):
-    record = cgmd.friction_law("oracle", [300.0, 450.0], 300.0, exact_lines([300.0, 450.0]),
+    record = friction.friction_law("oracle", [300.0, 450.0], 300.0, exact_lines([300.0, 450.0]),
                                {"300": 0.002, "450": 0.008}, {})
     io.write_json(tmp_path / "friction.json", record)
     assert cgmd.read_friction(tmp_path / "friction.json", 450.0) == record["friction_by_temperature"]["450"]
@@ -264,9 +264,9 @@ def test_a_blow_up_in_a_trial_run_gives_no_friction_there(tmp_path):
     lines = exact_lines([300.0, 450.0])
     lines["lines"]["450"] = {"stable": False, "reason": "blew up at step 3: beads 0.05 nm apart"}
     fg = {"300": 0.002, "450": 0.008}
-    record = cgmd.friction_law("oracle", [300.0, 450.0], 300.0, lines, fg, {})
+    record = friction.friction_law("oracle", [300.0, 450.0], 300.0, lines, fg, {})
     assert record["friction_by_temperature"]["450"] is None and record["friction_by_temperature"]["300"] > 0
     lines["lines"]["300"] = {"stable": False, "reason": "blew up at step 0"}
-    record = cgmd.friction_law("constant", [300.0, 450.0], 300.0, lines, fg, {})
+    record = friction.friction_law("constant", [300.0, 450.0], 300.0, lines, fg, {})
     io.write_json(tmp_path / "friction.json", record)
     assert record["stable"] is False and cgmd.read_friction(tmp_path / "friction.json", 450.0) is None

@@ -1,14 +1,13 @@
 """CG molecular dynamics as the pipeline runs it (METHOD.md, "CG dynamics").
 
 A fitted model runs at temperature T from the last mapped FG frame of that temperature, with
-Langevin (BAOAB, :mod:`thermocg.md`) friction gamma. gamma sets the time scale of CG diffusion:
-it is fitted once per model at T0 so that D_CG(T0) = D_FG(T0), then held constant at every other
-temperature (the stated temperature law: constant gamma), so D_CG/D_FG away from T0 is a prediction.
-
-The fit uses that 1/D is close to linear in gamma for Langevin dynamics (D ~ k_B T / (m (gamma +
-gamma_internal))): two short runs at trial frictions give the line, which is solved for D_FG(T0).
-A model that blows up in those runs is a result: its friction record says so, and its runs at every
-temperature are recorded as unstable without being simulated.
+Langevin (BAOAB, :mod:`thermocg.md`) friction gamma. gamma sets the time scale of CG diffusion.
+The trial runs of :func:`friction_lines` give at each temperature the line of 1/D against gamma
+(close to linear for Langevin dynamics: D ~ k_B T / (m (gamma + gamma_internal))), from which a law
+of :mod:`thermocg.friction` makes gamma(T); the default, constant, solves the T0 line for D_FG(T0)
+and holds that gamma at every other temperature, so D_CG/D_FG away from T0 is a prediction.
+A model that blows up in the trial runs is a result: its friction record says so, and its runs at
+every temperature are recorded as unstable without being simulated.
 """
 
 import json
@@ -20,11 +19,10 @@ import mdtraj
 import numpy as np
 import torch
 
-from thermocg import friction, io, md, nn, observables
+from thermocg import io, md, nn, observables
 
 log = logging.getLogger(__name__)
 
-MINIMUM_FRICTION = 0.01  # 1/ps: below this the thermostat would no longer hold the temperature
 
 
 def start_frame(beads_path):
@@ -165,90 +163,6 @@ def friction_lines(models, beads, temperatures, reference_temperature, settings,
             lines[key] = {"stable": False, "reason": f"blew up at step {error.step}: {error.reason}"}
     return {"reference_temperature_K": float(reference_temperature), "lines": lines,
             "units": {"friction_per_ps": "1/ps", "D_nm2_per_ps": "nm^2/ps"}}
-
-
-def fit_friction(model_path, beads_path, reference_temperature, target_diffusion, settings, seed):
-    """Friction (1/ps) that makes D_CG(T0) = D_FG(T0), from two trial frictions; returns a record.
-
-    A trial run that blows up is a result: the record then has ``stable`` false, the reason, and
-    ``friction_per_ps`` null.
-    """
-    try:
-        measured = trial_diffusion(model_path, beads_path, reference_temperature, reference_temperature, settings, seed)
-    except md.BlowUpError as error:
-        log.error("unstable at T0 = %g K in a trial run: %s", reference_temperature, error)
-        return {"stable": False, "friction_per_ps": None, "temperature_K": float(reference_temperature),
-                "reason": f"trial run blew up at step {error.step}: {error.reason}"}
-    gamma, fitted = friction.friction_for_diffusion(measured, target_diffusion, MINIMUM_FRICTION)
-    if fitted < MINIMUM_FRICTION:
-        log.warning("the model diffuses too slowly even without friction: gamma %.3g -> %.3g/ps", fitted, gamma)
-    return {
-        "stable": True,
-        "friction_per_ps": gamma,
-        "fitted_value_per_ps": fitted,
-        "trials": measured,
-        "target_D_nm2_per_ps": float(target_diffusion),
-        "temperature_K": float(reference_temperature),
-        "law": "constant",
-    }
-
-
-def friction_law(law, temperatures, reference_temperature, lines, fg_diffusion, law_settings, fg_energy=None,
-                 n_molecules=None, force_acf=None):
-    """gamma(T) of a friction law (see :mod:`thermocg.friction`) for every temperature; a record.
-
-    lines: a :func:`friction_lines` record (T0 at least; every T for the per-temperature laws);
-    fg_diffusion: {T label: D_FG} (T0 only for the predictive laws: they must not see the others);
-    fg_energy: the FG potential energies at T0 (law "entropy"); force_acf: a
-    :func:`thermocg.friction.friction_from_force_autocorrelation` result (law "force_acf").
-    ``friction_by_temperature`` maps T labels to gamma (None where the model blew up).
-    """
-    if law not in friction.LAWS:
-        raise ValueError(f"unknown friction law {law!r}: one of {friction.LAWS}")
-    t0 = f"{float(reference_temperature):g}"
-    line0 = lines["lines"][t0]
-    record = {"law": law, "reference_temperature_K": float(reference_temperature), "stable": line0["stable"]}
-    if not line0["stable"]:
-        return dict(record, friction_per_ps=None, friction_by_temperature={f"{float(t):g}": None for t in temperatures},
-                    reason=f"blew up in the friction fit at T0: {line0['reason']}")
-    gamma0, fitted0 = friction.friction_for_diffusion(line0["trials"], fg_diffusion[t0], MINIMUM_FRICTION)
-    record.update(friction_T0_per_ps=gamma0, fitted_T0_per_ps=fitted0, target_D_T0_nm2_per_ps=float(fg_diffusion[t0]))
-    by_temperature, targets = {}, {}
-    if law == "force_acf":
-        record["force_acf"] = {k: v for k, v in force_acf.items() if not isinstance(v, np.ndarray)}
-    if law == "entropy":
-        heat_capacity, error = friction.excess_heat_capacity(fg_energy, n_molecules, reference_temperature)
-        record["entropy"] = {"c_v_ex_per_kB": heat_capacity, "c_v_ex_error": error, **law_settings}
-    for temperature in temperatures:
-        key = f"{float(temperature):g}"
-        if law == "constant":
-            by_temperature[key] = gamma0
-            continue
-        if law == "force_acf":
-            by_temperature[key] = max(float(force_acf["friction_per_ps"]), MINIMUM_FRICTION)
-            continue
-        line = lines["lines"][key]
-        if law == "oracle":
-            targets[key] = float(fg_diffusion[key])
-        elif law == "rescaling":
-            if not line["stable"]:
-                by_temperature[key] = None
-                continue
-            targets[key] = float(fg_diffusion[t0]) * (friction.intrinsic_diffusion(line["trials"])
-                                                      / friction.intrinsic_diffusion(line0["trials"]))
-        else:  # entropy
-            targets[key] = float(friction.entropy_scaled_diffusion(
-                float(temperature), reference_temperature, fg_diffusion[t0], heat_capacity,
-                law_settings["alpha"], law_settings["heat_capacity_form"]))
-        by_temperature[key] = (friction.friction_for_diffusion(line["trials"], targets[key], MINIMUM_FRICTION)[0]
-                               if line["stable"] else None)
-    record.update(friction_per_ps=by_temperature[t0] if t0 in by_temperature else gamma0,
-                  friction_by_temperature=by_temperature)
-    if targets:
-        record["target_D_nm2_per_ps"] = targets
-    record["intrinsic_D_nm2_per_ps"] = {key: friction.intrinsic_diffusion(line["trials"])
-                                        for key, line in lines["lines"].items() if line["stable"]}
-    return record
 
 
 def read_friction(path, temperature=None):

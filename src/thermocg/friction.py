@@ -42,6 +42,7 @@ PER_TEMPERATURE_LAWS = ("oracle", "entropy", "rescaling")
 #: exactly 1 (no entropy change) and the rescaling law D_FG(T0) times gamma_int(T0) / gamma_int(T0)
 #: = 1. Their dynamics at T0 is one run.
 SAME_AS_CONSTANT_AT_T0 = ("constant", "oracle", "entropy", "rescaling")
+MINIMUM_FRICTION = 0.01  # 1/ps: below this the thermostat would no longer hold the temperature
 
 
 # --- time correlation functions ---------------------------------------------------------------------
@@ -141,7 +142,7 @@ def entropy_scaled_diffusion(temperature, reference_temperature, reference_diffu
 
 
 # --- per-temperature fit from the 1/D line -------------------------------------------------------------
-def friction_for_diffusion(trials, target_diffusion, minimum=0.01):
+def friction_for_diffusion(trials, target_diffusion, minimum=MINIMUM_FRICTION):
     """gamma (1/ps) at which the line 1/D = a + b gamma through two trial runs gives ``target``.
 
     trials: [{"friction_per_ps", "D_nm2_per_ps"}, ...] (two runs at one temperature). D_CG ~
@@ -195,3 +196,61 @@ def dynamics_table(fg_summaries, cg_summaries):
                        ratio_error=abs(ratio) * float(np.hypot(e_cg / d_cg, e_fg / d_fg)))
         rows.append(row)
     return pd.DataFrame(rows).sort_values(["model", "law", "temperature_K"]).reset_index(drop=True)
+
+
+def friction_law(law, temperatures, reference_temperature, lines, fg_diffusion, law_settings, fg_energy=None,
+                 n_molecules=None, force_acf=None):
+    """gamma(T) of a friction law (the module docstring's) for every temperature; a record.
+
+    lines: a :func:`thermocg.cgmd.friction_lines` record (T0 at least; every T for the per-temperature laws);
+    fg_diffusion: {T label: D_FG} (T0 only for the predictive laws: they must not see the others);
+    fg_energy: the FG potential energies at T0 (law "entropy"); force_acf: a
+    :func:`friction_from_force_autocorrelation` result (law "force_acf").
+    ``friction_by_temperature`` maps T labels to gamma (None where the model blew up).
+    """
+    if law not in LAWS:
+        raise ValueError(f"unknown friction law {law!r}: one of {LAWS}")
+    t0 = f"{float(reference_temperature):g}"
+    line0 = lines["lines"][t0]
+    record = {"law": law, "reference_temperature_K": float(reference_temperature), "stable": line0["stable"]}
+    if not line0["stable"]:
+        return dict(record, friction_per_ps=None, friction_by_temperature={f"{float(t):g}": None for t in temperatures},
+                    reason=f"blew up in the friction fit at T0: {line0['reason']}")
+    gamma0, fitted0 = friction_for_diffusion(line0["trials"], fg_diffusion[t0])
+    record.update(friction_T0_per_ps=gamma0, fitted_T0_per_ps=fitted0, target_D_T0_nm2_per_ps=float(fg_diffusion[t0]))
+    by_temperature, targets = {}, {}
+    if law == "force_acf":
+        record["force_acf"] = {k: v for k, v in force_acf.items() if not isinstance(v, np.ndarray)}
+    if law == "entropy":
+        heat_capacity, error = excess_heat_capacity(fg_energy, n_molecules, reference_temperature)
+        record["entropy"] = {"c_v_ex_per_kB": heat_capacity, "c_v_ex_error": error, **law_settings}
+    for temperature in temperatures:
+        key = f"{float(temperature):g}"
+        if law == "constant":
+            by_temperature[key] = gamma0
+            continue
+        if law == "force_acf":
+            by_temperature[key] = max(float(force_acf["friction_per_ps"]), MINIMUM_FRICTION)
+            continue
+        line = lines["lines"][key]
+        if law == "oracle":
+            targets[key] = float(fg_diffusion[key])
+        elif law == "rescaling":
+            if not line["stable"]:
+                by_temperature[key] = None
+                continue
+            targets[key] = float(fg_diffusion[t0]) * (intrinsic_diffusion(line["trials"])
+                                                      / intrinsic_diffusion(line0["trials"]))
+        else:  # entropy
+            targets[key] = float(entropy_scaled_diffusion(
+                float(temperature), reference_temperature, fg_diffusion[t0], heat_capacity,
+                law_settings["alpha"], law_settings["heat_capacity_form"]))
+        by_temperature[key] = (friction_for_diffusion(line["trials"], targets[key])[0]
+                               if line["stable"] else None)
+    record.update(friction_per_ps=by_temperature[t0] if t0 in by_temperature else gamma0,
+                  friction_by_temperature=by_temperature)
+    if targets:
+        record["target_D_nm2_per_ps"] = targets
+    record["intrinsic_D_nm2_per_ps"] = {key: intrinsic_diffusion(line["trials"])
+                                        for key, line in lines["lines"].items() if line["stable"]}
+    return record

@@ -1,11 +1,11 @@
-"""Rule fit_friction (and friction_law): gamma(T) of a friction law for one model (see thermocg.cgmd,
-thermocg.friction, docs/dynamics.md)."""
+"""Rule fit_friction (and friction_law): gamma(T) of a friction law for one model (see thermocg.friction,
+docs/dynamics.md)."""
 
 import json
 
 import numpy as np
 
-from thermocg import cgmd, friction, io, logs, mapping, metrics, nn, units
+from thermocg import friction, io, logs, mapping, units
 
 log = logs.to_file(snakemake.log[0])
 params = snakemake.params
@@ -32,6 +32,9 @@ else:
         beads = io.load_frames(snakemake.input.beads_reference)
         extra = {"fg_energy": beads["potential_energy"], "n_molecules": beads["positions"].shape[1]}
     if law == "force_acf":
+        # Only this law evaluates the model: the other laws' jobs skip importing torch (3 s each).
+        from thermocg import metrics, nn
+
         fine = mapping.map_frames(io.load_frames(snakemake.input.fine))
         model, _ = nn.load_model(snakemake.input.model)
         mean_force = metrics.model_forces(model, fine["positions"], fine["box"], 0.0)
@@ -43,7 +46,7 @@ else:
                  extra["force_acf"]["plateau_lag_ps"])
     law_settings = {"alpha": settings["law"]["entropy_alpha"],
                     "heat_capacity_form": settings["law"]["entropy_heat_capacity"]}
-    record = cgmd.friction_law(law, temperatures, t0, lines, fg_diffusion, law_settings, **extra)
+    record = friction.friction_law(law, temperatures, t0, lines, fg_diffusion, law_settings, **extra)
 record["units"] = {"friction_per_ps": "1/ps", "D_nm2_per_ps": "nm^2/ps", "mass": f"amu ({units.WATER_MASS} per bead)"}
 io.write_json(snakemake.output.friction, record)
 log.info("friction (%s): %s", law, record.get("friction_by_temperature", record.get("friction_per_ps")))

@@ -125,7 +125,7 @@ def test_each_law_gives_its_stated_gamma_of_t():
     rng = np.random.default_rng(0)
     energy = rng.normal(scale=np.sqrt(6.0 * 256) * KB * 300.0, size=5000)
     entropy = friction.friction_law("entropy", temperatures, 300.0, lines, only_t0,
-                                {"alpha": 0.8, "heat_capacity_form": "constant"}, fg_energy=energy, n_molecules=256)
+                                    {"alpha": 0.8, "heat_capacity_form": "constant"}, fg_energy=energy, n_molecules=256)
     c = entropy["entropy"]["c_v_ex_per_kB"]
     for t in temperatures:
         target = friction.entropy_scaled_diffusion(t, 300.0, fg["300"], c, 0.8, "constant")
@@ -139,7 +139,7 @@ def test_each_law_gives_its_stated_gamma_of_t():
     for t in temperatures:
         assert rescaling["friction_by_temperature"][f"{t:g}"] == pytest.approx(26.0 * caging[t] / 4.0)
     acf = friction.friction_law("force_acf", temperatures, 300.0, lines, only_t0, {},
-                            force_acf={"friction_per_ps": 12.0, "error_per_ps": 0.5, "plateau_lag_ps": 0.03})
+                                force_acf={"friction_per_ps": 12.0, "error_per_ps": 0.5, "plateau_lag_ps": 0.03})
     assert set(acf["friction_by_temperature"].values()) == {12.0}
 
 
@@ -157,13 +157,13 @@ def test_laws_said_to_share_t0_give_the_constant_gamma_there_to_the_last_bit(for
     assert constant > 20.0, "the T0 target lies beyond the trials, as in the default run"
     for law in friction.SAME_AS_CONSTANT_AT_T0:
         record = friction.friction_law(law, temperatures, 300.0, lines, fg if law == "oracle" else {"300": fg["300"]},
-                                   {"alpha": 0.8, "heat_capacity_form": form}, **extra.get(law, {}))
+                                       {"alpha": 0.8, "heat_capacity_form": form}, **extra.get(law, {}))
         assert record["friction_by_temperature"]["300"] == constant, law
 
 
 def test_cgmd_reads_the_gamma_of_its_temperature(tmp_path):
     record = friction.friction_law("oracle", [300.0, 450.0], 300.0, exact_lines([300.0, 450.0]),
-                               {"300": 0.002, "450": 0.008}, {})
+                                   {"300": 0.002, "450": 0.008}, {})
     io.write_json(tmp_path / "friction.json", record)
     assert cgmd.read_friction(tmp_path / "friction.json", 450.0) == record["friction_by_temperature"]["450"]
     assert cgmd.read_friction(tmp_path / "friction.json", 300) == record["friction_by_temperature"]["300"]

@@ -24,7 +24,6 @@ from thermocg import io, md, nn, observables
 log = logging.getLogger(__name__)
 
 
-
 def start_frame(beads_path):
     """Positions (N, 3) nm, box (3,) nm and masses (N,) amu of the last mapped FG frame."""
     beads = io.load_frames(beads_path)

@@ -28,6 +28,10 @@
 #   estimate  bench_gpu.py --parts estimate: wall time of config/paper.yaml on this machine from
 #             the bench tables and the tiny run's per-job benchmark files
 #
+# GPU_CHECK_PARTS (default: all of the above) runs only the parts it names, and
+# GPU_CHECK_BENCH_PARTS (default: fg cg ratio train diffsim) only those of bench_gpu.py, e.g. to
+# measure again what changed: GPU_CHECK_PARTS="install env tests bench" GPU_CHECK_BENCH_PARTS="fg cg ratio".
+#
 # Everything lands in $OUT (./gpu_out when OUT is unset), 7 files, within what the device tool
 # brings back: summary.txt (rc per part, the log check, the tables), env.log, tests.log,
 # bench.log, pipeline.log, tables.tar.gz (bench_gpu's TSVs), pipeline_logs.tar.gz (the tiny
@@ -75,6 +79,8 @@ else
     BENCH_ARGS=(--sizes 512 4096 32768 --device cuda --threads 4)
     PIPELINE_LIMIT=170
 fi
+PARTS=${GPU_CHECK_PARTS:-install env tests pipeline logcheck bench estimate}
+BENCH_PARTS=${GPU_CHECK_BENCH_PARTS:-fg cg ratio train diffsim}
 TABLES=$WORK/tables
 export PY REPO WORK OUT CORES EXPECT
 
@@ -87,6 +93,10 @@ ORDER=()
 run_part() {
     local name=$1 want=$2 log=$3 left
     shift 3
+    case " $PARTS " in
+        *" $name "*) ;;
+        *) say "== $name: not asked for (GPU_CHECK_PARTS)"; return ;;
+    esac
     left=$((BUDGET - (SECONDS - START) - ${RESERVE:-30}))
     [ "$left" -lt "$want" ] && want=$left
     ORDER+=("$name")
@@ -209,8 +219,9 @@ cuda_tests() {
     local files rc
     files=$(grep -l "cuda.is_available\|needs CUDA" tests/test_*.py | tr '\n' ' ')
     echo "CUDA tests in: $files"
+    # -s: the tests print what they measured (host synchronisations per step, for one)
     # shellcheck disable=SC2086
-    "$PY" -m pytest -p no:cacheprovider -rs -v -k cuda $files
+    "$PY" -m pytest -p no:cacheprovider -rs -v -s -k cuda $files
     rc=$?
     if [ "$rc" = 0 ] && [ "$EXPECT" = cuda ] && grep -q "SKIPPED" "$OUT/tests.log"; then
         echo "a CUDA test was skipped on the GPU machine: failure"
@@ -301,11 +312,11 @@ EOF
 }
 export -f check_logs
 run_part logcheck 60 "$OUT/pipeline.log" bash -c check_logs
-sed -n '/^rule  *logs/,$p' "$OUT/pipeline.log" >>"$SUMMARY"
+[ -f "$OUT/pipeline.log" ] && sed -n '/^rule  *logs/,$p' "$OUT/pipeline.log" >>"$SUMMARY"
 
 # --- bench (measurements) ---------------------------------------------------------------------
 RESERVE=60 run_part bench 300 "$OUT/bench.log" env PYTHONUNBUFFERED=1 "$PY" benchmarks/bench_gpu.py "${BENCH_ARGS[@]}" \
-    --parts fg cg ratio train diffsim --out-dir "$TABLES"
+    --parts $BENCH_PARTS --out-dir "$TABLES"
 
 # --- estimate ---------------------------------------------------------------------------------
 run_part estimate 90 "$OUT/bench.log" env PYTHONUNBUFFERED=1 "$PY" benchmarks/bench_gpu.py "${BENCH_ARGS[@]}" \
@@ -327,7 +338,7 @@ for name in "${ORDER[@]}"; do
     say "  $(printf '%-9s' "$name") rc ${RC[$name]}$([ "${RC[$name]}" = 0 ] && echo ' ok' || echo ' FAILED')"
     [ "${RC[$name]}" = 0 ] || failed=1
 done
-[ -f "$OUT/tests.log" ] && grep -E "passed|failed|skipped" "$OUT/tests.log" | tail -1 | sed 's/^/  tests: /' | tee -a "$SUMMARY"
+[ -f "$OUT/tests.log" ] && grep -E "^=+ .*(passed|failed|skipped|error)" "$OUT/tests.log" | sed 's/^/  tests: /' | tee -a "$SUMMARY"
 if [ -f "$TABLES/cg_fg_ratio.tsv" ]; then
     "$PY" - "$TABLES/cg_fg_ratio.tsv" <<'EOF' | tee -a "$SUMMARY"
 import sys

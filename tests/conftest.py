@@ -12,6 +12,16 @@ REPO = Path(__file__).resolve().parents[1]
 pytest_plugins = ["slurm_cluster"]
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """Groups for pytest-xdist's --dist loadgroup (pyproject.toml): the tests of one file run in
+    one worker, so that a module's fixtures are made once, and every test of the tiny run (a
+    session fixture of several files) runs in one worker, so that the pipeline runs once."""
+    for item in items:
+        group = "tiny_run" if "tiny_run" in item.fixturenames else item.path.name
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 def shared_dir():
     """The project's shared/ folder: beside the checkout, or where THERMOCG_SHARED points."""
     candidates = [os.environ.get("THERMOCG_SHARED"), REPO.parent / "shared"]

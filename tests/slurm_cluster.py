@@ -1,6 +1,11 @@
 """The runs of `snakemake --profile slurm` on the local Slurm cluster of tests/slurm/cluster.sh,
-a pytest plugin (tests/conftest.py loads it): the runs start when the session starts and their
-tests in tests/test_slurm.py run last, so that the other tests fill the time the runs wait.
+a pytest plugin (tests/conftest.py loads it): the runs start as soon as the tests are collected
+and their tests in tests/test_slurm.py run last, so that the other tests fill the time the runs
+wait.
+
+One process starts the runs and ends them at the end of the session: pytest's own, or, under
+pytest-xdist, the controller (which outlives its workers). The tests read a run's outcome from
+files in its folder (exit_status, snakemake.out), so any worker can wait for it.
 
 The local cluster differs from a real one only in site values, which the profile reads from
 THERMOCG_SLURM_* variables (LOCAL_SITE below): its partition and account, and no GPUs
@@ -8,10 +13,14 @@ THERMOCG_SLURM_* variables (LOCAL_SITE below): its partition and account, and no
 """
 
 import io
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -85,6 +94,19 @@ def finish(workdir, process, timeout=1800):
     finally:
         cancel(process)
     return subprocess.CompletedProcess(process.args, process.returncode, (workdir / "snakemake.out").read_text())
+
+
+def finished_run(workdir, timeout=1800):
+    """Wait for a run of CLUSTER_RUNS (started by another process, perhaps): its exit status and
+    output (a CompletedProcess). The starting process ends a run still going at the session's end."""
+    exit_status = workdir / "exit_status"
+    deadline = time.monotonic() + timeout
+    while not exit_status.exists():
+        if time.monotonic() > deadline:
+            pytest.fail(f"the Snakemake run in {workdir} did not end within {timeout} s")
+        time.sleep(2)
+    returncode = int(exit_status.read_text())
+    return subprocess.CompletedProcess(["snakemake"], returncode, (workdir / "snakemake.out").read_text())
 
 
 def cancel(process):
@@ -161,37 +183,97 @@ CLUSTER_RUNS = {
 }
 
 
-def cluster_tests(items):
-    """The names of the selected tests of CLUSTER_RUNS, in CLUSTER_RUNS's order."""
-    selected = {item.originalname for item in items}
-    return [test for test in CLUSTER_RUNS if test in selected]
+RUNS_FILE = "cluster_runs.json"  # {test: its run's folder}, in the session's basetemp
 
 
-@pytest.fixture(scope="session")
-def cluster_runs(slurm_cluster, request, tmp_path_factory):
-    """The runs of the selected tests of CLUSTER_RUNS, all started at once, when the session
-    starts (cluster_runs_start_first). Each waits much of its time (for a time limit, for Slurm's
-    queue, for the executor's status checks, which back off by 10 s per check up to 3 minutes),
-    and the other tests, which run first (pytest_collection_modifyitems), fill that time: the CI
-    took 24.8 and 27.1 minutes so, 28.3 with the runs started by their tests at the end (593 s),
-    on one morning. {test: (workdir, Snakemake process)}."""
-    runs = {}
-    for test in cluster_tests(request.session.items):
-        workdir = tmp_path_factory.mktemp(CLUSTER_RUNS[test].__name__)
-        runs[test] = workdir, CLUSTER_RUNS[test](workdir)
-    yield runs
-    for _, process in runs.values():
-        cancel(process)
+def runs_root(config):
+    """The folder of the cluster runs: the session's basetemp (pytest-xdist's workers have theirs
+    inside the controller's, one folder down)."""
+    basetemp = config._tmp_path_factory.getbasetemp()
+    return basetemp.parent if hasattr(config, "workerinput") else basetemp
 
 
-@pytest.fixture(scope="session", autouse=True)
-def cluster_runs_start_first(request):
-    """Start the cluster runs before the first test, where a cluster is up to run them (where
-    none is, their tests skip or fail with the reason, through slurm_cluster)."""
-    if cluster_tests(request.session.items) and cluster_status().returncode == 0:
-        request.getfixturevalue("cluster_runs")
+class ClusterRuns:
+    """The runs of the selected tests of CLUSTER_RUNS, started at once by :meth:`start` in the
+    process that ends them (:meth:`cancel`). Each waits much of its time (for a time limit, for
+    Slurm's queue, for the executor's status checks, which back off by 10 s per check up to 3
+    minutes), and the other tests, which run first (pytest_collection_modifyitems), fill that
+    time: the CI took 24.8 and 27.1 minutes so, 28.3 with the runs started by their tests at the
+    end (593 s), on one morning."""
+
+    def __init__(self):
+        self.processes = []
+        self.started = False
+
+    def start(self, config, test_names):
+        """Start the runs of these tests where a cluster takes jobs, and write RUNS_FILE (empty
+        where nothing started: their tests then skip or fail with the reason, through slurm_cluster)."""
+        if self.started:
+            return
+        self.started = True
+        root = runs_root(config)
+        runs = {}
+        tests = [test for test in CLUSTER_RUNS if test in set(test_names)]
+        if tests and cluster_status().returncode == 0:
+            for test in tests:
+                workdir = root / CLUSTER_RUNS[test].__name__
+                workdir.mkdir()
+                process = CLUSTER_RUNS[test](workdir)
+                self.processes.append(process)
+                threading.Thread(target=record_exit_status, args=(workdir, process), daemon=True).start()
+                runs[test] = str(workdir)
+        (root / f"{RUNS_FILE}.part").write_text(json.dumps(runs))
+        (root / f"{RUNS_FILE}.part").rename(root / RUNS_FILE)
+
+    def cancel(self):
+        for process in self.processes:
+            cancel(process)
+
+
+def record_exit_status(workdir, process):
+    """Write the run's exit status to workdir/exit_status when it ends (whole or not at all)."""
+    process.wait()
+    (workdir / "exit_status.part").write_text(str(process.returncode))
+    (workdir / "exit_status.part").rename(workdir / "exit_status")
+
+
+CLUSTER_RUNS_OF_THIS_PROCESS = ClusterRuns()
+
+
+def pytest_collection_finish(session):
+    """Without pytest-xdist, and in none of its processes: start the runs once the tests are known."""
+    config = session.config
+    if not hasattr(config, "workerinput") and not config.pluginmanager.hasplugin("dsession"):
+        CLUSTER_RUNS_OF_THIS_PROCESS.start(config, [item.originalname for item in session.items])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    """pytest-xdist's controller: start the runs when the first worker has collected the tests
+    (node ids like tests/test_slurm.py::test_name[params]@group)."""
+    names = [nodeid.split("::")[-1].split("@")[0].split("[")[0] for nodeid in ids]
+    CLUSTER_RUNS_OF_THIS_PROCESS.start(node.config, names)
+
+
+def pytest_sessionfinish(session):
+    CLUSTER_RUNS_OF_THIS_PROCESS.cancel()
 
 
 def pytest_collection_modifyitems(items):
     """The tests that wait for a cluster run go last (a stable sort keeps the others' order)."""
     items.sort(key=lambda item: item.originalname in CLUSTER_RUNS)
+
+
+@pytest.fixture(scope="session")
+def cluster_runs(slurm_cluster, request):
+    """{test: the folder of its run}, as the process that started the runs wrote it."""
+    runs_file = runs_root(request.config) / RUNS_FILE
+    deadline = time.monotonic() + 300
+    while not runs_file.exists():
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {runs_file}: the cluster runs were not started")
+        time.sleep(1)
+    runs = {test: Path(workdir) for test, workdir in json.loads(runs_file.read_text()).items()}
+    if not runs:
+        pytest.fail(f"a local Slurm cluster is up but no cluster run was started (see {runs_file})")
+    return runs

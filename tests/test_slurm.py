@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from slurm_cluster import REPO, finish, resolved_profile, snakemake
+from slurm_cluster import REPO, finished_run, resolved_profile, snakemake
 
 GPU_RULES = ["sample_fg", "fit", "fit_oracle", "sweep_fit", "cgmd", "refine_diffsim", "friction_lines", "dynamics_cg",
              "sample_fg_fine", "sample_fg_score"]
@@ -98,8 +98,8 @@ def test_tiny_pipeline_runs_every_rule_as_a_slurm_job(cluster_runs):
         [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--list-rules"],
         cwd=REPO, capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
-    workdir, process = cluster_runs["test_tiny_pipeline_runs_every_rule_as_a_slurm_job"]
-    result = finish(workdir, process)
+    workdir = cluster_runs["test_tiny_pipeline_runs_every_rule_as_a_slurm_job"]
+    result = finished_run(workdir)
     assert result.returncode == 0, result.stdout[-5000:]
     output = result.stdout
 
@@ -133,8 +133,8 @@ def test_tiny_pipeline_runs_every_rule_as_a_slurm_job(cluster_runs):
 @pytest.mark.slow
 def test_job_killed_at_its_time_limit_is_retried_and_resumes_from_its_checkpoint(cluster_runs):
     """See start_retry_run."""
-    workdir, process = cluster_runs["test_job_killed_at_its_time_limit_is_retried_and_resumes_from_its_checkpoint"]
-    result = finish(workdir, process)
+    workdir = cluster_runs["test_job_killed_at_its_time_limit_is_retried_and_resumes_from_its_checkpoint"]
+    result = finished_run(workdir)
     assert result.returncode == 0, result.stdout[-5000:]
 
     jobs = sacct(run_id(result.stdout))

@@ -1,5 +1,6 @@
 """Shared paths and helpers for the test suite."""
 
+import json
 import os
 import subprocess
 import sys
@@ -12,14 +13,40 @@ REPO = Path(__file__).resolve().parents[1]
 pytest_plugins = ["slurm_cluster"]
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items):
-    """Groups for pytest-xdist's --dist loadgroup (pyproject.toml): the tests of one file run in
-    one worker, so that a module's fixtures are made once, and every test of the tiny run (a
-    session fixture of several files) runs in one worker, so that the pipeline runs once."""
-    for item in items:
-        group = "tiny_run" if "tiny_run" in item.fixturenames else item.path.name
-        item.add_marker(pytest.mark.xdist_group(group))
+# pytest-xdist (pyproject.toml: -n 2): which tests run in one worker. {node id: group} in the
+# session's basetemp, written by the workers, which know each test's fixtures, and read by the
+# controller's scheduler, which knows only node ids.
+GROUPS_FILE = "xdist_groups.json"
+
+
+def xdist_group(item):
+    """The tests of one file run in one worker, so that a module's fixtures are made once; and
+    every test of the tiny run (a session fixture of several files) runs in one worker, so that
+    the pipeline runs once."""
+    return "tiny_run" if "tiny_run" in item.fixturenames else item.path.name
+
+
+def pytest_collection_modifyitems(config, items):
+    if hasattr(config, "workerinput"):
+        root = config._tmp_path_factory.getbasetemp().parent  # the controller's basetemp
+        part = root / f"{GROUPS_FILE}.{config.workerinput['workerid']}"
+        part.write_text(json.dumps({item.nodeid: xdist_group(item) for item in items}))
+        part.replace(root / GROUPS_FILE)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):
+        """xdist's scheduling by scope, the scope of a test being its xdist_group."""
+
+        def _split_scope(self, nodeid):
+            if not hasattr(self, "groups"):  # all workers have collected (and written) by now
+                self.groups = json.loads((config._tmp_path_factory.getbasetemp() / GROUPS_FILE).read_text())
+            return self.groups[nodeid]
+
+    return SharedFixtureScheduling(config, log)
 
 
 def shared_dir():

@@ -81,7 +81,7 @@ def sacct(run_id):
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     jobs = [dict(zip(fields, line.split("|"))) for line in out.splitlines() if line]
-    print("sacct for run", run_id)  # shown with pytest -s or on failure
+    print("sacct for run", run_id)  # shown on failure, or with pytest -n 0 -s
     print("\n".join(" ".join(job[f] for f in fields) for job in jobs))
     return sorted(jobs, key=lambda job: int(job["JobIDRaw"]))
 

@@ -250,8 +250,8 @@ def pytest_collection_finish(session):
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_node_collection_finished(node, ids):
     """pytest-xdist's controller: start the runs when the first worker has collected the tests
-    (node ids like tests/test_slurm.py::test_name[params]@group)."""
-    names = [nodeid.split("::")[-1].split("@")[0].split("[")[0] for nodeid in ids]
+    (node ids like tests/test_slurm.py::test_name[params])."""
+    names = [nodeid.split("::")[-1].split("[")[0] for nodeid in ids]
     CLUSTER_RUNS_OF_THIS_PROCESS.start(node.config, names)
 
 

@@ -13,6 +13,13 @@ REPO = Path(__file__).resolve().parents[1]
 pytest_plugins = ["slurm_cluster"]
 
 
+def session_basetemp(config):
+    """The basetemp of the whole session, shared by its processes: pytest's own, or under
+    pytest-xdist the controller's (each worker's basetemp is a folder inside it)."""
+    basetemp = config._tmp_path_factory.getbasetemp()
+    return basetemp.parent if hasattr(config, "workerinput") else basetemp
+
+
 # pytest-xdist (pyproject.toml: -n 2): which tests run in one worker. {node id: group} in the
 # session's basetemp, written by the workers, which know each test's fixtures, and read by the
 # controller's scheduler, which knows only node ids. (xdist's --dist loadgroup, which carries the
@@ -20,7 +27,7 @@ pytest_plugins = ["slurm_cluster"]
 GROUPS_FILE = "xdist_groups.json"
 
 
-def xdist_group(item):
+def worker_group(item):
     """The tests of one file run in one worker, so that a module's fixtures are made once; and
     every test of the tiny run (a session fixture of several files) runs in one worker, so that
     the pipeline runs once."""
@@ -29,9 +36,9 @@ def xdist_group(item):
 
 def pytest_collection_modifyitems(config, items):
     if hasattr(config, "workerinput"):
-        root = config._tmp_path_factory.getbasetemp().parent  # the controller's basetemp
+        root = session_basetemp(config)
         part = root / f"{GROUPS_FILE}.{config.workerinput['workerid']}"
-        part.write_text(json.dumps({item.nodeid: xdist_group(item) for item in items}))
+        part.write_text(json.dumps({item.nodeid: worker_group(item) for item in items}))
         part.replace(root / GROUPS_FILE)
 
 
@@ -40,11 +47,11 @@ def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
 
     class SharedFixtureScheduling(LoadScopeScheduling):
-        """xdist's scheduling by scope, the scope of a test being its xdist_group."""
+        """xdist's scheduling by scope, the scope of a test being its worker_group."""
 
         def _split_scope(self, nodeid):
             if not hasattr(self, "groups"):  # all workers have collected (and written) by now
-                self.groups = json.loads((config._tmp_path_factory.getbasetemp() / GROUPS_FILE).read_text())
+                self.groups = json.loads((session_basetemp(config) / GROUPS_FILE).read_text())
             return self.groups[nodeid]
 
     return SharedFixtureScheduling(config, log)

@@ -25,7 +25,7 @@ from unittest import mock
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, session_basetemp
 
 PROFILE = REPO / "slurm"
 CLUSTER_SH = REPO / "tests" / "slurm" / "cluster.sh"
@@ -186,13 +186,6 @@ CLUSTER_RUNS = {
 RUNS_FILE = "cluster_runs.json"  # {test: its run's folder}, in the session's basetemp
 
 
-def runs_root(config):
-    """The folder of the cluster runs: the session's basetemp (pytest-xdist's workers have theirs
-    inside the controller's, one folder down)."""
-    basetemp = config._tmp_path_factory.getbasetemp()
-    return basetemp.parent if hasattr(config, "workerinput") else basetemp
-
-
 class ClusterRuns:
     """The runs of the selected tests of CLUSTER_RUNS, started at once by :meth:`start` in the
     process that ends them (:meth:`cancel`). Each waits much of its time (for a time limit, for
@@ -211,7 +204,7 @@ class ClusterRuns:
         if self.started:
             return
         self.started = True
-        root = runs_root(config)
+        root = session_basetemp(config)
         runs = {}
         tests = [test for test in CLUSTER_RUNS if test in set(test_names)]
         if tests and cluster_status().returncode == 0:
@@ -267,7 +260,7 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(scope="session")
 def cluster_runs(slurm_cluster, request):
     """{test: the folder of its run}, as the process that started the runs wrote it."""
-    runs_file = runs_root(request.config) / RUNS_FILE
+    runs_file = session_basetemp(request.config) / RUNS_FILE
     deadline = time.monotonic() + 300
     while not runs_file.exists():
         if time.monotonic() > deadline:

@@ -202,6 +202,31 @@ def test_force_matching_against_structure_benchmark(tiny_run):
 
 
 @pytest.mark.slow
+def test_core_force_benchmark_gives_each_models_error_on_the_fg_frames(tiny_run):
+    """benchmarks/bench_prior.py on the tiny run: at T0 trf1 (fm_ref's W0, dbeta = 0) and the oracle
+    (fm_ref's model there) have fm_ref's pair-projected force error to the bit; away from T0 the
+    oracle's own model differs, and trf1 differs exactly when its thermal term is not zero (the tiny
+    run's frames may not determine one); the FG profile and the errors are finite where there are pairs."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, str(REPO / "benchmarks/bench_prior.py"), "--config", str(REPO / "config/test.yaml"),
+                    "--models", "fm_ref", "trf1", "fm_oracle"],
+                   cwd=tiny_run, check=True, capture_output=True, text=True, timeout=600)
+    table = io.read_table(tiny_run / "benchmarks/results/prior.tsv")
+    first_shell = table[table["pairs_per_frame_T300"] >= 1.0]
+    assert len(first_shell) >= 5 and np.isfinite(first_shell["P_T300"]).all()
+    for model in ("trf1", "fm_oracle"):
+        np.testing.assert_array_equal(first_shell[f"{model}_minus_FG_T300"], first_shell["fm_ref_minus_FG_T300"])
+    assert (first_shell["fm_ref_minus_FG_T300_se"] > 0).all()
+    hot = table[table["pairs_per_frame_T320"] >= 1.0]
+    assert not np.allclose(hot["fm_oracle_minus_FG_T320"], hot["fm_ref_minus_FG_T320"])
+    trf1, _ = nn.load_model(tiny_run / "results/models/trf1/model.pt")
+    thermal_term = bool(trf1.heads["W1"].coefficients.detach().abs().sum() > 0)
+    assert np.array_equal(hot["trf1_minus_FG_T320"], hot["fm_ref_minus_FG_T320"]) != thermal_term
+
+
+@pytest.mark.slow
 def test_transferability_numbers_agree_with_an_independent_recomputation(tiny_run):
     """eps_g and D_cg of one (model, T) recomputed from the trajectories with mdtraj and plain numpy."""
     results = tiny_run / "results"

@@ -32,7 +32,8 @@ from thermocg.config import temperature_label
 
 
 def model_path(results, config, name, label):
-    """The file of model ``name`` at temperature ``label`` (the oracle entry has one per T; at T0 it is fm_ref's force field)."""
+    """The file of model ``name`` at temperature ``label`` (the oracle entry has one per T; at T0 it is fm_ref's force
+    field), as workflow/rules/common.smk's model_file finds it."""
     if config["models"][name]["kind"] != "fm_oracle":
         return results / f"models/{name}/model.pt"
     if float(label) == float(config["reference_temperature"]):
@@ -51,6 +52,9 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(1)
     config = configuration.load(args.config)
+    unknown = [name for name in args.models if name not in config["models"]]
+    if unknown:
+        parser.error(f"--models {unknown} are not model entries of {args.config} ({', '.join(config['models'])})")
     results = Path(args.results)
     edges = np.round(np.arange(0.22, args.r_max + 1e-4, 0.005), 6)
     centres = 0.5 * (edges[1:] + edges[:-1])

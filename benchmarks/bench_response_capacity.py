@@ -29,15 +29,15 @@ n_i (the embedding-function form of many-body potentials; --coordination-basis c
 included, is scaled by 1 + c dbeta (beta0/beta) (the lowest-capacity many-body term there is);
 ``coefficient``: c fitted without ridge, ± its jackknife SE over blocks of training frames.
 
-With ``--md-coefficients``, what such a term would do if it were determined: the run's trf1 with
-W1 += c W0 for each c (and c = 0, trf1 itself), simulated as the pipeline's cgmd does at
+With ``--md-coefficients``, what such a term would do if it were determined: the run's model
+``--md-model`` (a trf1 or trf2 entry) with W1 += c W0 for each c (and c = 0, the model itself), simulated as the pipeline's cgmd does at
 ``--md-temperatures`` for each of ``--md-seeds``, eps_g and eps_a against the FG run; written to
 benchmarks/results/response_capacity_md.tsv.
 
     python benchmarks/bench_response_capacity.py [--results results] [--config config/config.yaml]
         [--three-body-radial 3] [--three-body-range 0.40]
         [--coordination-basis 8] [--coordination-shell 0.31 0.35]
-        [--md-coefficients 0.3 0.6] [--md-temperatures 700] [--md-seeds 2026 1] [--md-only]
+        [--md-coefficients 0.3 0.6] [--md-model trf1] [--md-temperatures 700] [--md-seeds 2026 1] [--md-only]
 
 Writes benchmarks/results/response_capacity.tsv and prints it; fits in a temporary folder.
 """
@@ -54,6 +54,7 @@ import torch
 from thermocg import (
     cgmd,
     io,
+    kinds,
     metrics,
     nn,
     observables,
@@ -160,17 +161,17 @@ def with_w0_term(model_path, coefficient, temperature):
     return model, dict(metadata, name=f"{metadata['name']}+{coefficient:g}W0"), scale
 
 
-def md_with_w0_term(config, results, coefficients, temperatures, seeds, folder):
-    """eps of trf1 with W1 += c W0 for each c (0 included) at each temperature and CG seed."""
+def md_with_w0_term(config, results, name, coefficients, temperatures, seeds, folder):
+    """eps of model ``name`` with W1 += c W0 for each c (0 included) at each temperature and CG seed."""
     rows = []
-    trf1 = results / "models/trf1/model.pt"
+    fitted = results / f"models/{name}/model.pt"
     for temperature in temperatures:
         label = temperature_label(temperature)
         fg = results / f"observables/fg/T{label}"
         rdf_fg, adf_fg = io.read_table(fg / "rdf_com.tsv"), io.read_table(fg / "adf.tsv")
-        friction = cgmd.read_friction(results / "cgmd/trf1/friction.json", temperature)
+        friction = cgmd.read_friction(results / f"cgmd/{name}/friction.json", temperature)
         for coefficient in [0.0, *coefficients]:
-            model, metadata, scale = with_w0_term(trf1, coefficient, temperature)
+            model, metadata, scale = with_w0_term(fitted, coefficient, temperature)
             path = Path(folder) / f"c{coefficient:g}_T{label}.pt"
             nn.save_model(path, model, metadata)
             for seed in seeds:
@@ -215,6 +216,7 @@ def main():
     parser.add_argument("--coordination-basis", type=int, default=8, help="spline coefficients of the coordination term")
     parser.add_argument("--coordination-shell", type=float, nargs=2, default=[0.31, 0.35], help="nm, where s(r) falls from 1 to 0")
     parser.add_argument("--md-coefficients", type=float, nargs="*", default=[], help="c of W1 += c W0 to simulate, kJ/mol")
+    parser.add_argument("--md-model", default="trf1", help="the model entry (kind trf1 or trf2) to run with W1 += c W0")
     parser.add_argument("--md-temperatures", type=float, nargs="+", default=[700.0], help="K")
     parser.add_argument("--md-seeds", type=int, nargs="+", default=[2026, 1])
     parser.add_argument("--md-only", action="store_true", help="only the runs of --md-coefficients, no fits")
@@ -223,12 +225,14 @@ def main():
     config = configuration.load(args.config)
     results = Path(args.results)
     if args.md_coefficients:
+        if config["models"].get(args.md_model, {}).get("kind") not in kinds.RESPONSE_KINDS:
+            parser.error(f"--md-model {args.md_model}: not an entry of kind {' or '.join(sorted(kinds.RESPONSE_KINDS))} in {args.config}")
         with tempfile.TemporaryDirectory() as folder:
-            table = md_with_w0_term(config, results, args.md_coefficients, args.md_temperatures, args.md_seeds, folder)
+            table = md_with_w0_term(config, results, args.md_model, args.md_coefficients, args.md_temperatures, args.md_seeds, folder)
         out = Path("benchmarks/results/response_capacity_md.tsv")
         out.parent.mkdir(parents=True, exist_ok=True)
         io.write_table(out, table, comment=(
-            f"trf1 of {results} with W1 += c W0 (c in kJ/mol; W0 scaled by w0_scale at T), CG MD as the pipeline's cgmd; "
+            f"{args.md_model} of {results} with W1 += c W0 (c in kJ/mol; W0 scaled by w0_scale at T), CG MD as the pipeline's cgmd; "
             "eps_g, eps_a (1/deg) against the FG run at T"))
         print(table.groupby(["T_K", "coefficient"])[["w0_scale", "eps_g", "eps_a"]].agg(["mean", "std"]).to_string())
     if args.md_only:

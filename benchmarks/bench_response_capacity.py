@@ -296,12 +296,13 @@ def main():
         neighbors = NeighborList(radial.cutoff)
         score_pairs = [neighbors(torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64))
                        for x, b in zip(positions, box)]
+        radial_response = metrics.thermal_response(radial, positions, box)
         for term, basis in extra_terms.items():
             train_system, validation = systems[term]["train"], systems[term]["validation"]
             coefficients, table = response.solve_ridge(train_system, validation, np.eye(len(train_system.rhs)))
             curve = pd.DataFrame(table).assign(head="W1")
             extra = np.stack([(basis(x, pairs) @ coefficients).reshape(-1, 3) for x, pairs in zip(positions, score_pairs)])
-            predicted = metrics.thermal_response(radial, positions, box) + extra
+            predicted = radial_response + extra
             name = f"radial+{term}_local"
             score, score_se, per_frame[name] = metrics.response_score(y1, predicted)
             rows.append({"representation": f"radial+{term}", "estimator": "local", "term": "W1",
@@ -322,7 +323,7 @@ def main():
     io.write_table(out, table, comment=(
         f"trf2's thermal terms fitted on the T0 frames of {results} (fm_ref's W0); best_validation_gain: the drop of the "
         "term's validation MSE below no term (W1: (kJ/mol)^4/nm^2), ± SE over blocks; score: held-out score of W1; "
-        f"three-body: {shape[0]} radial functions on [{THREE_BODY_R_MIN}, {shape[1]}] nm, orders 1-3, and W0 (W1 += c W0), "
+        f"three-body: {shape[0]} radial functions on [{THREE_BODY_R_MIN}, {shape[1]}] nm, orders 1-3, coordination F(n_i), and W0 (W1 += c W0), "
         "each on the radial local residual; coefficient: c without ridge ± jackknife SE"))
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.to_string(index=False))

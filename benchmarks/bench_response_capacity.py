@@ -161,32 +161,37 @@ def with_w0_term(model_path, coefficient, temperature):
     return model, dict(metadata, name=f"{metadata['name']}+{coefficient:g}W0"), scale
 
 
+def cg_errors(config, results, model_file, friction_of, temperature, seed, run):
+    """CG MD of ``model_file`` at ``temperature`` as the pipeline's cgmd runs it (the friction of
+    results/cgmd/``friction_of``), files named ``run``.*: eps_g and eps_a (1/deg) against the FG run."""
+    label = temperature_label(temperature)
+    fg = results / f"observables/fg/T{label}"
+    rdf_fg, adf_fg = io.read_table(fg / "rdf_com.tsv"), io.read_table(fg / "adf.tsv")
+    friction = cgmd.read_friction(results / f"cgmd/{friction_of}/friction.json", temperature)
+    outputs = {"trajectory": f"{run}.dcd", "topology": f"{run}.pdb", "thermo": f"{run}.tsv", "checkpoint": f"{run}.ckpt"}
+    cgmd.simulate(str(model_file), results / f"cg/T{label}/beads.npz", float(temperature), config["reference_temperature"],
+                  config["cgmd"], friction, outputs, seed)
+    beads = cgmd.trajectory_beads(outputs["trajectory"], outputs["topology"], config["cgmd"], float(temperature))
+    tables, _ = observables.compute_all(beads, config["observables"])
+    return {"eps_g": transfer.rdf_error(tables["rdf_com"]["r_nm"], tables["rdf_com"]["g"], rdf_fg["r_nm"], rdf_fg["g"]),
+            "eps_a": transfer.adf_error(tables["adf"]["theta_deg"], tables["adf"]["p_per_deg"],
+                                        adf_fg["theta_deg"], adf_fg["p_per_deg"])}
+
+
 def md_with_w0_term(config, results, name, coefficients, temperatures, seeds, folder):
     """eps of model ``name`` with W1 += c W0 for each c (0 included) at each temperature and CG seed."""
     rows = []
     fitted = results / f"models/{name}/model.pt"
     for temperature in temperatures:
         label = temperature_label(temperature)
-        fg = results / f"observables/fg/T{label}"
-        rdf_fg, adf_fg = io.read_table(fg / "rdf_com.tsv"), io.read_table(fg / "adf.tsv")
-        friction = cgmd.read_friction(results / f"cgmd/{name}/friction.json", temperature)
         for coefficient in [0.0, *coefficients]:
             model, metadata, scale = with_w0_term(fitted, coefficient, temperature)
             path = Path(folder) / f"c{coefficient:g}_T{label}.pt"
             nn.save_model(path, model, metadata)
             for seed in seeds:
-                run = Path(folder) / f"c{coefficient:g}_T{label}_seed{seed}"
-                outputs = {"trajectory": str(run) + ".dcd", "topology": str(run) + ".pdb", "thermo": str(run) + ".tsv",
-                           "checkpoint": str(run) + ".ckpt"}
                 start = time.perf_counter()
-                cgmd.simulate(str(path), results / f"cg/T{label}/beads.npz", float(temperature), config["reference_temperature"],
-                              config["cgmd"], friction, outputs, seed)
-                beads = cgmd.trajectory_beads(outputs["trajectory"], outputs["topology"], config["cgmd"], float(temperature))
-                tables, _ = observables.compute_all(beads, config["observables"])
-                rows.append({"T_K": temperature, "coefficient": coefficient, "w0_scale": scale, "seed": seed,
-                             "eps_g": transfer.rdf_error(tables["rdf_com"]["r_nm"], tables["rdf_com"]["g"], rdf_fg["r_nm"], rdf_fg["g"]),
-                             "eps_a": transfer.adf_error(tables["adf"]["theta_deg"], tables["adf"]["p_per_deg"],
-                                                         adf_fg["theta_deg"], adf_fg["p_per_deg"]),
+                errors = cg_errors(config, results, path, name, temperature, seed, Path(folder) / f"c{coefficient:g}_T{label}_seed{seed}")
+                rows.append({"T_K": temperature, "coefficient": coefficient, "w0_scale": scale, "seed": seed, **errors,
                              "seconds": time.perf_counter() - start})
                 print(rows[-1], flush=True)
     return pd.DataFrame(rows)

@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from conftest import REPO, run_snakemake
-from thermocg import io, nn
+from thermocg import io, metrics, nn, response, units
 
 
 def test_lint_is_clean(tmp_path):
@@ -224,6 +224,42 @@ def test_core_force_benchmark_gives_each_models_error_on_the_fg_frames(tiny_run)
     trf1, _ = nn.load_model(tiny_run / "results/models/trf1/model.pt")
     thermal_term = bool(trf1.heads["W1"].coefficients.detach().abs().sum() > 0)
     assert np.array_equal(hot["trf1_minus_FG_T320"], hot["fm_ref_minus_FG_T320"]) != thermal_term
+
+
+@pytest.mark.slow
+def test_ideal_response_benchmark_recovers_a_known_w1_and_tabulates_the_models_own(tiny_run, monkeypatch):
+    """benchmarks/bench_ideal_response.py on the tiny run. Known answer: the force difference that a
+    radial W1 with known coefficients makes at 320 K is fitted back to that W1 wherever the T0 frames
+    have pairs. The script's table gives trf1's own pair function and a finite fit per oracle temperature."""
+    import subprocess
+    import sys
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import bench_ideal_response
+
+    results = tiny_run / "results"
+    model, _ = nn.load_model(results / "models/trf1/model.pt")
+    beads = io.load_frames(results / "cg/T300/beads.npz")
+    positions, box = beads["positions"][::4], beads["box"][::4]
+    known = np.sin(np.linspace(0.0, np.pi, model.heads["W1"].n_basis)) * 3.0  # (kJ/mol)^2
+    dbeta = float(units.beta(320.0)) - model.reference_beta
+    c1 = float(model.expansion_coefficients(torch.tensor(dbeta, dtype=torch.float64))[0])
+    at_t0 = metrics.model_forces(model, positions, box, 0.0)
+    response.set_coefficients(model, "W1", known)
+    differences = metrics.model_forces(model, positions, box, dbeta) - at_t0
+    fitted = bench_ideal_response.fit_radial_w1(model, positions, box, differences, c1)
+    r = np.linspace(0.28, 0.55, 28)  # T0 frames have pairs at every one of these distances
+    expected = bench_ideal_response.pair_function(model, known, r)
+    np.testing.assert_allclose(bench_ideal_response.pair_function(model, fitted, r), expected, atol=1e-3 * np.abs(expected).max())
+
+    subprocess.run([sys.executable, str(REPO / "benchmarks/bench_ideal_response.py"), "--config", str(REPO / "config/test.yaml"),
+                    "--md-temperatures"], cwd=tiny_run, check=True, capture_output=True, text=True, timeout=600)
+    table = io.read_table(tiny_run / "benchmarks/results/ideal_response.tsv")
+    own, _ = nn.load_model(results / "models/trf1/model.pt")
+    np.testing.assert_allclose(table["trf1"], bench_ideal_response.pair_function(own, own.heads["W1"].coefficients.detach(), table["r_nm"]))
+    assert list(table.columns) == ["r_nm", "trf1", "secant_T280", "secant_T320"]
+    assert np.isfinite(table[["secant_T280", "secant_T320"]]).all().all()
+    assert not (tiny_run / "benchmarks/results/ideal_response_md.tsv").exists()
 
 
 @pytest.mark.slow

@@ -98,7 +98,7 @@ def main():
     positions, box = beads["positions"][:: args.stride], beads["box"][:: args.stride]
     own = model.heads["W1"].coefficients.detach().double().numpy()
     at_t0 = metrics.model_forces(model, positions, box, 0.0)
-    variants = {f"{args.model}": own}
+    variants = {args.model: own}
     for temperature in temperatures:
         hot, _ = nn.load_model(model_path(results, config, oracle, temperature_label(temperature)))
         dbeta = float(units.beta(temperature)) - model.reference_beta

@@ -263,6 +263,25 @@ def test_ideal_response_benchmark_recovers_a_known_w1_and_tabulates_the_models_o
 
 
 @pytest.mark.slow
+def test_training_seed_benchmark_reproduces_the_runs_eps_and_retrains_with_another_seed(tiny_run):
+    """benchmarks/bench_training_seed.py on the tiny run: with the config's seed it takes the run's
+    models, and its CG runs with the config's CG seed give the transferability table's eps to the
+    last digits; fm_ref retrained with another seed gives other numbers."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, str(REPO / "benchmarks/bench_training_seed.py"), "--config", str(REPO / "config/test.yaml"),
+                    "--training-seeds", "8", "--models", "fm_ref", "trf1", "--temperatures", "320", "--cg-seeds", "7"],
+                   cwd=tiny_run, check=True, capture_output=True, text=True, timeout=900)
+    table = io.read_table(tiny_run / "benchmarks/results/training_seed.tsv").set_index(["training_seed", "model"])
+    transfer = io.read_table(tiny_run / "results/metrics/transferability.tsv").query("T_K == 320").set_index("model")
+    for model in ("fm_ref", "trf1"):
+        for column in ("eps_g", "eps_a"):
+            assert table.loc[(7, model), column] == pytest.approx(transfer.loc[model, column], rel=1e-6)
+    assert table.loc[(8, "fm_ref"), "eps_g"] != pytest.approx(table.loc[(7, "fm_ref"), "eps_g"], rel=1e-6)
+
+
+@pytest.mark.slow
 def test_transferability_numbers_agree_with_an_independent_recomputation(tiny_run):
     """eps_g and D_cg of one (model, T) recomputed from the trajectories with mdtraj and plain numpy."""
     results = tiny_run / "results"

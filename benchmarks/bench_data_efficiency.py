@@ -81,6 +81,15 @@ def simulate(args):
     io.write_json(out / "summary.json", summary)
 
 
+#: K from T0 from which issue 12 judges transfer
+FAR_FROM_T0 = 150.0
+
+
+def far_temperatures(settings):
+    """The config's temperatures (K) FAR_FROM_T0 or more from T0, where issue 12 compares the models."""
+    return [float(t) for t in settings["temperatures"] if abs(float(t) - settings["reference_temperature"]) >= FAR_FROM_T0]
+
+
 def n_frames(settings, stride, beads_path):
     total = len(io.load_frames(beads_path)["time"])
     split = train.split_indices(total, settings["training"]["validation_fraction"], settings["training"]["test_fraction"], stride)
@@ -105,8 +114,7 @@ def main():
     results = Path(args.results)
     settings = configuration.load(args.config)
     t0 = temperature_label(settings["reference_temperature"])
-    temperatures = args.temperatures or [float(t) for t in settings["temperatures"]
-                                         if abs(float(t) - settings["reference_temperature"]) >= 150.0]
+    temperatures = args.temperatures or far_temperatures(settings)
     t0_files = {"beads": results / "cg" / f"T{t0}" / "beads.npz", "energies": results / "cg" / f"T{t0}" / "molecule_energies.npz"}
     friction = cgmd.read_friction(results / "cgmd" / "fm_ref" / "friction.json", settings["reference_temperature"])
     work = OUT / "data_efficiency"

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from bench_data_efficiency import far_temperatures
 from bench_prior import model_path
 from bench_response_capacity import cg_errors
 
@@ -90,9 +91,7 @@ def main():
         parser.error(f"--model {args.model}: its W1 is not radial (response: radial)")
     reference = float(config["reference_temperature"])
     temperatures = args.temperatures or [float(t) for t in config["temperatures"] if float(t) != reference]
-    md_temperatures = args.md_temperatures
-    if md_temperatures is None:
-        md_temperatures = [float(t) for t in config["temperatures"] if abs(float(t) - reference) >= 150.0]
+    md_temperatures = far_temperatures(config) if args.md_temperatures is None else args.md_temperatures
 
     beads = io.load_frames(results / f"cg/T{temperature_label(reference)}/beads.npz")
     positions, box = beads["positions"][:: args.stride], beads["box"][:: args.stride]

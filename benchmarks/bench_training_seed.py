@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+from bench_data_efficiency import far_temperatures
 from bench_response_capacity import cg_errors
 
 from thermocg import config as configuration
@@ -45,7 +46,7 @@ def main():
         parser.error(f"--models must hold the fm_ref entry ({fm_ref}) and entries of kind {', '.join(sorted(kinds.SHARED_W0))} "
                      f"of {args.config}; not usable: {wrong}")
     reference = float(config["reference_temperature"])
-    temperatures = args.temperatures or [float(t) for t in config["temperatures"] if abs(float(t) - reference) >= 150.0]
+    temperatures = args.temperatures or far_temperatures(config)
     results = Path(args.results)
     label = temperature_label(reference)
     beads = {label: str(results / f"cg/T{label}/beads.npz")}

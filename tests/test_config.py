@@ -162,3 +162,27 @@ def test_temperature_labels():
     assert config.temperature_label(300) == "300"
     assert config.temperature_label(300.0) == "300"
     assert config.temperature_label(298.15) == "298.15"
+
+
+def test_diffsim_learning_rates_that_match_no_refined_pattern_are_rejected_at_load():
+    # what a second --configfile that refines only W0 but writes its rate as a mapping gives:
+    # Snakemake merges it into the default's mapping, whose W1 and W2 rates then select nothing
+    bad = copy.deepcopy(DEFAULT)
+    bad["diffsim"]["parameters"] = ["heads.W0.*"]
+    bad["diffsim"]["learning_rate"] = {"heads.W0.*": 2e-3, "heads.W1.*": 0.05, "heads.W2.*": 0.05}
+    with pytest.raises(config.ConfigError, match=r"'diffsim.learning_rate' gives rates for \['heads.W1.\*', "
+                                                 r"'heads.W2.\*'\], which match none of 'diffsim.parameters'"):
+        config.check(bad)
+    good = copy.deepcopy(bad)
+    good["diffsim"]["learning_rate"] = {"heads.W0.readouts.0.weight": 1e-3, "heads.*": 2e-3}  # narrower and wider
+    assert config.check(good)["diffsim"]["learning_rate"]["heads.*"] == 2e-3
+    good["diffsim"]["learning_rate"] = 2e-3
+    assert config.check(good)["diffsim"]["learning_rate"] == 2e-3
+
+
+def test_the_t0_diffsim_override_validates_on_top_of_the_default():
+    override = yaml.safe_load((REPO / "config" / "diffsim_t0.yaml").read_text())
+    merged = copy.deepcopy(DEFAULT)
+    merged["diffsim"].update(override["diffsim"])  # as Snakemake merges a second config file
+    checked = config.check(merged)
+    assert checked["diffsim"]["models"] == ["fm_ref", "trf1"] and checked["diffsim"]["temperatures"] == [300]

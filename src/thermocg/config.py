@@ -7,6 +7,7 @@ checks a JSON schema cannot express (box versus cutoff, T0 among the temperature
 """
 
 import copy
+import fnmatch
 from pathlib import Path
 
 import jsonschema
@@ -224,6 +225,18 @@ def _physics_problems(config):
     for name in config["diffsim"]["models"]:
         if name not in fitted:
             problems.append(f"config key 'diffsim.models' names '{name}': must be one of the fitted models {fitted}")
+    rates, refined = config["diffsim"]["learning_rate"], config["diffsim"]["parameters"]
+    if isinstance(rates, dict) and config["diffsim"]["models"]:
+        # a rate pattern that neither matches nor is matched by any refined pattern can select no
+        # refined parameter: say so now, not when the refinement starts (thermocg.diffsim.learning_rates)
+        stray = [key for key in rates
+                 if not any(fnmatch.fnmatchcase(key, p) or fnmatch.fnmatchcase(p, key) for p in refined)]
+        if stray:
+            problems.append(
+                f"config key 'diffsim.learning_rate' gives rates for {stray}, which match none of 'diffsim.parameters' "
+                f"= {refined} (a mapping in a second --configfile is merged key by key into the first's: give one rate, "
+                "or a rate for each of the first's patterns too)"
+            )
     return problems
 
 

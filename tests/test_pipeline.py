@@ -282,6 +282,49 @@ def test_training_seed_benchmark_reproduces_the_runs_eps_and_retrains_with_anoth
 
 
 @pytest.mark.slow
+def test_data_efficiency_benchmark_takes_another_t0_run_and_reproduces_the_runs_fm_ref(tiny_run):
+    """benchmarks/bench_data_efficiency.py on the tiny run, its own T0 frames at stride 2 beside a
+    second T0 "run" made of every second frame at stride 1: the same frames, so the same models and
+    eps, told apart by their frame spacing; at the config's frame_stride (2) fm_ref is the run's own,
+    so with the config's CG seed (7) and friction its eps are the transferability table's; the
+    summary averages the two CG seeds."""
+    import subprocess
+    import sys
+
+    every_second = tiny_run / "every_second" / "cg" / "T300"
+    every_second.mkdir(parents=True)
+    per_frame = {"positions", "forces", "potential_energy", "box", "time", "bead_energies"}
+    for name in ("beads.npz", "molecule_energies.npz"):
+        data = np.load(tiny_run / "results/cg/T300" / name)
+        np.savez(every_second / name, **{k: data[k][::2] if k in per_frame else data[k] for k in data.files})
+    command = [sys.executable, str(REPO / "benchmarks/bench_data_efficiency.py"), "--config", str(REPO / "config/test.yaml"),
+               "--temperatures", "320", "--models", "trf1", "--strides", "2"]
+
+    refused = subprocess.run(command + ["--t0-run", "every_second"], check=False, cwd=tiny_run, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "one or more strides" in refused.stderr
+
+    subprocess.run(command + ["--t0-run", "every_second", "1", "--cg-seeds", "7", "8"], cwd=tiny_run, check=True,
+                   capture_output=True, text=True, timeout=900)
+    runs = io.read_table(tiny_run / "benchmarks/results/data_efficiency_runs.tsv")
+    assert sorted(runs["t0_run"].unique()) == ["4 ps, frames 0.1 ps apart", "4 ps, frames 0.2 ps apart"]
+    assert runs["n_frames"].nunique() == 1
+    for (model, seed), rows in runs.groupby(["model", "cg_seed"]):
+        assert len(rows) == 2 and rows["eps_g"].nunique() == 1 and rows["eps_a"].nunique() == 1, (model, seed)
+    transfer = io.read_table(tiny_run / "results/metrics/transferability.tsv").query("T_K == 320").set_index("model")
+    fm_ref = runs.query("model == 'fm_ref' and cg_seed == 7").iloc[0]
+    for column in ("eps_g", "eps_a"):  # the tables have 4 significant digits
+        assert fm_ref[column] == float(f"{transfer.loc['fm_ref', column]:.4g}")
+    assert runs.query("model == 'fm_ref' and cg_seed == 8").iloc[0]["eps_g"] != fm_ref["eps_g"]
+    table = io.read_table(tiny_run / "benchmarks/results/data_efficiency.tsv")
+    assert len(table) == len(runs) // 2 and (table["n_cg_seeds"] == 2).all()
+    mean = runs.groupby(["t0_run", "model"])["eps_a"].mean()
+    for _, row in table.iterrows():
+        assert row["eps_a"] == pytest.approx(mean[row["t0_run"], row["model"]], rel=1e-3)
+        assert row["eps_a_se"] > 0
+    assert (tiny_run / "benchmarks/results/data_efficiency.png").stat().st_size > 0
+
+
+@pytest.mark.slow
 def test_transferability_numbers_agree_with_an_independent_recomputation(tiny_run):
     """eps_g and D_cg of one (model, T) recomputed from the trajectories with mdtraj and plain numpy."""
     results = tiny_run / "results"

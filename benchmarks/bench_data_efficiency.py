@@ -148,6 +148,10 @@ def main():
         for path in run_files.values():
             if not path.exists():
                 parser.error(f"{path} is missing: a T0 run needs its beads and per-molecule energies")
+    labels = []
+    for (run, _), run_files in zip(runs, files):
+        label = t0_run_label(run_files["beads"])
+        labels.append(label if label not in labels else f"{label} ({run})")  # two runs alike: name the folder too
     friction = cgmd.read_friction(results / "cgmd" / "fm_ref" / "friction.json", settings["reference_temperature"])
     work = OUT / "data_efficiency"
     names = ["fm_ref"] + args.models
@@ -173,7 +177,7 @@ def main():
         table.insert(0, "cg_seed", seed)
         table.insert(0, "n_frames", n_frames(settings, stride, files[i]["beads"]))
         table.insert(0, "stride", stride)
-        table.insert(0, "t0_run", t0_run_label(files[i]["beads"]))
+        table.insert(0, "t0_run", labels[i])
         table["eps_g_oracle"] = table["T_K"].map(oracle["eps_g"])
         table["eps_a_oracle"] = table["T_K"].map(oracle["eps_a"])
         rows.append(table)

@@ -103,15 +103,15 @@ def far_temperatures(settings):
     return [float(t) for t in settings["temperatures"] if abs(float(t) - settings["reference_temperature"]) >= FAR_FROM_T0]
 
 
-def n_frames(settings, stride, beads_path):
-    total = len(io.load_frames(beads_path)["time"])
+def n_frames(settings, stride, total):
+    """Training + validation frames at ``stride`` of a T0 run of ``total`` frames."""
     split = train.split_indices(total, settings["training"]["validation_fraction"], settings["training"]["test_fraction"], stride)
     return len(split["train"]) + len(split["validation"])
 
 
-def t0_run_label(beads_path):
-    """A T0 run's length and frame spacing, e.g. "60 ps, frames 0.1 ps apart": what tells runs apart."""
-    time = io.load_frames(beads_path)["time"]
+def t0_run_label(time):
+    """A T0 run's length and frame spacing from its frame times, e.g. "60 ps, frames 0.1 ps apart":
+    what tells runs apart."""
     interval = float(time[1] - time[0])
     return f"{len(time) * interval:.4g} ps, frames {interval:.4g} ps apart"
 
@@ -148,9 +148,10 @@ def main():
         for path in run_files.values():
             if not path.exists():
                 parser.error(f"{path} is missing: a T0 run needs its beads and per-molecule energies")
+    times = [io.load_frames(run_files["beads"])["time"] for run_files in files]
     labels = []
-    for (run, _), run_files in zip(runs, files):
-        label = t0_run_label(run_files["beads"])
+    for (run, _), time in zip(runs, times):
+        label = t0_run_label(time)
         labels.append(label if label not in labels else f"{label} ({run})")  # two runs alike: name the folder too
     friction = cgmd.read_friction(results / "cgmd" / "fm_ref" / "friction.json", settings["reference_temperature"])
     work = OUT / "data_efficiency"
@@ -175,7 +176,7 @@ def main():
         table = transfer.transferability_table(models, temperatures, results / "observables" / "fg",
                                                work_of[i, stride] / f"cg_seed{seed}")
         table.insert(0, "cg_seed", seed)
-        table.insert(0, "n_frames", n_frames(settings, stride, files[i]["beads"]))
+        table.insert(0, "n_frames", n_frames(settings, stride, len(times[i])))
         table.insert(0, "stride", stride)
         table.insert(0, "t0_run", labels[i])
         table["eps_g_oracle"] = table["T_K"].map(oracle["eps_g"])

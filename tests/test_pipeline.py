@@ -183,15 +183,18 @@ def test_tiny_pipeline_parameter_sweep(tiny_run):
 @pytest.mark.slow
 def test_force_matching_against_structure_benchmark(tiny_run):
     """benchmarks/bench_fm_structure.py on the tiny run: a model with fm_ref's W0 has fm_ref's forces at
-    T0 (dbeta = 0), so its paired difference is exactly zero; the frames are the score's."""
+    T0 (dbeta = 0), so its paired difference is exactly zero, as is that of fm_ref's file given by
+    path (which has no eps); the frames are the score's."""
     import subprocess
     import sys
 
     subprocess.run([sys.executable, str(REPO / "benchmarks/bench_fm_structure.py"), "--config",
-                    str(REPO / "config/test.yaml"), "--models", "fm_ref", "trf1", "mtfm"],
+                    str(REPO / "config/test.yaml"), "--models", "fm_ref", "trf1", "mtfm",
+                    "--model-file", "fm_ref_file", "results/models/fm_ref/model.pt"],
                    cwd=tiny_run, check=True, capture_output=True, text=True, timeout=600)
     table = io.read_table(tiny_run / "benchmarks/results/fm_structure.tsv").set_index("model")
     assert table.loc["fm_ref", "mse_minus_first"] == 0 and table.loc["trf1", "mse_minus_first"] == 0
+    assert table.loc["fm_ref_file", "mse_minus_first"] == 0 and np.isnan(table.loc["fm_ref_file", "eps_a_T0"])
     assert table.loc["trf1", "force_mse"] == table.loc["fm_ref", "force_mse"]
     assert table.loc["mtfm", "mse_minus_first"] != 0 and table.loc["mtfm", "mse_minus_first_se"] > 0
     response = io.read_table(tiny_run / "results/metrics/thermal_response.tsv")
@@ -322,6 +325,35 @@ def test_data_efficiency_benchmark_takes_another_t0_run_and_reproduces_the_runs_
         assert row["eps_a"] == pytest.approx(mean[row["t0_run"], row["model"]], rel=1e-3)
         assert row["eps_a_se"] > 0
     assert (tiny_run / "benchmarks/results/data_efficiency.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_fm_capacity_benchmark_reproduces_the_runs_fm_ref_and_refuses_unknown_keys(tiny_run):
+    """benchmarks/bench_fm_capacity.py on the tiny run: a variant without changes is the run's
+    fm_ref (same frames, seeds and friction, so the transferability table's eps at T0); a variant
+    with every frame trains on more frames and gives another force field; a key the schema does not
+    know, or a T0 run that is not there, is refused before any fit."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, str(REPO / "benchmarks/bench_fm_capacity.py"), "--config", str(REPO / "config/test.yaml"),
+               "--variant", "as_run"]
+    for extra, message in ((["--variant", "typo", "network.n_featurs=8"], "n_featurs"),
+                           (["--t0-run", "long", "no_such_run"], "no_such_run")):
+        refused = subprocess.run(command + extra, check=False, cwd=tiny_run, capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+
+    subprocess.run(command + ["--variant", "every_frame", "training.frame_stride=1", "--t0-run", "again", "results"],
+                   cwd=tiny_run, check=True, capture_output=True, text=True, timeout=900)
+    table = io.read_table(tiny_run / "benchmarks/results/fm_capacity.tsv").set_index(["frames", "variant"])
+    transfer = io.read_table(tiny_run / "results/metrics/transferability.tsv").query("T_K == 300").set_index("model")
+    for column in ("eps_g", "eps_a"):  # the tables have 4 significant digits
+        assert table.loc[("this run", "as_run"), column] == float(f"{transfer.loc['fm_ref', column]:.4g}")
+        for variant in ("as_run", "every_frame"):  # the same frames as another run: the same model
+            assert table.loc[("again", variant), column] == table.loc[("this run", variant), column]
+    assert table.loc[("this run", "every_frame"), "n_frames"] > table.loc[("this run", "as_run"), "n_frames"]
+    assert table.loc[("this run", "every_frame"), "eps_g"] != table.loc[("this run", "as_run"), "eps_g"]
+    assert len(table) == 4 and (table["n_runs"] == 1).all() and (table["call_ms"] > 0).all()
 
 
 @pytest.mark.slow

@@ -167,17 +167,17 @@ def main():
     per_run = table[columns].sort_values(["T_K", "frames", "variant", "seed", "md_seed"], ignore_index=True)
     results_table.write(per_run, OUT / "fm_capacity_runs.tsv")
 
-    t0_beads = frame_files[(OWN_FRAMES, t0)] if (OWN_FRAMES, t0) in frame_files else next(iter(frame_files.values()))
+    call_frames = frame_files.get((OWN_FRAMES, t0), frame_files[(OWN_FRAMES, temperatures[0])])
     milliseconds = call_milliseconds({variant: fitted[next(key for key in fitted if key[0] == variant)][0]
-                                      for variant in variants}, t0_beads)
+                                      for variant in variants}, call_frames)
+    totals = {key: len(io.load_frames(path)["time"]) for key, path in frame_files.items()}  # once per archive
     rows = []
     for (variant, frames, temperature), group in per_run.groupby(["variant", "frames", "T_K"], sort=False):
         n = len(group)
         config = variants[variant]
-        total = len(io.load_frames(frame_files[(frames, temperature)])["time"])
         rows.append({
             "variant": variant, "frames": frames, "T_K": temperature, "n_runs": n,
-            "n_frames": n_frames(config, config["training"]["frame_stride"], total),
+            "n_frames": n_frames(config, config["training"]["frame_stride"], totals[(frames, temperature)]),
             "eps_g": group["eps_g"].mean(), "eps_g_se": group["eps_g"].std(ddof=1) / n**0.5 if n > 1 else float("nan"),
             "eps_a": group["eps_a"].mean(), "eps_a_se": group["eps_a"].std(ddof=1) / n**0.5 if n > 1 else float("nan"),
             "eps_g_floor": group["eps_g_floor"].iloc[0], "eps_a_floor": group["eps_a_floor"].iloc[0],

@@ -156,6 +156,8 @@ def test_tiny_pipeline_runs_cg_md_and_compares_with_fg(tiny_run):
     assert len(table) == len(simulated) * 3
     assert np.all((table["eps_g"] > 0) & (table["eps_g"] < 5)) and np.all(table["D_cg"] > 0)
     assert np.all(np.isfinite(table["eps_g_spread"]) & np.isfinite(table["eps_a_spread"]))  # two halves of each run
+    for eps in ("eps_g", "eps_a"):  # the halves' noise, taken out, leaves less than eps
+        assert np.all(np.isfinite(table[f"{eps}_excess"]) & (table[f"{eps}_excess"] < table[eps]))
     # at T0 the models with fm_ref's force field there report fm_ref's run, and have no run of their own
     at_t0 = table[table["T_K"] == 300].set_index("model")
     twins = ["fm_oracle", "em", "trf1", "trf1_global", "trf2"]
@@ -325,6 +327,45 @@ def test_data_efficiency_benchmark_takes_another_t0_run_and_reproduces_the_runs_
         assert row["eps_a"] == pytest.approx(mean[row["t0_run"], row["model"]], rel=1e-3)
         assert row["eps_a_se"] > 0
     assert (tiny_run / "benchmarks/results/data_efficiency.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_excess_error_benchmark_reproduces_the_runs_eps_and_takes_the_noise_out(tiny_run):
+    """benchmarks/bench_excess_error.py on the tiny run: its CG run with the config's seed (7) is the
+    run's own, so its eps against the FG run are the transferability table's; the means over three
+    seeds against four FG blocks have eps above the noise they carry and an excess below eps, with a
+    standard error; fm_ref's ratio to itself is 1; too few seeds, a missing model file and FG blocks
+    too long for three are refused before any CG run."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, str(REPO / "benchmarks/bench_excess_error.py"), "--config", str(REPO / "config/test.yaml"),
+               "--temperatures", "320", "--fg-block", "1"]
+    refusals = [(["--models", "fm_ref", "--cg-seeds", "7", "8"], "at least 3 different seeds"),
+                (["--models", "fm_ref", "no_such_model", "--cg-seeds", "7", "8", "9"], "no_such_model/model.pt"),
+                (["--models", "fm_ref", "--cg-seeds", "7", "8", "9", "--fg-block", "2"], "the jackknife needs 3")]
+    for arguments, message in refusals:
+        refused = subprocess.run(command + arguments, check=False, cwd=tiny_run, capture_output=True, text=True, timeout=300)
+        assert refused.returncode != 0 and message in refused.stderr
+        assert "CG runs" not in refused.stderr
+
+    subprocess.run(command + ["--models", "fm_ref", "trf1", "--cg-seeds", "7", "8", "9"], cwd=tiny_run, check=True,
+                   capture_output=True, text=True, timeout=600)
+    runs = io.read_table(tiny_run / "benchmarks/results/excess_error_runs.tsv")
+    table = io.read_table(tiny_run / "results/metrics/transferability.tsv").query("T_K == 320").set_index("model")
+    own = runs[runs["cg_seed"] == 7].set_index("model")
+    for model in ("fm_ref", "trf1"):
+        for column in ("eps_g", "eps_a"):
+            assert own.loc[model, column] == pytest.approx(table.loc[model, column], rel=1e-6)
+    assert runs.groupby("model")["eps_a"].nunique().eq(3).all()  # the seeds are other runs
+    excess = io.read_table(tiny_run / "benchmarks/results/excess_error.tsv").set_index("model")
+    assert (excess["n_cg"] == 3).all() and (excess["n_fg"] == 4).all()
+    for metric in ("g", "a"):
+        assert (excess[f"eps_{metric}_noise"] > 0).all()
+        assert (excess[f"eps_{metric}_excess"] < excess[f"eps_{metric}"]).all()
+        assert (excess[f"eps_{metric}_excess_se"] > 0).all()
+        assert excess.loc["fm_ref", f"eps_{metric}_excess_ratio_fm_ref"] == 1.0
+        assert np.isfinite(excess.loc["trf1", f"eps_{metric}_excess_ratio_fm_ref_se"])
 
 
 @pytest.mark.slow

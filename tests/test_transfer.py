@@ -117,6 +117,95 @@ def test_empty_window_raises():
         transfer.rdf_error(R, R, R, R, r_min=1.0)
 
 
+def noisy_replicas(profile, n, noise, generator):
+    """n independent estimates of ``profile``: Gaussian noise of sd ``noise`` in every bin."""
+    return profile + noise * generator.standard_normal((n, len(profile)))
+
+
+def test_excess_error_removes_the_noise_that_eps_carries():
+    generator = np.random.default_rng(5)
+    p_fg = synthetic_adf(300)
+    offset, noise, n_cg, n_fg = 4e-4, 6e-4, 4, 3
+    draws = [transfer.excess_error(THETA, noisy_replicas(p_fg + offset, n_cg, noise, generator),
+                                   THETA, noisy_replicas(p_fg, n_fg, noise, generator), "a") for _ in range(400)]
+    eps2, noise2, excess2 = (np.array([d[key] ** 2 * np.sign(d[key]) for d in draws]) for key in ("eps", "noise", "excess"))
+    expected_noise2 = noise**2 * (1 / n_cg + 1 / n_fg)
+    # eps^2 holds the offset and the noise of both means; the excess only the offset
+    assert eps2.mean() == pytest.approx(offset**2 + expected_noise2, rel=0.02)
+    assert noise2.mean() == pytest.approx(expected_noise2, rel=0.02)
+    assert excess2.mean() == pytest.approx(offset**2, rel=0.05)
+    assert np.median([d["excess"] for d in draws]) == pytest.approx(offset, rel=0.05)
+    assert np.median([d["eps"] for d in draws]) > 1.5 * offset
+
+
+def test_excess_error_of_one_profile_within_the_noise_is_zero_on_average():
+    generator = np.random.default_rng(6)
+    g = synthetic_rdf(300)
+    excess2 = [np.sign(d["excess"]) * d["excess"] ** 2 for d in (
+        transfer.excess_error(R, noisy_replicas(g, 3, 0.02, generator), R, noisy_replicas(g, 3, 0.02, generator), "g")
+        for _ in range(400))]
+    assert abs(np.mean(excess2)) < 3 * np.std(excess2) / np.sqrt(len(excess2))
+    assert min(excess2) < 0 < max(excess2)  # a draw may fall below the noise: the sign says so
+
+
+def test_excess_error_uses_each_metrics_window_and_needs_two_replicas():
+    g = synthetic_rdf(300)
+    fg = np.stack([g, g, g])
+    below = np.where(R < transfer.RDF_MIN_NM, g + 5.0, g)  # a difference outside eps_g's window
+    outside = transfer.excess_error(R, np.stack([below, below]), R, fg, "g")
+    assert outside == pytest.approx({"eps": 0.0, "noise": 0.0, "excess": 0.0}, abs=1e-12)
+    shifted = transfer.excess_error(R, np.stack([g + 0.03, g + 0.03]), R, fg, "g")
+    assert shifted["excess"] == pytest.approx(0.03) and shifted["eps"] == pytest.approx(0.03)
+    with pytest.raises(ValueError, match="two replicas"):
+        transfer.excess_error(R, g[None], R, fg, "g")
+
+
+def test_jackknife_standard_error_of_means_is_the_textbook_one():
+    generator = np.random.default_rng(8)
+    a, b = generator.normal(size=5), generator.normal(2.0, 3.0, size=7)
+    assert transfer.jackknife_standard_error(np.mean, [a]) == pytest.approx(a.std(ddof=1) / np.sqrt(5))
+    both = np.sqrt(a.var(ddof=1) / 5 + b.var(ddof=1) / 7)  # independent groups: the variances add
+    assert transfer.jackknife_standard_error(lambda x, y: x.mean() - y.mean(), [a, b]) == pytest.approx(both)
+    with pytest.raises(ValueError, match="at least 3"):
+        transfer.jackknife_standard_error(np.mean, [a[:2]])
+
+
+def test_jackknife_standard_error_of_the_excess_matches_its_spread_over_draws():
+    generator = np.random.default_rng(9)
+    p_fg = synthetic_adf(300)
+
+    def excess(cg, fg):
+        return transfer.excess_error(THETA, cg, THETA, fg, "a")["excess"]
+
+    draws, errors = [], []
+    for _ in range(150):
+        groups = [noisy_replicas(p_fg + 5e-4, 4, 6e-4, generator), noisy_replicas(p_fg, 4, 6e-4, generator)]
+        draws.append(excess(*groups))
+        errors.append(transfer.jackknife_standard_error(excess, groups))
+    assert np.median(errors) == pytest.approx(np.std(draws), rel=0.35)
+
+
+def test_the_table_gives_the_excess_over_the_noise_of_both_runs_halves(tmp_path):
+    """Halves p +- n: their mean is p, and the noise each run's mean carries is n^2 per bin; a CG
+    profile off by delta everywhere has eps_a = delta and an excess of sqrt(delta^2 - n_CG^2 - n_FG^2)."""
+    fg_dir, cg_dir = write_results(tmp_path)
+    p = synthetic_adf(320)
+    g = synthetic_rdf(320)
+    delta, noise_fg, noise_cg = 3e-4, 1e-4, 1.5e-4
+    sign = np.where(np.arange(len(THETA)) % 2 == 0, 1.0, -1.0)  # the halves' difference changes sign bin to bin
+    for directory, offset, noise in ((fg_dir / "T320", 0.0, noise_fg), (cg_dir / "fm_ref" / "T320", delta, noise_cg)):
+        io.write_table(directory / "adf.tsv", pd.DataFrame({"theta_deg": THETA, "p_per_deg": p + offset}))
+        io.write_table(directory / "adf_halves.tsv", pd.DataFrame(
+            {"theta_deg": THETA, "p_first": p + offset + noise * sign, "p_second": p + offset - noise * sign}))
+        io.write_table(directory / "rdf_halves.tsv", pd.DataFrame({"r_nm": R, "g_first": g, "g_second": g}))
+    table = transfer.transferability_table(MODELS, TEMPERATURES, fg_dir, cg_dir).set_index(["model", "T_K"])
+    row = table.loc[("fm_ref", 320.0)]
+    assert row["eps_a"] == pytest.approx(delta)
+    assert row["eps_a_excess"] == pytest.approx(np.sqrt(delta**2 - noise_fg**2 - noise_cg**2))
+    assert row["eps_g_excess"] == pytest.approx(0.0, abs=1e-12)  # identical halves, one RDF
+    assert np.isnan(table.loc[("fm_ref", 280.0), "eps_a_excess"])  # no halves written there
+
+
 def test_table_values_ratios_and_forces(tmp_path):
     fg_dir, cg_dir = write_results(tmp_path)
     table = transfer.transferability_table(MODELS, TEMPERATURES, fg_dir, cg_dir, forces_table())

@@ -2,11 +2,14 @@
 
 - :func:`rdf_error`: eps_g = sqrt(mean_bins (g_CG - g_FG)^2) over r_min <= r <= r_max.
 - :func:`adf_error`: eps_a = sqrt(mean_bins (p_CG - p_FG)^2), p in 1/deg.
+- :func:`excess_error`: eps_g or eps_a beyond the sampling noise of both sides, from replicas
+  (with :func:`jackknife_standard_error`: its standard error); :func:`halves_excess`: from the
+  two halves of one CG and one FG run, as the table gives it.
 - :func:`halves_spread`: eps_g and eps_a between the two halves of one trajectory (METHOD.md,
   "Measurement floor": the FG noise floor), or the spread of a CG run's eps over its two halves.
 - :func:`transferability_table`: one row per (model, temperature) found on disk, with eps_g,
-  eps_a, the FG noise floor, the CG spread, D_CG/D_FG, the force RMSE and the ratios of eps to the model of kind
-  fm_oracle at that temperature (whatever its name).
+  eps_a, the FG noise floor, the CG spread, the excess over the noise, D_CG/D_FG, the force RMSE
+  and the ratios of eps to the model of kind fm_oracle at that temperature (whatever its name).
 - :func:`write_transferability`: the table as TSV (for people) and JSON records (for machines).
 
 Observable directories are laid out as written by the observables rules:
@@ -39,6 +42,9 @@ UNITS = {
     "eps_a_floor": "1/deg, eps_a between the two halves of the FG run at T_K (noise floor)",
     "eps_g_spread": "1, standard deviation of eps_g over the two halves of the CG production (two replicas of half the length)",
     "eps_a_spread": "1/deg, standard deviation of eps_a over the two halves of the CG production",
+    "eps_g_excess": "1, eps_g with the sampling noise of the CG and the FG run taken out, estimated from their halves "
+                    "(excess_error; negative: within the noise)",
+    "eps_a_excess": "1/deg, eps_a with the sampling noise of the CG and the FG run taken out, estimated from their halves",
     "D_cg": "nm^2/ps",
     "D_fg": "nm^2/ps",
     "D_ratio": "1, D_cg / D_fg",
@@ -50,10 +56,8 @@ UNITS = {
 COLUMNS = list(UNITS)
 
 
-def _profile_error(x_cg, y_cg, x_fg, y_fg, x_min, x_max):
-    """RMS difference of two profiles on the FG grid within [x_min, x_max]."""
-    x_cg, y_cg = np.asarray(x_cg, dtype=float), np.asarray(y_cg, dtype=float)
-    x_fg, y_fg = np.asarray(x_fg, dtype=float), np.asarray(y_fg, dtype=float)
+def _window(x_cg, x_fg, x_min, x_max):
+    """The FG bins within [x_min, x_max] (x_max None: the shorter grid's last bin), as a mask."""
     if x_max is None:
         x_max = min(x_cg[-1], x_fg[-1])
     # Tolerance: bin centres written with 8 significant digits may miss the bounds by rounding.
@@ -61,12 +65,29 @@ def _profile_error(x_cg, y_cg, x_fg, y_fg, x_min, x_max):
     window = (x_fg >= x_min - tolerance) & (x_fg <= x_max + tolerance)
     if not window.any():
         raise ValueError(f"no FG bins in the window {x_min} to {x_max}")
-    same_grid = len(x_cg) == len(x_fg) and np.allclose(x_cg, x_fg)
-    y_cg_on_fg = y_cg if same_grid else np.interp(x_fg, x_cg, y_cg)
-    return float(np.sqrt(np.mean((y_cg_on_fg[window] - y_fg[window]) ** 2)))
+    return window
 
 
-def rdf_error(r_cg, g_cg, r_fg, g_fg, r_min=0.2, r_max=None):
+def _on_fg_grid(x_cg, y_cg, x_fg):
+    """CG profile(s) (..., bins) on the FG bins: as they are on the same grid, else linearly interpolated."""
+    if len(x_cg) == len(x_fg) and np.allclose(x_cg, x_fg):
+        return y_cg
+    return np.apply_along_axis(lambda y: np.interp(x_fg, x_cg, y), -1, y_cg)
+
+
+def _profile_error(x_cg, y_cg, x_fg, y_fg, x_min, x_max):
+    """RMS difference of two profiles on the FG grid within [x_min, x_max]."""
+    x_cg, y_cg = np.asarray(x_cg, dtype=float), np.asarray(y_cg, dtype=float)
+    x_fg, y_fg = np.asarray(x_fg, dtype=float), np.asarray(y_fg, dtype=float)
+    window = _window(x_cg, x_fg, x_min, x_max)
+    return float(np.sqrt(np.mean((_on_fg_grid(x_cg, y_cg, x_fg)[window] - y_fg[window]) ** 2)))
+
+
+#: nm, where eps_g's window starts (METHOD.md)
+RDF_MIN_NM = 0.2
+
+
+def rdf_error(r_cg, g_cg, r_fg, g_fg, r_min=RDF_MIN_NM, r_max=None):
     """eps_g over r_min <= r <= r_max (nm); r_max defaults to the shorter grid's last r.
 
     The CG RDF is linearly interpolated onto the FG bins when the grids differ.
@@ -77,6 +98,60 @@ def rdf_error(r_cg, g_cg, r_fg, g_fg, r_min=0.2, r_max=None):
 def adf_error(theta_cg, p_cg, theta_fg, p_fg):
     """eps_a in 1/deg over the whole angle range (CG interpolated onto FG bins if needed)."""
     return _profile_error(theta_cg, p_cg, theta_fg, p_fg, -np.inf, None)
+
+
+def excess_error(x_cg, cg_replicas, x_fg, fg_replicas, metric):
+    """The error of one profile beyond the sampling noise of both sides, from independent replicas.
+
+    ``cg_replicas`` (n_cg, bins on ``x_cg``) and ``fg_replicas`` (n_fg, bins on ``x_fg``), n >= 2
+    each: equally long, independent estimates of the CG and the FG profile (CG MD runs with other
+    seeds; blocks of one FG trajectory much longer than its correlation time). ``metric``: "g"
+    (eps_g's window, r >= 0.2 nm) or "a" (eps_a's, every angle). With the means over replicas,
+    eps^2 = mean_bins (mean_CG - mean_FG)^2 holds the systematic error and the noise of both
+    means, whose expectation mean_bins (s_CG^2 / n_CG + s_FG^2 / n_FG) (sample variances over the
+    replicas) is ``noise``^2. Returns {"eps", "noise", "excess"}: excess = sign(d) sqrt(|d|), d =
+    eps^2 - noise^2, the error against runs without noise; unbiased in d, not in the root; negative
+    when the difference is within the noise.
+    """
+    x_cg, x_fg = np.asarray(x_cg, dtype=float), np.asarray(x_fg, dtype=float)
+    cg, fg = np.atleast_2d(np.asarray(cg_replicas, dtype=float)), np.atleast_2d(np.asarray(fg_replicas, dtype=float))
+    if len(cg) < 2 or len(fg) < 2:
+        raise ValueError(f"need at least two replicas of each profile, got {len(cg)} CG and {len(fg)} FG")
+    x_min = {"g": RDF_MIN_NM, "a": -np.inf}[metric]
+    window = _window(x_cg, x_fg, x_min, None)
+    cg, fg = _on_fg_grid(x_cg, cg, x_fg)[:, window], fg[:, window]
+    eps_squared = np.mean((cg.mean(0) - fg.mean(0)) ** 2)
+    noise_squared = np.mean(cg.var(0, ddof=1) / len(cg) + fg.var(0, ddof=1) / len(fg))
+    excess_squared = eps_squared - noise_squared
+    return {"eps": float(np.sqrt(eps_squared)), "noise": float(np.sqrt(noise_squared)),
+            "excess": float(np.sign(excess_squared) * np.sqrt(abs(excess_squared)))}
+
+
+def jackknife_standard_error(statistic, groups):
+    """Standard error of ``statistic(*groups)`` by the delete-one jackknife, stratified over
+    independent groups of replicas (arrays, replicas along the first axis): each replica of each
+    group is left out once, and the groups' variances add."""
+    groups = [np.asarray(group) for group in groups]
+    variance = 0.0
+    for index, group in enumerate(groups):
+        n = len(group)
+        if n < 3:  # leaving one out must leave two: the statistics here need a variance
+            raise ValueError(f"the jackknife needs at least 3 replicas per group, group {index} has {n}")
+        left_out = np.array([statistic(*groups[:index], np.delete(group, k, axis=0), *groups[index + 1:])
+                             for k in range(n)])
+        variance += (n - 1) / n * np.sum((left_out - left_out.mean()) ** 2)
+    return float(np.sqrt(variance))
+
+
+def halves_excess(cg_halves, fg_halves):
+    """{"eps_g", "eps_a"}: the :func:`excess_error` of a CG run against an FG run, each run's two
+    halves (the tables of :func:`thermocg.observables.halves`) its two replicas."""
+    excess = {}
+    for metric, columns in (("g", ("r_nm", "g_first", "g_second")), ("a", ("theta_deg", "p_first", "p_second"))):
+        cg, fg = cg_halves[metric == "a"], fg_halves[metric == "a"]
+        excess[f"eps_{metric}"] = excess_error(cg[columns[0]], cg[list(columns[1:])].to_numpy(float).T,
+                                               fg[columns[0]], fg[list(columns[1:])].to_numpy(float).T, metric)["excess"]
+    return excess
 
 
 def halves_spread(rdf_halves, adf_halves, rdf_reference=None, adf_reference=None):
@@ -166,7 +241,7 @@ def transferability_table(models, temperatures, fg_dir, cg_dir, forces_table=Non
         fg = _observables(Path(fg_dir) / f"T{label}")
         if fg is None:
             continue
-        rdf_fg, adf_fg, summary_fg, _ = fg
+        rdf_fg, adf_fg, summary_fg, halves_fg = fg
         for name, spec in models.items():
             cg = _observables(cg_run_directory(cg_dir, name, label, shared_runs))
             if cg is None:
@@ -176,9 +251,11 @@ def transferability_table(models, temperatures, fg_dir, cg_dir, forces_table=Non
             stable = _stable(summary_cg)
             d_cg, d_fg = _diffusion(summary_cg), _diffusion(summary_fg)
             floor = (summary_fg or {}).get("noise_floor", {})
-            spread = {}
+            spread, excess = {}, {}
             if stable and halves_cg is not None and len(halves_cg[0]):
                 spread = halves_spread(*halves_cg, rdf_fg, adf_fg)
+                if halves_fg is not None:
+                    excess = halves_excess(halves_cg, halves_fg)
             rows.append({
                 "model": name,
                 "kind": spec["kind"],
@@ -194,6 +271,8 @@ def transferability_table(models, temperatures, fg_dir, cg_dir, forces_table=Non
                 "eps_a_floor": floor.get("eps_a", math.nan),
                 "eps_g_spread": spread.get("eps_g", math.nan),
                 "eps_a_spread": spread.get("eps_a", math.nan),
+                "eps_g_excess": excess.get("eps_g", math.nan),
+                "eps_a_excess": excess.get("eps_a", math.nan),
                 "D_cg": d_cg,
                 "D_fg": d_fg,
                 "D_ratio": d_cg / d_fg if d_fg > 0 else math.nan,

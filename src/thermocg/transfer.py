@@ -147,8 +147,9 @@ def halves_excess(cg_halves, fg_halves):
     """{"eps_g", "eps_a"}: the :func:`excess_error` of a CG run against an FG run, each run's two
     halves (the tables of :func:`thermocg.observables.halves`) its two replicas."""
     excess = {}
-    for metric, columns in (("g", ("r_nm", "g_first", "g_second")), ("a", ("theta_deg", "p_first", "p_second"))):
-        cg, fg = cg_halves[metric == "a"], fg_halves[metric == "a"]
+    tables = (("g", 0, ("r_nm", "g_first", "g_second")), ("a", 1, ("theta_deg", "p_first", "p_second")))
+    for metric, index, columns in tables:  # index: the RDF's and the ADF's place in the halves
+        cg, fg = cg_halves[index], fg_halves[index]
         excess[f"eps_{metric}"] = excess_error(cg[columns[0]], cg[list(columns[1:])].to_numpy(float).T,
                                                fg[columns[0]], fg[list(columns[1:])].to_numpy(float).T, metric)["excess"]
     return excess

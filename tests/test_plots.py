@@ -63,6 +63,8 @@ def synthetic(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic")
     fg_dir, cg_dir = write_results(root)
     table = transfer.transferability_table(MODELS, TEMPERATURES, fg_dir, cg_dir, forces_table())
+    # the files have no halves, so the table has no excess: a systematic error below eps, one within the noise
+    table = table.assign(eps_g_excess=0.8 * table["eps_g"] - 0.002, eps_a_excess=0.7 * table["eps_a"] - 1e-5)
     response = pd.DataFrame({
         "model": ["em", "trf1", "trf1_global", "trf2", "mtfm"], "kind": ["em", "trf1", "trf1", "trf2", "mtfm"],
         "estimator": ["", "local", "global", "local", ""], "rel_rmse": [0.9, 0.5, 1.4, 0.45, 0.7],
@@ -105,9 +107,22 @@ def test_transferability(tmp_path, synthetic, drawn):
         eps_g_ratio_oracle=np.nan, eps_a_ratio_oracle=np.nan)
     plots.transferability(no_oracle, tmp_path / "b.png", tmp_path / "b.pdf")
     check_readable(drawn[-1], expect_not_run=2)
+    no_halves = synthetic["table"].drop(columns=["eps_g_excess", "eps_a_excess"])  # a table from before the columns
+    plots.transferability(no_halves, tmp_path / "d.png", tmp_path / "d.pdf")
+    check_readable(drawn[-1], expect_not_run=2)
+    assert all("no halves" in panel["texts"] for panel in drawn[-1]["panels"][4:])
     plots.transferability(pd.DataFrame(), tmp_path / "c.png", tmp_path / "c.pdf")
     check_written(tmp_path, "c", min_png_bytes=5_000)
-    check_readable(drawn[-1], expect_not_run=4)
+    check_readable(drawn[-1], expect_not_run=6)
+
+
+def test_transferability_draws_the_excess_over_the_noise_with_its_zero(tmp_path, synthetic, drawn):
+    plots.transferability(synthetic["table"], tmp_path / "a.png", tmp_path / "a.pdf")
+    table = synthetic["table"].set_index(["model", "T_K"]).sort_index()
+    for ax, column in zip(drawn[-1]["figure"].axes[4:], ("eps_g_excess", "eps_a_excess")):
+        (line,) = [line for line in ax.lines if line.get_label() == "fm_ref"]
+        assert list(line.get_ydata()) == pytest.approx(list(table.loc["fm_ref", column]))
+        assert any(list(line.get_ydata()) == [0.0, 0.0] and line.get_linestyle() == ":" for line in ax.lines)
 
 
 def test_transferability_draws_the_fg_noise_floor(tmp_path, synthetic, drawn):
@@ -123,7 +138,7 @@ def test_transferability_draws_the_fg_noise_floor(tmp_path, synthetic, drawn):
 def test_transferability_marks_runs_that_blew_up(tmp_path, synthetic, drawn):
     table = synthetic["table"].copy()
     blown = (table["model"] == "fm_ref") & (table["T_K"] == 360.0)
-    table.loc[blown, ["eps_g", "eps_a", "eps_g_ratio_oracle", "eps_a_ratio_oracle"]] = np.nan
+    table.loc[blown, ["eps_g", "eps_a", "eps_g_ratio_oracle", "eps_a_ratio_oracle", "eps_g_excess", "eps_a_excess"]] = np.nan
     table["stable"] = ~blown
     plots.transferability(table, tmp_path / "a.png", tmp_path / "a.pdf")
     figure = drawn[-1]["figure"]

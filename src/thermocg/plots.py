@@ -253,7 +253,8 @@ def rdf_adf_overlays(fg_dir, cg_dir, models, temperatures, png, pdf=None, shared
 
 
 def transferability(table, png, pdf=None):
-    """Headline figure: eps_g and eps_a against T per model (top) and their ratio to fm_oracle (bottom).
+    """Headline figure: eps_g and eps_a against T per model (top), their ratio to fm_oracle
+    (middle) and what is left of them with the sampling noise taken out (bottom, ``eps_*_excess``).
 
     ``table``: :func:`thermocg.transfer.transferability_table` output (DataFrame or TSV path).
     Filled markers: the model was trained at that temperature; open: extrapolation. The grey band
@@ -261,17 +262,26 @@ def transferability(table, png, pdf=None):
     replicas (``eps_*_spread``), where the table has them.
     """
     table = _read(table)
-    figure, axes = plt.subplots(2, 2, figsize=(12, 8.5), constrained_layout=True)
+    figure, axes = plt.subplots(3, 2, figsize=(12, 12.5), constrained_layout=True)
     panels = [
         (axes[0, 0], "eps_g", "RDF error", r"$\epsilon_g$ (dimensionless)"),
         (axes[0, 1], "eps_a", "ADF error", r"$\epsilon_a$ (1/deg)"),
         (axes[1, 0], "eps_g_ratio_oracle", "RDF error relative to fm_oracle", r"$\epsilon_g / \epsilon_g^{oracle}$"),
         (axes[1, 1], "eps_a_ratio_oracle", "ADF error relative to fm_oracle", r"$\epsilon_a / \epsilon_a^{oracle}$"),
+        (axes[2, 0], "eps_g_excess", "RDF error beyond the sampling noise", r"$\epsilon_g$ excess (dimensionless)"),
+        (axes[2, 1], "eps_a_excess", "ADF error beyond the sampling noise", r"$\epsilon_a$ excess (1/deg)"),
     ]
+    missing = {"ratio_oracle": "no fm_oracle rows", "excess": "no halves of the runs"}
     for ax, column, title, ylabel in panels:
-        ratio = column.endswith("_ratio_oracle")
+        ratio, excess = column.endswith("_ratio_oracle"), column.endswith("_excess")
         if not _has(table, "model", "T_K", column) or not np.isfinite(table[column].astype(float)).any():
-            _not_run(ax, "no fm_oracle rows" if ratio else "no CG observables", title)
+            _not_run(ax, next((why for suffix, why in missing.items() if column.endswith(suffix)), "no CG observables"), title)
+            continue
+        if excess:  # an estimate of the systematic error: zero is a perfect model, below zero within the noise
+            _lines_by_model(ax, table[np.isfinite(table[column].astype(float))], column)
+            _mark_unstable(ax, table)
+            ax.axhline(0.0, color="k", lw=0.8, ls=":")
+            ax.set(title=title, xlabel="T (K)", ylabel=ylabel)
             continue
         base = column.removesuffix("_ratio_oracle")
         spread = f"{column}_spread"

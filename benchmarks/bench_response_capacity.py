@@ -2,14 +2,14 @@
 
 For each representation and estimator, the benchmark fits trf2's thermal terms on the default
 run's T0 frames, on fm_ref's frozen W0, with the pipeline's own closed form
-(thermocg.train.train_model -> thermocg.response; the ridge chosen on the validation frames, a
-term kept only if it beats "no term" by two standard errors), and reports per term (W1, and the
+(thermocg.train.train_model -> thermocg.response; the ridge chosen by cross-validation over the
+training and validation frames, a term kept only if it beats "no term" by two standard errors), and reports per term (W1, and the
 second-order fit "W2 + 2 W1/beta0" of the reduced series; trf2's W1 is trf1's):
 
 - n_coefficients of the term, the chosen relative ridge (inf: no term);
-- best_ridge, best_validation_gain: the ridge candidate (term != 0) whose validation MSE is
+- best_ridge, best_cv_gain: the ridge candidate (term != 0) whose cross-validated MSE is
   lowest, and how far below "no term" it is, with its standard error over blocks of frames
-  (negative: every candidate of this representation predicts the validation targets worse than
+  (negative: every candidate of this representation predicts held-out targets worse than
   none; units of the target squared, (kJ/mol)^4/nm^2 for W1);
 - score (W1 only): the held-out thermal-response score of the fitted W1
   (thermocg.metrics.response_score, local y1 targets at r = 0.5 nm centred with fm_ref's mean
@@ -27,7 +27,7 @@ n_i (the embedding-function form of many-body potentials; --coordination-basis c
 --coordination-shell where a neighbour stops counting);
 ``radial+W0``: one coefficient c, W1 += c W0, so that away from T0 W0 itself, its angular part
 included, is scaled by 1 + c dbeta (beta0/beta) (the lowest-capacity many-body term there is);
-``coefficient``: c fitted without ridge, ± its jackknife SE over blocks of training frames.
+``coefficient``: c fitted without ridge, ± its jackknife SE over blocks of the fitted frames.
 
 With ``--md-coefficients``, what such a term would do if it were determined: the run's model
 ``--md-model`` (a trf1 or trf2 entry) with W1 += c W0 for each c (and c = 0, the model itself), simulated as the pipeline's cgmd does at
@@ -199,17 +199,17 @@ def md_with_w0_term(config, results, name, coefficients, temperatures, seeds, fo
 
 def fit_rows(curve, head):
     """The chosen ridge of one term's fit table (rows whose head is ``head``), and the ridge candidate
-    (term != 0) with the largest drop of the validation MSE below 'no term' (negative: every
-    candidate predicts the validation targets worse than none)."""
+    (term != 0) with the largest drop of the cross-validated MSE below 'no term' (negative: every
+    candidate predicts held-out targets worse than none)."""
     term = curve[curve["head"] == head].reset_index(drop=True)
     no_term = np.isinf(term["relative_ridge"])
     if no_term.all():
         raise RuntimeError(f"the {head} fit has no candidate but 'no term' (every ridge failed)")
-    gains = term.loc[no_term, "validation_mse"].iloc[0] - term["validation_mse"]
+    gains = term.loc[no_term, "cross_validation_mse"].iloc[0] - term["cross_validation_mse"]
     best = gains[~no_term].idxmax()
     return {"chosen_ridge": float(term.loc[term["chosen"].astype(bool), "relative_ridge"].iloc[0]),
             "best_ridge": float(term.loc[best, "relative_ridge"]),
-            "best_validation_gain": float(gains[best]), "best_validation_gain_se": float(term.loc[best, "gain_se"])}
+            "best_cv_gain": float(gains[best]), "best_cv_gain_se": float(term.loc[best, "gain_se"])}
 
 
 def main():
@@ -288,8 +288,8 @@ def main():
             "W0": lambda x, pairs: w0_forces(radial, x, pairs),
             "coordination": lambda x, pairs: coordination_forces(x, pairs, args.coordination_basis, args.coordination_shell),
         }
-        systems = {term: {} for term in extra_terms}
-        for part in ("train", "validation"):
+        systems = {term: response.NormalEquations() for term in extra_terms}
+        for part in ("train", "validation"):  # in time order: one cross-validated fit
             frames = train.load_frames(beads[label], split[part], radial.cutoff, beta0, torch.float32, "cpu",
                                        energies[label], R_LOC)
             for frame in frames:
@@ -297,14 +297,13 @@ def main():
                 w1_force = nn.head_forces(radial, frame.positions, *frame.pairs, heads=("W1",))["W1"].double()
                 residual = (target - w1_force).reshape(-1).numpy()
                 for term, basis in extra_terms.items():
-                    systems[term].setdefault(part, response.NormalEquations()).add(basis(frame.positions, frame.pairs), residual)
+                    systems[term].add(basis(frame.positions, frame.pairs), residual)
         neighbors = NeighborList(radial.cutoff)
         score_pairs = [neighbors(torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64))
                        for x, b in zip(positions, box)]
         radial_response = metrics.thermal_response(radial, positions, box)
         for term, basis in extra_terms.items():
-            train_system, validation = systems[term]["train"], systems[term]["validation"]
-            coefficients, table = response.solve_ridge(train_system, validation, np.eye(len(train_system.rhs)))
+            coefficients, table = response.solve_ridge(systems[term], np.eye(len(systems[term].rhs)))
             curve = pd.DataFrame(table).assign(head="W1")
             extra = np.stack([(basis(x, pairs) @ coefficients).reshape(-1, 3) for x, pairs in zip(positions, score_pairs)])
             predicted = radial_response + extra
@@ -314,7 +313,7 @@ def main():
                          "n_coefficients": rows[0]["n_coefficients"] + len(coefficients),
                          **fit_rows(curve, "W1"), "score": score, "score_se": score_se, "scored": name})
             if len(coefficients) == 1:
-                rows[-1]["coefficient"], rows[-1]["coefficient_se"] = least_squares_with_error(train_system)
+                rows[-1]["coefficient"], rows[-1]["coefficient_se"] = least_squares_with_error(systems[term])
             print(rows[-1], flush=True)
 
     first = rows[0]["scored"]
@@ -326,8 +325,8 @@ def main():
     out = Path("benchmarks/results/response_capacity.tsv")
     out.parent.mkdir(parents=True, exist_ok=True)
     io.write_table(out, table, comment=(
-        f"trf2's thermal terms fitted on the T0 frames of {results} (fm_ref's W0); best_validation_gain: the drop of the "
-        "term's validation MSE below no term (W1: (kJ/mol)^4/nm^2), ± SE over blocks; score: held-out score of W1; "
+        f"trf2's thermal terms fitted on the T0 frames of {results} (fm_ref's W0); best_cv_gain: the drop of the "
+        "term's cross-validated MSE below no term (W1: (kJ/mol)^4/nm^2), ± SE over blocks; score: held-out score of W1; "
         f"three-body: {shape[0]} radial functions on [{THREE_BODY_R_MIN}, {shape[1]}] nm, orders 1-3, coordination F(n_i), and W0 (W1 += c W0), "
         "each on the radial local residual; coefficient: c without ridge ± jackknife SE"))
     with pd.option_context("display.width", 200, "display.max_columns", 20):

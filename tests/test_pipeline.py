@@ -138,7 +138,7 @@ def test_tiny_pipeline_fits_every_model_kind(tiny_run):
     # trf2 is a closed-form fit on fm_ref's W0: one row per ridge candidate and fit, one chosen per fit
     # (e; the squared residual that centres y2; W1; and, in the default reduced series, the curvature of beta W)
     curve = io.read_table(results / "models/trf2/learning_curve.tsv")
-    assert {"relative_ridge", "validation_mse", "gain_se", "chosen", "head"} <= set(curve.columns)
+    assert {"relative_ridge", "cross_validation_mse", "gain_se", "chosen", "head"} <= set(curve.columns)
     assert curve.groupby("head")["chosen"].sum().to_dict() == {"W1": 1, "W2 + 2 W1/beta0": 1, "e": 1, "squared_residual": 1}
     fm_ref, _ = nn.load_model(results / "models/fm_ref/model.pt")
     trf2, metadata = nn.load_model(results / "models/trf2/model.pt")

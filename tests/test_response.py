@@ -76,7 +76,7 @@ def zero_w0(model):
 
 
 def test_radial_w1_is_recovered_from_noisy_local_targets(truth):
-    frames = {"train": synthetic_frames(truth, 30, seed=1), "validation": synthetic_frames(truth, 20, seed=2)}
+    frames = synthetic_frames(truth, 30, seed=1) + synthetic_frames(truth, 20, seed=2)
     model = zero_w0(small_model(["W0", "W1", "e"], pair_heads=["W1"]))
     rows = response.fit_thermal_terms(model, "trf1", "local", frames)
     fitted, exact = model.heads["W1"].coefficients.detach(), truth.heads["W1"].coefficients.detach()
@@ -88,7 +88,7 @@ def test_radial_w1_is_recovered_from_noisy_local_targets(truth):
     chosen = [row for row in rows if row["head"] == "W1" and row["chosen"]]
     assert len(chosen) == 1 and chosen[0]["relative_ridge"] != float("inf")
     # e: the constant 3 kJ/mol per bead, from the frozen trunk's features
-    energies = model.per_bead_energies(frames["validation"][0].positions, *frames["validation"][0].pairs)
+    energies = model.per_bead_energies(frames[-1].positions, *frames[-1].pairs)
     assert torch.allclose(energies["e"], torch.full_like(energies["e"], 3.0), atol=0.5)
 
 
@@ -97,13 +97,13 @@ def test_network_w1_is_recovered_from_noisy_local_targets():
     # still try every ridge (it once found every candidate singular and always chose no term).
     truth = small_model(["W0", "W1"], seed=3)
     response.set_coefficients(truth, "W1", np.random.default_rng(7).normal(0.0, 30.0, 9))
-    frames = {"train": synthetic_frames(truth, 30, seed=1), "validation": synthetic_frames(truth, 20, seed=2)}
+    frames = synthetic_frames(truth, 30, seed=1) + synthetic_frames(truth, 20, seed=2)
     model = zero_w0(small_model(["W0", "W1", "e"], seed=3))  # the same trunk as the truth's
     rows = response.fit_thermal_terms(model, "trf1", "local", frames)
     w1_rows = [row for row in rows if row["head"] == "W1"]
     assert len(w1_rows) == len(response.RELATIVE_RIDGES) + 1
     assert [row["relative_ridge"] for row in w1_rows if row["chosen"]] != [float("inf")]
-    frame = frames["validation"][0]
+    frame = frames[-1]
     fitted, exact = (nn.head_forces(m, frame.positions, *frame.pairs, heads=("W1",))["W1"] for m in (model, truth))
     assert float((fitted - exact).norm() / exact.norm()) < 0.15
 
@@ -111,8 +111,8 @@ def test_network_w1_is_recovered_from_noisy_local_targets():
 def test_a_term_the_data_cannot_determine_comes_out_as_zero(truth):
     # pure noise: no response at all, targets still noisy
     silent = small_model(["W0", "W1"], pair_heads=["W1"])
-    frames = {"train": synthetic_frames(silent, 10, seed=3), "validation": synthetic_frames(silent, 10, seed=4)}
-    for frame in frames["train"] + frames["validation"]:
+    frames = synthetic_frames(silent, 10, seed=3) + synthetic_frames(silent, 10, seed=4)
+    for frame in frames:
         frame.forces = torch.as_tensor(np.random.default_rng(5).normal(0.0, 50.0, (N_BEADS, 3)))
     model = zero_w0(small_model(["W0", "W1", "e"], pair_heads=["W1"]))
     response.fit_thermal_terms(model, "trf1", "local", frames)
@@ -124,7 +124,7 @@ def test_reduced_trf2_without_a_determined_curvature_is_trf1(truth):
     # finds no term: W2 = -2 W1 / beta0 (beta W without curvature), and trf2's forces are trf1's at
     # every temperature (with the beta series, "no term" would instead mean W2 = 0).
     beta0 = 0.4
-    frames = {"train": synthetic_frames(truth, 30, seed=1), "validation": synthetic_frames(truth, 20, seed=2)}
+    frames = synthetic_frames(truth, 30, seed=1) + synthetic_frames(truth, 20, seed=2)
     fitted = {}
     for kind, heads in (("trf1", ["W0", "W1", "e"]), ("trf2", ["W0", "W1", "W2", "e"])):
         fitted[kind] = zero_w0(small_model(heads, pair_heads=[h for h in heads if h in ("W1", "W2")],
@@ -134,28 +134,53 @@ def test_reduced_trf2_without_a_determined_curvature_is_trf1(truth):
     w1, w2 = (fitted["trf2"].heads[h].coefficients.detach() for h in ("W1", "W2"))
     assert w1.abs().max() > 0
     torch.testing.assert_close(w2, -2.0 / beta0 * w1)
-    frame = frames["validation"][0]
+    frame = frames[-1]
     for dbeta in (-0.23, 0.08):
         forces = [nn.energy_and_forces(fitted[k], frame.positions, *frame.pairs, dbeta)[1] for k in ("trf1", "trf2")]
         torch.testing.assert_close(forces[1], forces[0])
 
 
+def noisy_linear_system(signal, n_frames=40, seed=0):
+    rng = np.random.default_rng(seed)
+    equations = response.NormalEquations()
+    for _ in range(n_frames):
+        design = rng.normal(size=(50, 3))
+        equations.add(design, design @ np.array([signal, -signal, 0.0]) + rng.normal(0, 1.0, 50))
+    return equations
+
+
 def test_ridge_choice_keeps_a_strong_signal_and_drops_noise():
-    rng = np.random.default_rng(0)
-    design = rng.normal(size=(40, 50, 3))
     for signal, kept in ((5.0, True), (0.0, False)):
-        systems = []
-        for part in range(2):
-            equations = response.NormalEquations()
-            for frame in range(20):
-                d = design[part * 20 + frame]
-                equations.add(d, d @ np.array([signal, -signal, 0.0]) + rng.normal(0, 1.0, 50))
-            systems.append(equations)
-        coefficients, rows = response.solve_ridge(*systems, np.eye(3))
+        coefficients, rows = response.solve_ridge(noisy_linear_system(signal), np.eye(3))
         assert bool(np.any(coefficients != 0)) == kept
         assert sum(row["chosen"] for row in rows) == 1
         if kept:
             assert np.allclose(coefficients, [signal, -signal, 0.0], atol=0.1)
+
+
+def test_cross_validation_scores_every_frame_with_a_fit_that_did_not_see_it():
+    system = noisy_linear_system(0.3, n_frames=23, seed=1)
+    penalty = response.smoothness_penalty(3)
+    coefficients, rows = response.solve_ridge(system, penalty, n_folds=4)
+    gram, rhs = system.gram, system.rhs
+    scale = np.trace(gram) / 3
+    for row in rows:
+        ridge = row["relative_ridge"]
+        errors = []
+        for fold in np.array_split(np.arange(23), 4):  # stretches of consecutive frames
+            rest = [k for k in range(23) if k not in fold]
+            fit = (np.zeros(3) if np.isinf(ridge) else
+                   np.linalg.solve(sum(system.frames[k][0] for k in rest) + ridge * scale * penalty,
+                                   sum(system.frames[k][1] for k in rest)))
+            errors += [(fit @ g @ fit - 2 * fit @ b + y2) / m for g, b, y2, m in (system.frames[k] for k in fold)]
+        assert row["cross_validation_mse"] == pytest.approx(np.mean(errors), rel=1e-10)
+    chosen = next(row for row in rows if row["chosen"])
+    assert np.isfinite(chosen["relative_ridge"]), "a 0.3 signal in 23 x 50 samples of unit noise is kept"
+    # the chosen ridge is then fitted on every frame
+    expected = np.linalg.solve(gram + chosen["relative_ridge"] * scale * penalty, rhs)
+    np.testing.assert_allclose(coefficients, expected, rtol=1e-12)
+    with pytest.raises(ValueError, match="at least 5 frames, got 3"):
+        response.solve_ridge(noisy_linear_system(1.0, n_frames=3), penalty)
 
 
 def test_thermal_pair_heads_start_at_zero_so_the_model_starts_as_its_w0():
@@ -174,9 +199,9 @@ def test_shared_w0_is_identical_and_frozen(truth):
     for name, value in base.state_dict().items():
         assert torch.equal(model.state_dict()[name], value)
     assert not any(p.requires_grad for name, p in model.named_parameters() if name.startswith(("trunks.", "heads.W0.")))
-    frames = {"train": synthetic_frames(truth, 4, seed=6), "validation": synthetic_frames(truth, 4, seed=7)}
+    frames = synthetic_frames(truth, 4, seed=6) + synthetic_frames(truth, 4, seed=7)
     response.fit_thermal_terms(model, "trf2", "local", frames)
-    frame = frames["validation"][0]
+    frame = frames[-1]
     expected = nn.energy_and_forces(base, frame.positions, *frame.pairs, 0.0)[1]
     assert torch.equal(nn.energy_and_forces(model, frame.positions, *frame.pairs, 0.0)[1], expected)
     other = small_model(["W0", "W1"], pair_heads=["W1"])

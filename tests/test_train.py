@@ -106,17 +106,53 @@ class DyingObjective(train.Objective):
         return super().__call__(model, frames, epoch, create_graph)
 
 
-def test_killed_training_resumes_where_it_stopped(synthetic_beads, tmp_path):
+@pytest.mark.parametrize("decay", [0.0, 0.9])
+def test_killed_training_resumes_where_it_stopped(synthetic_beads, tmp_path, decay):
     path, _ = synthetic_beads
     (tmp_path / "whole").mkdir(), (tmp_path / "killed").mkdir()
-    reference, reference_curve = fit_once(path, tmp_path / "whole")
+    reference, reference_curve = fit_once(path, tmp_path / "whole", weight_average_decay=decay)
     with pytest.raises(Killed):
-        fit_once(path, tmp_path / "killed", DyingObjective("fm_ref"))
-    resumed, curve = fit_once(path, tmp_path / "killed")
+        fit_once(path, tmp_path / "killed", DyingObjective("fm_ref"), weight_average_decay=decay)
+    resumed, curve = fit_once(path, tmp_path / "killed", weight_average_decay=decay)
     assert len(curve) == len(reference_curve) == 6
     np.testing.assert_array_equal(curve["validation_total"], reference_curve["validation_total"])
     for a, b in zip(reference.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)
+
+
+class RecordingObjective(train.Objective):
+    """Records the weights the model holds at each training step and at each validation."""
+
+    def __init__(self):
+        super().__init__("fm_ref")
+        self.steps, self.validations = [], []
+
+    def __call__(self, model, frames, epoch, create_graph=True):
+        weights = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+        (self.steps if create_graph else self.validations).append((epoch, weights))
+        return super().__call__(model, frames, epoch, create_graph)
+
+
+def test_weight_averaging_validates_and_keeps_the_moving_average_of_the_iterates(synthetic_beads, tmp_path):
+    path, _ = synthetic_beads
+    decay = 0.7
+    recorder = RecordingObjective()
+    model, curve = fit_once(path, tmp_path, recorder, max_epochs=2, weight_average_decay=decay,
+                            early_stopping_patience=5, learning_rate=3e-2)
+    # weights after step k = those the next step starts from; the first step of epoch 1 starts
+    # from the last iterate of epoch 0, so the average was swapped out again after validating
+    after_steps = [w for _, w in recorder.steps[1:]]
+    steps_per_epoch = sum(1 for epoch, _ in recorder.steps if epoch == 0)
+    average = after_steps[0]
+    for w in after_steps[1:steps_per_epoch]:
+        average = decay * average + (1 - decay) * w
+    seen_by_validation = recorder.validations[0][1]
+    torch.testing.assert_close(seen_by_validation, average)
+    assert not torch.allclose(seen_by_validation, after_steps[steps_per_epoch - 1]), "the average is not the last iterate"
+    best_epoch = int(curve["validation_total"].idxmin())
+    kept = torch.cat([p.detach().flatten() for p in model.parameters()])
+    last_batch = [w for epoch, w in recorder.validations if epoch == best_epoch][-1]
+    assert torch.equal(kept, last_batch), "the model returned is the best epoch's average"
 
 
 @pytest.mark.parametrize("change, why", [({"learning_rate": 3e-3}, "training.learning_rate 0.01 (now 0.003)"),

@@ -596,8 +596,8 @@ def diffsim_curves(curve_paths, table, png, pdf=None, lambda_adf=1.0):
 def learning_curves(curves, png, pdf=None):
     """How every model was fitted. Left: validation force loss against epoch of the networks
     (fm_ref, fm_oracle, mtfm), a star at the epoch kept. Right: the closed-form fits (em, trf1,
-    trf2; thermocg.response): the fraction of each head's target variance that it explains on the
-    validation frames (1 - MSE / MSE of "no term"; the targets are noise-dominated, so W1 and W2
+    trf2; thermocg.response): the fraction of each head's target variance that it explains on frames
+    its fit did not see (cross-validated: 1 - MSE / MSE of "no term"; the targets are noise-dominated, so W1 and W2
     explain little even when right) against the ridge strength, with the standard error of its
     difference to "no term", a star at the ridge chosen.
 
@@ -635,14 +635,14 @@ def learning_curves(curves, png, pdf=None):
             no_term = table[(table["head"] == head) & ~np.isfinite(table["relative_ridge"].astype(float))]
             if rows.empty or no_term.empty:
                 continue
-            reference = float(no_term["validation_mse"].iloc[0])
-            x, y = rows["relative_ridge"].astype(float), 1.0 - rows["validation_mse"].astype(float) / reference
+            reference = float(no_term["cross_validation_mse"].iloc[0])
+            x, y = rows["relative_ridge"].astype(float), 1.0 - rows["cross_validation_mse"].astype(float) / reference
             ax_ridge.errorbar(x, y, yerr=rows["gain_se"].astype(float) / reference, color=colour,
                               ls=head_styles.get(head, "-"), lw=1.5, capsize=2, label=f"{model} {head}")
             chosen = table[(table["head"] == head) & table["chosen"].astype(bool)]
             if len(chosen) and np.isfinite(float(chosen["relative_ridge"].iloc[0])):
                 ax_ridge.plot(chosen["relative_ridge"].astype(float),
-                              1.0 - chosen["validation_mse"].astype(float) / reference, "*", color=colour, ms=13,
+                              1.0 - chosen["cross_validation_mse"].astype(float) / reference, "*", color=colour, ms=13,
                               mec="k", mew=0.5)
             else:  # "no term" was chosen: mark it at the strongest ridge's end of the axis
                 ax_ridge.annotate(f"{head}: no term", (x.max(), float(y.iloc[-1])), color=colour, fontsize=8,
@@ -657,7 +657,7 @@ def learning_curves(curves, png, pdf=None):
         ax_ridge.set_xscale("log")
         ax_ridge.set_yscale("symlog", linthresh=1e-5)  # e explains ~1, W1 and W2 ~1e-4
         ax_ridge.set(title=title_ridge, xlabel="ridge strength (relative to the mean diagonal of G$^T$G)",
-                     ylabel="fraction of the target's variance explained")
+                     ylabel="fraction of the target's variance explained\n(cross-validated)")
     else:
         _not_run(ax_ridge, "no closed-form fit", title_ridge)
     handles = ax_epochs.get_legend_handles_labels()[0] + ax_ridge.get_legend_handles_labels()[0]

@@ -11,9 +11,10 @@ and every fit is linear:
   frozen trunk (``EnergyHead``: the trunk's per-bead features);
 * c minimises sum_frames |G c - y|^2 + lambda c^T P c, P a smoothness penalty (second differences
   of the spline coefficients) or the identity (read-outs);
-* lambda is chosen on the validation frames, whose targets are as noisy but unbiased, so their
-  mean squared error is |F_b - G c|^2 + noise in expectation; "no term at all" (c = 0) is one of
-  the candidates, so a term the data cannot determine comes out as zero instead of as noise.
+* lambda is chosen by cross-validation over stretches of consecutive frames (the targets of
+  frames a fit did not see are as noisy but unbiased, so their mean squared error is
+  |F_b - G c|^2 + noise in expectation); "no term at all" (c = 0) is one of the candidates, so a
+  term the data cannot determine comes out as zero instead of as noise.
 
 Every model trained at T0 with energies (em, trf1, trf2) takes W0 (trunk, W0 read-out, prior) from
 the force-matched model of the same data, so all reach the same W0 quality at T0: the per-bead
@@ -33,7 +34,9 @@ log = logging.getLogger(__name__)
 
 #: Candidate ridge strengths, relative to the mean diagonal of the normal matrix (plus "no term").
 RELATIVE_RIDGES = tuple(10.0 ** k for k in range(-8, 3))
-#: Blocks of consecutive validation frames for standard errors: frames 0.1 ps apart are correlated.
+#: Folds of the cross-validation that chooses the ridge, each a stretch of consecutive frames.
+N_FOLDS = 5
+#: Blocks of consecutive frames for standard errors: frames 0.1 ps apart are correlated.
 N_BLOCKS = 10
 
 
@@ -69,6 +72,12 @@ class NormalEquations:
     def mean_square_error(self, coefficients):
         return float(np.mean(self.frame_errors(coefficients)))
 
+    def subset(self, indices):
+        """The normal equations of the frames at ``indices`` only."""
+        subset = NormalEquations()
+        subset.frames = [self.frames[i] for i in indices]
+        return subset
+
 
 def smoothness_penalty(n_coefficients):
     """D^T D for second differences of the coefficients (a P-spline penalty), plus the ends."""
@@ -77,31 +86,46 @@ def smoothness_penalty(n_coefficients):
     return second.T @ second
 
 
-def solve_ridge(train, validation, penalty):
-    """Coefficients minimising the training error + lambda c^T P c, lambda chosen on validation.
+def solve_ridge(system, penalty, n_folds=N_FOLDS):
+    """Coefficients minimising the error + lambda c^T P c on all of ``system``'s frames, lambda chosen by cross-validation.
 
-    The validation targets are as noisy as the training ones, so the choice is made with the
-    standard error of the validation error (over blocks of consecutive frames): a term is kept only if it beats "no
-    term" (c = 0) by more than two standard errors, and then the strongest ridge whose error is
-    within one standard error of the best (the one-standard-error rule) is taken.
-    Returns (coefficients, table rows [{relative_ridge, train_mse, validation_mse, gain_se,
-    chosen}]); relative_ridge inf is c = 0; gain_se is the standard error of the validation
-    error's difference to "no term".
+    The targets are as noisy on every frame, but unbiased, so the error a fit makes on frames it did
+    not see measures |F_b - G c|^2 + noise. The frames (in time order) are cut into ``n_folds``
+    stretches of consecutive frames; each candidate is fitted on all stretches but one and scored on
+    that one, so that every frame scores a fit that did not see it (only the frames at a
+    stretch's ends have correlated neighbours in its fit). A term is kept only if its
+    cross-validated error beats "no term" (c = 0) by more than two standard errors (paired, over
+    blocks of consecutive frames), and then the strongest ridge whose error is within one standard
+    error of the best (the one-standard-error rule) is fitted on every frame.
+    Returns (coefficients, table rows [{relative_ridge, train_mse, cross_validation_mse, gain_se,
+    chosen}]); relative_ridge inf is c = 0; train_mse is the error of the fit on every frame;
+    gain_se is the standard error of the cross-validated error's difference to "no term".
     """
-    gram, rhs = train.gram, train.rhs
+    n_frames = len(system.frames)
+    if n_frames < n_folds:
+        raise ValueError(f"cross-validation needs at least {n_folds} frames, got {n_frames}")
+    gram, rhs = system.gram, system.rhs
     scale = np.trace(gram) / len(rhs)
     # A coefficient that neither the data nor the penalty touch (a read-out's constant has no force)
     # is left at zero: solving for it too would make every candidate singular.
     free = (np.diag(gram) != 0) | (np.diag(penalty) != 0)
-    candidates = [(float("inf"), np.zeros(len(rhs)))]
-    for ridge in sorted(RELATIVE_RIDGES, reverse=True):
+
+    def fit(gram, rhs, ridge):
         coefficients = np.zeros(len(rhs))
-        try:
+        if np.isfinite(ridge):
             coefficients[free] = np.linalg.solve((gram + ridge * scale * penalty)[np.ix_(free, free)], rhs[free])
+        return coefficients
+
+    folds = [system.subset(fold) for fold in np.array_split(np.arange(n_frames), n_folds)]
+    candidates, errors = [], []
+    for ridge in (float("inf"), *sorted(RELATIVE_RIDGES, reverse=True)):
+        try:
+            coefficients = fit(gram, rhs, ridge)
+            held_out = [fold.frame_errors(fit(gram - fold.gram, rhs - fold.rhs, ridge)) for fold in folds]
         except np.linalg.LinAlgError:
             continue
         candidates.append((ridge, coefficients))
-    errors = [validation.frame_errors(c) for _, c in candidates]
+        errors.append(np.concatenate(held_out))
     best = int(np.argmin([e.mean() for e in errors]))
 
     def standard_error_of_difference(k):  # paired, over blocks of consecutive frames (they are correlated)
@@ -112,7 +136,7 @@ def solve_ridge(train, validation, penalty):
         # candidates run from the strongest ridge to the weakest: the first within one SE of the best
         chosen = next(k for k in range(1, len(candidates))
                       if errors[k].mean() - errors[best].mean() <= standard_error_of_difference(k))
-    rows = [{"relative_ridge": ridge, "train_mse": train.mean_square_error(c), "validation_mse": float(e.mean()),
+    rows = [{"relative_ridge": ridge, "train_mse": system.mean_square_error(c), "cross_validation_mse": float(e.mean()),
              "gain_se": observables.block_standard_error(errors[0] - e, N_BLOCKS),
              "chosen": k == chosen}
             for k, ((ridge, c), e) in enumerate(zip(candidates, errors))]
@@ -207,14 +231,12 @@ def _mean_force(model, frame):
     return sum(forces.values())
 
 
-def _energy_fit(model, frames_by_part):
+def _energy_fit(model, frames):
     """Fit the e head to the per-bead FG energies u_J (local energy matching)."""
-    systems = {}
-    for part, frames in frames_by_part.items():
-        for frame in frames:
-            systems.setdefault(part, NormalEquations()).add(_energy_design(model, frame), _host(frame.bead_energies))
-    train, validation = systems["train"], systems["validation"]
-    coefficients, rows = solve_ridge(train, validation, penalty_for(model, "e", len(train.rhs)))
+    system = NormalEquations()
+    for frame in frames:
+        system.add(_energy_design(model, frame), _host(frame.bead_energies))
+    coefficients, rows = solve_ridge(system, penalty_for(model, "e", len(system.rhs)))
     set_coefficients(model, "e", coefficients)
     return rows
 
@@ -234,21 +256,19 @@ def _energy_design(model, frame, summed=False):
     return _host(design.sum(0, keepdim=True) if summed else design)
 
 
-def _squared_residual_fit(model, estimator, frames_by_part):
+def _squared_residual_fit(model, estimator, frames):
     """Fit s(R), the conditional mean of the squared energy residual, on e's basis (per bead for the
-    local residual, summed for the global one; ridge on validation).
+    local residual, summed for the global one; ridge by cross-validation).
 
     y2 centred with s has no bias from the mean-force error dF (targets.py); returns (coefficients, rows).
     """
-    systems = {}
-    for part, frames in frames_by_part.items():
-        for frame in frames:
-            with torch.no_grad():
-                bead_means = model.per_bead_energies(frame.positions, *frame.pairs)["e"]
-            squared = _host(_energy_residual(estimator, frame, bead_means) ** 2)
-            systems.setdefault(part, NormalEquations()).add(_energy_design(model, frame, estimator != "local"), squared)
-    train, validation = systems["train"], systems["validation"]
-    return solve_ridge(train, validation, penalty_for(model, "e", len(train.rhs)))
+    system = NormalEquations()
+    for frame in frames:
+        with torch.no_grad():
+            bead_means = model.per_bead_energies(frame.positions, *frame.pairs)["e"]
+        squared = _host(_energy_residual(estimator, frame, bead_means) ** 2)
+        system.add(_energy_design(model, frame, estimator != "local"), squared)
+    return solve_ridge(system, penalty_for(model, "e", len(system.rhs)))
 
 
 def _targets(kind, estimator, frame, mean_force, bead_means, squared_residual_means):
@@ -281,50 +301,47 @@ def frame_targets(model, kind, estimator, frame, squared_residual=None):
     return _targets(kind, estimator, frame, mean_force, bead_means, squared_residual_means)
 
 
-def fit_thermal_terms(model, kind, estimator, frames_by_part):
+def fit_thermal_terms(model, kind, estimator, frames):
     """Fit e, then (trf1, trf2) W1 and W2, in place; returns the fit table (one row per candidate).
 
-    ``frames_by_part``: {"train": [Frame], "validation": [Frame]} at T0 (thermocg.train.Frame,
-    with bead energies and, for the local estimator, local pairs). W0 must already be set.
+    ``frames``: the T0 frames in time order (thermocg.train.Frame, with bead energies and, for the
+    local estimator, local pairs), all fitted and cross-validated (solve_ridge). W0 must already be set.
 
     With the reduced expansion (nn.CGModel) the second-order term that "no term" leaves out is the
     curvature of beta W, d2(beta W)/dbeta2 = 2 W1 + beta0 W2, not W2: so W2's fit is of
     W2 + 2 W1 / beta0 (target y2 + 2 y1 / beta0), and W2 follows by subtracting 2 W1 / beta0 (W1
     and W2 share one basis). A curvature the data cannot determine then leaves trf2 = trf1.
     """
-    rows = [dict(row, head="e") for row in _energy_fit(model, frames_by_part)]
+    rows = [dict(row, head="e") for row in _energy_fit(model, frames)]
     curvature_of_reduced = model.reduced_expansion
     thermal = [h for h in ("W1", "W2") if h in model.heads and (kind != "em")]
     if not thermal:
         return rows
     squared_residual = None
     if "W2" in thermal:
-        squared_residual, variance_rows = _squared_residual_fit(model, estimator, frames_by_part)
+        squared_residual, variance_rows = _squared_residual_fit(model, estimator, frames)
         rows += [dict(row, head="squared_residual") for row in variance_rows]
-    systems = {head: {} for head in thermal}
-    for part, frames in frames_by_part.items():
-        for number, frame in enumerate(frames):
-            y1, y2 = frame_targets(model, kind, estimator, frame, squared_residual)
-            if y2 is not None and curvature_of_reduced:
-                y2 = y2 + (2.0 / model.reference_beta) * y1
-            for head, y in (("W1", y1), ("W2", y2)):
-                if head not in thermal:
-                    continue
-                design = _host(basis_forces(model, head, frame.positions, *frame.pairs))
-                systems[head].setdefault(part, NormalEquations()).add(design, _host(y.reshape(-1)))
-            if number % 20 == 0:
-                log.info("%s frames: %d/%d", part, number + 1, len(frames))
+    systems = {head: NormalEquations() for head in thermal}
+    for number, frame in enumerate(frames):
+        y1, y2 = frame_targets(model, kind, estimator, frame, squared_residual)
+        if y2 is not None and curvature_of_reduced:
+            y2 = y2 + (2.0 / model.reference_beta) * y1
+        for head, y in (("W1", y1), ("W2", y2)):
+            if head in thermal:
+                systems[head].add(_host(basis_forces(model, head, frame.positions, *frame.pairs)), _host(y.reshape(-1)))
+        if number % 50 == 0:
+            log.info("targets: frame %d/%d", number + 1, len(frames))
     fitted = {}
     for head in thermal:
-        train, validation = systems[head]["train"], systems[head]["validation"]
-        coefficients, head_rows = solve_ridge(train, validation, penalty_for(model, head, len(train.rhs)))
+        coefficients, head_rows = solve_ridge(systems[head], penalty_for(model, head, len(systems[head].rhs)))
         fitted[head] = coefficients
         if head == "W2" and curvature_of_reduced:
             coefficients = coefficients - (2.0 / model.reference_beta) * fitted["W1"]
         set_coefficients(model, head, coefficients)
         label = "W2 + 2 W1/beta0" if head == "W2" and curvature_of_reduced else head  # what the fit is of
         chosen = next(row for row in head_rows if row["chosen"])
-        log.info("%s: relative ridge %g, validation MSE %.6g (no term: %.6g; standard error of the difference %.3g)",
-                 label, chosen["relative_ridge"], chosen["validation_mse"], head_rows[0]["validation_mse"], chosen["gain_se"])
+        log.info("%s: relative ridge %g, cross-validated MSE %.6g (no term: %.6g; standard error of the difference %.3g)",
+                 label, chosen["relative_ridge"], chosen["cross_validation_mse"], head_rows[0]["cross_validation_mse"],
+                 chosen["gain_se"])
         rows += [dict(row, head=label) for row in head_rows]
     return rows

@@ -135,12 +135,37 @@ def _evaluate(objective, model, frames, epoch, batch):
     return {name: value / len(frames) for name, value in totals.items()}
 
 
+def _moving_average(average, model, decay):
+    """The weights' exponential moving average after one more step (the weights themselves at the first)."""
+    weights = [p.detach() for p in model.parameters()]
+    if average is None:
+        return [w.clone() for w in weights]
+    for a, w in zip(average, weights):
+        a.lerp_(w, 1.0 - decay)
+    return average
+
+
+def _swap_in(model, weights):
+    """Load ``weights`` (a list in model.parameters() order; None: leave the model) and return the old ones."""
+    if weights is None:
+        return None
+    old = [p.detach().clone() for p in model.parameters()]
+    with torch.no_grad():
+        for p, w in zip(model.parameters(), weights):
+            p.copy_(w)
+    return old
+
+
 def fit(model, objective, train_frames, validation_frames, settings, checkpoint_path, seed, inputs=None,
         more_settings=None):
     """Train ``model`` in place; returns the learning curve (DataFrame). Resumes from ``checkpoint_path``.
 
     settings: learning_rate, max_epochs, batch_frames, lr_patience, lr_factor,
-    early_stopping_patience, gradient_clip. The checkpoint is resumed only if it was made with
+    early_stopping_patience, gradient_clip, weight_average_decay. With a decay > 0 the model that is
+    validated, kept and returned is the exponential moving average of the weights over the
+    optimisation steps (Polyak averaging): each step's gradient is dominated by the noise of the
+    instantaneous forces, and averaging the iterates removes the scatter that noise leaves in the
+    weights. The checkpoint is resumed only if it was made with
     these settings, seed, network and objective, the same ``inputs`` (name -> data file) and
     ``more_settings`` (anything else that shaped the frames; see :mod:`thermocg.checkpoints`).
     """
@@ -148,7 +173,8 @@ def fit(model, objective, train_frames, validation_frames, settings, checkpoint_
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, factor=settings["lr_factor"], patience=settings["lr_patience"]
     )
-    state = {"epoch": 0, "best_loss": float("inf"), "best_state": None, "stale": 0, "curve": []}
+    state = {"epoch": 0, "best_loss": float("inf"), "best_state": None, "stale": 0, "curve": [], "average": None}
+    decay = settings["weight_average_decay"]
     fingerprint = checkpoints.fingerprint(
         {"training": settings, "seed": seed, "network": model.config, "objective": vars(objective),
          **(more_settings or {})},
@@ -177,9 +203,12 @@ def fit(model, objective, train_frames, validation_frames, settings, checkpoint_
             sum(terms.values()).backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), settings["gradient_clip"])
             optimizer.step()
+            if decay > 0:
+                state["average"] = _moving_average(state["average"], model, decay)
             for name, value in terms.items():
                 train_terms[name] = train_terms.get(name, 0.0) + float(value.detach()) * len(chunk)
         model.eval()
+        iterate = _swap_in(model, state["average"])
         validation = _evaluate(objective, model, validation_frames, epoch, batch)
         validation_loss = sum(validation.values())
         scheduler.step(validation_loss)
@@ -189,6 +218,7 @@ def fit(model, objective, train_frames, validation_frames, settings, checkpoint_
             state["best_state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             state["stale"] += 1
+        _swap_in(model, iterate)
         row = {"epoch": epoch, "learning_rate": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
         row.update({f"train_{k}": v / len(train_frames) for k, v in train_terms.items()})
         row.update({f"validation_{k}": v for k, v in validation.items()})
@@ -281,10 +311,11 @@ def train_model(name, spec, config, beads, energies, model_path, curve_path, che
             raise ValueError(f"model {name}: the W0 model {w0_model} was trained on other frames than {base_data}")
         response.share_w0(model, base)
         used_files["W0 model"] = w0_model
-        rows = response.fit_thermal_terms(model, kind, spec.get("estimator", "local"), sets)
+        # the training and validation frames, in time order: the ridges are chosen by cross-validation
+        rows = response.fit_thermal_terms(model, kind, spec.get("estimator", "local"), sets["train"] + sets["validation"])
         curve = pd.DataFrame(rows)
         curve_comment = (f"closed-form fit of {name} ({kind}) on the W0 of {w0_model}: one row per ridge candidate "
-                         "(relative_ridge inf = no term); mean squared errors of the targets, validation chooses")
+                         "(relative_ridge inf = no term); mean squared errors of the targets, cross-validation chooses")
     else:
         curve = fit(model, Objective(kind), sets["train"], sets["validation"], training, checkpoint_path, config["seed"],
                     inputs=used_files, more_settings={"spec": spec, "T0_K": config["reference_temperature"]})

@@ -116,12 +116,14 @@ def solve_ridge(system, penalty, n_folds=N_FOLDS):
             coefficients[free] = np.linalg.solve((gram + ridge * scale * penalty)[np.ix_(free, free)], rhs[free])
         return coefficients
 
-    folds = [system.subset(fold) for fold in np.array_split(np.arange(n_frames), n_folds)]
+    # each fold's frames, and the normal equations of all the others
+    folds = [(held, gram - held.gram, rhs - held.rhs)
+             for held in (system.subset(fold) for fold in np.array_split(np.arange(n_frames), n_folds))]
     candidates, errors = [], []
     for ridge in (float("inf"), *sorted(RELATIVE_RIDGES, reverse=True)):
         try:
             coefficients = fit(gram, rhs, ridge)
-            held_out = [fold.frame_errors(fit(gram - fold.gram, rhs - fold.rhs, ridge)) for fold in folds]
+            held_out = [held.frame_errors(fit(rest_gram, rest_rhs, ridge)) for held, rest_gram, rest_rhs in folds]
         except np.linalg.LinAlgError:
             continue
         candidates.append((ridge, coefficients))

@@ -192,6 +192,23 @@ def test_thermal_pair_heads_start_at_zero_so_the_model_starts_as_its_w0():
     assert torch.equal(at_t0[1], far[1])
 
 
+def test_pair_head_energy_from_four_coefficients_per_pair_equals_its_basis_expansion():
+    # PairHead's forward (MD, DiffSim) and its basis (the closed-form fits) are one function
+    model = small_model(["W0", "W1"], pair_heads=["W1"])
+    head = model.heads["W1"]
+    with torch.no_grad():
+        head.coefficients.copy_(torch.as_tensor(np.random.default_rng(3).normal(size=head.n_basis)))
+    positions = spread_positions(np.random.default_rng(0)).requires_grad_(True)
+    pairs = NeighborList(CUTOFF)(positions, torch.full((3,), BOX, dtype=torch.float64))
+    geometry = model.pair_geometry(positions, *pairs, positions.dtype)
+    energies = head([], geometry)
+    expected = head.basis_per_bead(geometry) @ head.coefficients
+    torch.testing.assert_close(energies, expected, rtol=1e-12, atol=1e-12)
+    forces, expected_forces = (torch.autograd.grad(e.sum(), positions, retain_graph=True)[0] for e in (energies, expected))
+    torch.testing.assert_close(forces, expected_forces, rtol=1e-12, atol=1e-12)
+    assert forces.abs().max() > 0
+
+
 def test_shared_w0_is_identical_and_frozen(truth):
     base = small_model(["W0"], seed=11)
     model = small_model(["W0", "W1", "W2", "e"], pair_heads=["W1", "W2"], seed=12)

@@ -9,6 +9,7 @@ import torch
 from thermocg import checkpoints
 from thermocg import config as configuration
 from thermocg import io, nn, train, units
+from thermocg.neighbors import NeighborList
 from conftest import REPO
 
 N_BEADS, LENGTH = 48, 1.4  # nm
@@ -195,6 +196,35 @@ def test_same_config_and_seed_give_byte_identical_model_files(synthetic_beads, t
                           model_path=out / "model.pt", curve_path=out / "c.tsv", checkpoint_path=out / "s.pt")
         files.append((out / "model.pt").read_bytes())
     assert files[0] == files[1]
+
+
+def test_mtfm_objective_matches_each_frame_with_its_own_temperatures_mean_force(synthetic_beads):
+    # one gradient of W summed at per-bead dbeta = the heads' forces combined with each frame's coefficients
+    path, _ = synthetic_beads
+    data = io.load_frames(path)
+    torch.manual_seed(0)
+    model = nn.CGModel(n_features=8, n_sensitivities=8, cutoff=0.6, heads=("W0", "W1", "W2"), n_dense_layers=1,
+                       expansion="reduced", reference_beta=units.beta(300.0), dtype="float64")
+    for name in ("W1", "W2"):  # heads far from zero, so that a wrong coefficient shows
+        with torch.no_grad():
+            for p in model.heads[name].parameters():
+                p.normal_(0.0, 1.0)
+    neighbors = NeighborList(0.6)
+    frames = []
+    for k, dbeta in zip(range(3), (0.0, 0.08, -0.23)):
+        positions = torch.as_tensor(data["positions"][k])
+        frames.append(train.Frame(positions=positions, forces=torch.as_tensor(data["forces"][k]), energy=None,
+                                  bead_energies=None, pairs=neighbors(positions, torch.full((3,), LENGTH, dtype=torch.float64)),
+                                  local_pairs=None, dbeta=dbeta))
+    loss = train.Objective("mtfm")(model, frames, epoch=0)["force"]
+    predicted = []
+    for frame in frames:
+        heads = nn.head_forces(model, frame.positions, *frame.pairs, heads=("prior", "W0", "W1", "W2"))
+        c1, c2 = model.expansion_coefficients(torch.tensor(frame.dbeta, dtype=torch.float64))
+        predicted.append(heads["prior"] + heads["W0"] + c1 * heads["W1"] + c2 * heads["W2"])
+    observed = torch.cat([f.forces for f in frames])
+    expected = ((torch.cat(predicted) - observed) ** 2).mean() / (observed**2).mean()
+    torch.testing.assert_close(loss, expected, rtol=1e-10, atol=0.0)
 
 
 def test_unknown_kinds_and_closed_form_kinds_have_no_training_objective():

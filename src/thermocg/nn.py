@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 
 from thermocg.io import DamagedFileError, atomic_write
-from thermocg.pair import pinned_spline_basis
+from thermocg.pair import pinned_spline, pinned_spline_basis
 
 #: How the thermal terms extrapolate in beta (CGModel's ``expansion``).
 EXPANSIONS = ("beta", "reduced")
@@ -504,7 +504,8 @@ class PairHead(torch.nn.Module):
         return per_bead.index_add(0, geometry.first, 0.5 * values)
 
     def forward(self, block_outputs: List[Tensor], geometry: PairGeometry) -> Tensor:
-        return self.basis_per_bead(geometry) @ self.coefficients
+        pair_energy = pinned_spline(geometry.distance, self.r_min, self.cutoff, self.coefficients)
+        return pair_energy.new_zeros(geometry.n_beads).index_add(0, geometry.first, 0.5 * pair_energy)
 
 
 # ---------------------------------------------------------------------------------------------

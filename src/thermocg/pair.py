@@ -11,6 +11,7 @@ Terms add up with ``+`` (or :class:`SumPotential`), e.g. ``LennardJones(...) + P
 """
 
 import math
+from typing import Tuple
 
 import torch
 from torch import nn
@@ -132,13 +133,9 @@ def smooth_switch(r, r_on, r_off):
     return 1.0 - x**3 * (10.0 - 15.0 * x + 6.0 * x * x)
 
 
-def pinned_spline_basis(r: torch.Tensor, r_min: float, cutoff: float, n_basis: int) -> torch.Tensor:
-    """(P,) distances (nm) -> (P, n_basis): uniform cubic B-splines B_k(r) on [r_min, cutoff].
-
-    n_basis + 3 intervals; the three further coefficients at each end are pinned to zero, so any
-    sum_k c_k B_k(r) vanishes with its first two derivatives at r_min and at the cutoff, and is
-    zero outside. Each distance touches at most four basis functions.
-    """
+def _pinned_spline_support(r: torch.Tensor, r_min: float, cutoff: float, n_basis: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The four B-splines each distance touches: (P, 4) columns and (P, 4) values; the pinned ones
+    (and every one outside [r_min, cutoff]) get column n_basis and value 0."""
     n_intervals = n_basis + 3
     t = (r - r_min) * (n_intervals / (cutoff - r_min))
     inside = (t >= 0) & (t < n_intervals)
@@ -149,9 +146,27 @@ def pinned_spline_basis(r: torch.Tensor, r_min: float, cutoff: float, n_basis: i
     # interval m uses padded coefficients m..m+3, i.e. free ones m-3..m; the pinned ones go to a spare column
     column = interval.unsqueeze(1) + torch.arange(4, device=r.device) - 3
     free = (column >= 0) & (column < n_basis) & inside.unsqueeze(1)
-    column = torch.where(free, column, torch.full_like(column, n_basis))
+    return torch.where(free, column, torch.full_like(column, n_basis)), torch.where(free, weights, torch.zeros_like(weights))
+
+
+def pinned_spline_basis(r: torch.Tensor, r_min: float, cutoff: float, n_basis: int) -> torch.Tensor:
+    """(P,) distances (nm) -> (P, n_basis): uniform cubic B-splines B_k(r) on [r_min, cutoff].
+
+    n_basis + 3 intervals; the three further coefficients at each end are pinned to zero, so any
+    sum_k c_k B_k(r) vanishes with its first two derivatives at r_min and at the cutoff, and is
+    zero outside. Each distance touches at most four basis functions.
+    """
+    column, weights = _pinned_spline_support(r, r_min, cutoff, n_basis)
     values = torch.zeros(r.shape[0], n_basis + 1, dtype=r.dtype, device=r.device)
-    return values.scatter_add(1, column, torch.where(free, weights, torch.zeros_like(weights)))[:, :n_basis]
+    return values.scatter_add(1, column, weights)[:, :n_basis]
+
+
+def pinned_spline(r: torch.Tensor, r_min: float, cutoff: float, coefficients: torch.Tensor) -> torch.Tensor:
+    """(P,) distances (nm) -> (P,) sum_k c_k B_k(r) (:func:`pinned_spline_basis`), from the four
+    coefficients each distance touches: no (P, n_basis) matrix, so what an MD step pays."""
+    column, weights = _pinned_spline_support(r, r_min, cutoff, coefficients.shape[0])
+    padded = torch.cat([coefficients.to(r.dtype), coefficients.new_zeros(1).to(r.dtype)])
+    return (weights * padded[column]).sum(1)
 
 
 class PairCorrection(PairPotential):

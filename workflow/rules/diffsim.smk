@@ -16,6 +16,9 @@ rule refine_diffsim:
     wildcard_constraints:
         model=_choice(config["diffsim"]["models"]),
     threads: config["diffsim"]["threads"]
+    # the longest job, and CG MD of the refined model waits for it: started as soon as its inputs
+    # exist, it does not end the run alone on one core (the default run: 2 minutes sooner)
+    priority: 10
     log:
         "logs/models/{model}_diffsim/refine_diffsim.log",
     benchmark:

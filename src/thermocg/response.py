@@ -328,9 +328,10 @@ def fit_thermal_terms(model, kind, estimator, frames):
         y1, y2 = frame_targets(model, kind, estimator, frame, squared_residual)
         if y2 is not None and curvature_of_reduced:
             y2 = y2 + (2.0 / model.reference_beta) * y1
+        design = _host(basis_forces(model, thermal[0], frame.positions, *frame.pairs))  # W1 and W2 share one basis
         for head, y in (("W1", y1), ("W2", y2)):
             if head in thermal:
-                systems[head].add(_host(basis_forces(model, head, frame.positions, *frame.pairs)), _host(y.reshape(-1)))
+                systems[head].add(design, _host(y.reshape(-1)))
         if number % 50 == 0:
             log.info("targets: frame %d/%d", number + 1, len(frames))
     fitted = {}

@@ -144,7 +144,9 @@ def test_tiny_pipeline_fits_every_model_kind(tiny_run):
     trf2, metadata = nn.load_model(results / "models/trf2/model.pt")
     shared = {k: v for k, v in fm_ref.state_dict().items()}
     assert all(torch.equal(trf2.state_dict()[k], v) for k, v in shared.items())  # the same W0, trunk and prior
-    assert metadata["spec"]["response"] == "radial" and "pair_heads" in trf2.config
+    assert metadata["spec"]["response"] == "network" and trf2.config["pair_heads"] == []
+    trf1, metadata = nn.load_model(results / "models/trf1/model.pt")
+    assert metadata["spec"]["response"] == "radial" and trf1.config["pair_heads"] == ["W1"]
 
 
 @pytest.mark.slow
@@ -166,6 +168,11 @@ def test_tiny_pipeline_runs_cg_md_and_compares_with_fg(tiny_run):
     assert not any((results / f"cgmd/{model}/T300").exists() for model in twins)
     thermo = io.read_table(results / "cgmd/trf2/T320/thermo.tsv")
     assert abs(thermo["T_kin_K"].mean() - 320) < 60  # 128 beads, 2 ps: loose, but catches a wrong thermostat
+    # DiffSim moved the refined read-outs (W0's and W1's) and nothing else: W2 and the trunk are trf2's
+    trf2, _ = nn.load_model(results / "models/trf2/model.pt")
+    refined, _ = nn.load_model(results / "models/trf2_diffsim/model.pt")
+    moved = {k for k, v in trf2.state_dict().items() if not torch.equal(refined.state_dict()[k], v)}
+    assert moved and all(k.startswith(("heads.W0.", "heads.W1.")) for k in moved), moved
     assert (results / "models/trf2_diffsim/loss_curve.tsv").exists()
     for name in ("transferability", "rdf_adf_overlays", "force_errors", "thermal_response", "radial_response",
                  "diffusion", "diffsim_curves", "timings", "learning_curves"):

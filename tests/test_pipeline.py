@@ -294,6 +294,26 @@ def test_training_seed_benchmark_reproduces_the_runs_eps_and_retrains_with_anoth
 
 
 @pytest.mark.slow
+def test_diffsim_seeds_benchmark_reproduces_the_runs_refinement_and_refines_with_another_seed(tiny_run):
+    """benchmarks/bench_diffsim_seeds.py on the tiny run: the config's seed gives the run's
+    trf2_diffsim to the last bit, another seed another refinement; each gets the run's friction."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, str(REPO / "benchmarks/bench_diffsim_seeds.py"), "--config", str(REPO / "config/test.yaml"),
+                    "--seeds", "7", "8"], cwd=tiny_run, check=True, capture_output=True, text=True, timeout=900)
+    results = tiny_run / "results"
+    run, _ = nn.load_model(results / "models/trf2_diffsim/model.pt")
+    same, _ = nn.load_model(results / "models/trf2_diffsim_s7/model.pt")
+    other, metadata = nn.load_model(results / "models/trf2_diffsim_s8/model.pt")
+    assert all(torch.equal(same.state_dict()[k], v) for k, v in run.state_dict().items())
+    assert not torch.equal(other.state_dict()["heads.W1.readouts.0.weight"], run.state_dict()["heads.W1.readouts.0.weight"])
+    assert metadata["refined_from"] == "trf2"
+    friction = (results / "cgmd/trf2_diffsim/friction.json").read_text()
+    assert (results / "cgmd/trf2_diffsim_s8/friction.json").read_text() == friction
+
+
+@pytest.mark.slow
 def test_data_efficiency_benchmark_takes_another_t0_run_and_reproduces_the_runs_fm_ref(tiny_run):
     """benchmarks/bench_data_efficiency.py on the tiny run, its own T0 frames at stride 2 beside a
     second T0 "run" made of every second frame at stride 1: the same frames, so the same models and

@@ -158,6 +158,16 @@ def test_ridge_choice_keeps_a_strong_signal_and_drops_noise():
             assert np.allclose(coefficients, [signal, -signal, 0.0], atol=0.1)
 
 
+def test_a_kept_term_takes_the_ridge_with_the_least_cross_validated_error():
+    # a weak signal: a ridge 10x the best lies within a standard error of it (the one-standard-error
+    # rule would take it) and would shrink the term
+    for seed in (1, 2):
+        coefficients, rows = response.solve_ridge(noisy_linear_system(0.1, n_frames=40, seed=seed), np.eye(3))
+        chosen = next(row for row in rows if row["chosen"])
+        assert np.isfinite(chosen["relative_ridge"]), "a 0.1 signal in 40 x 50 samples of unit noise is kept"
+        assert chosen["cross_validation_mse"] == min(row["cross_validation_mse"] for row in rows)
+
+
 def test_cross_validation_scores_every_frame_with_a_fit_that_did_not_see_it():
     system = noisy_linear_system(0.3, n_frames=23, seed=1)
     penalty = response.smoothness_penalty(3)

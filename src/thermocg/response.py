@@ -99,8 +99,9 @@ def solve_ridge(system, penalty, n_folds=N_FOLDS):
     every frame. Not the strongest ridge within one standard error of the best (the one-standard-error
     rule): a stronger ridge shrinks a thermal term towards zero, and the term's force is multiplied by
     dbeta away from T0, so the shrinkage becomes a systematic under-correction at the temperatures
-    that matter (on a second FG draw of the default run, the rule's ridge, 1000x the best, cut trf1's
-    response in the second shell by a fifth; README, Default run).
+    that matter (on a second FG draw of the default config, the rule's ridge, 1000x the best, left
+    trf1's RDF error beyond the noise at 450-700 K at 0.45-0.54 of fm_ref's, the best at 0.18-0.25;
+    README, Default run).
     Returns (coefficients, table rows [{relative_ridge, train_mse, cross_validation_mse, gain_se,
     chosen}]); relative_ridge inf is c = 0; train_mse is the error of the fit on every frame;
     gain_se is the standard error of the cross-validated error's difference to "no term".

@@ -135,12 +135,11 @@ def solve_ridge(system, penalty, n_folds=N_FOLDS):
         errors.append(np.concatenate(held_out))
     best = int(np.argmin([e.mean() for e in errors]))
     # paired, over blocks of consecutive frames (they are correlated)
-    gain_se = observables.block_standard_error(errors[0] - errors[best], N_BLOCKS)
-    chosen = best if errors[0].mean() - errors[best].mean() > 2.0 * gain_se else 0
+    gain_se = [observables.block_standard_error(errors[0] - e, N_BLOCKS) for e in errors]
+    chosen = best if errors[0].mean() - errors[best].mean() > 2.0 * gain_se[best] else 0
     rows = [{"relative_ridge": ridge, "train_mse": system.mean_square_error(c), "cross_validation_mse": float(e.mean()),
-             "gain_se": observables.block_standard_error(errors[0] - e, N_BLOCKS),
-             "chosen": k == chosen}
-            for k, ((ridge, c), e) in enumerate(zip(candidates, errors))]
+             "gain_se": se, "chosen": k == chosen}
+            for k, ((ridge, c), e, se) in enumerate(zip(candidates, errors, gain_se))]
     return candidates[chosen][1], rows
 
 

@@ -214,6 +214,35 @@ def test_force_matching_against_structure_benchmark(tiny_run):
 
 
 @pytest.mark.slow
+def test_mean_force_benchmark_replaces_only_the_training_frames_forces_by_restrained_averages(tiny_run, tmp_path):
+    """benchmarks/bench_mean_force.py on the tiny run's first three T0 training frames: the archive it
+    writes is the run's with only those frames' forces changed, and their positions moved to the beads'
+    mean positions, under a thousandth of a nm away; averaging removes most of one sample's noise; the
+    average balances the mean restraint force (up to the momentum change over 0.2 ps); the frame's own
+    mapped force is one sample."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, str(REPO / "benchmarks/bench_mean_force.py"), "--config", str(REPO / "config/test.yaml"),
+                    "--out", str(tmp_path), "--max-frames", "3", "--duration", "0.2", "--threads", "1"],
+                   cwd=tiny_run, check=True, capture_output=True, text=True, timeout=600)
+    own = io.load_frames(tiny_run / "results/cg/T300/beads.npz")
+    written = io.load_frames(tmp_path / "cg/T300/beads.npz")
+    changed = np.flatnonzero((written["forces"] != own["forces"]).any(axis=(1, 2)))
+    np.testing.assert_array_equal(changed, [0, 2, 4])  # every frame_stride-th frame, from the first
+    moved = np.sqrt(((written["positions"] - own["positions"]) ** 2).sum(-1).mean(-1))
+    np.testing.assert_array_equal(np.flatnonzero(moved), [0, 2, 4])
+    assert moved.max() < 1e-3
+    table = io.read_table(tiny_run / "benchmarks/results/mean_force.tsv")
+    assert list(table["frame"]) == [0, 2, 4]
+    assert (table["average_noise_halves"] < table["sample_variance"] / 4).all()
+    assert (0.5 < table["own_target_noise"] / table["sample_variance"]).all()
+    assert (table["own_target_noise"] / table["sample_variance"] < 2).all()
+    assert (table["balance_rms"] < 0.5 * table["mean_force_rms"]).all()
+    assert (table["bead_shift_nm"] < 1e-3).all()
+
+
+@pytest.mark.slow
 def test_core_force_benchmark_gives_each_models_error_on_the_fg_frames(tiny_run):
     """benchmarks/bench_prior.py on the tiny run: at T0 trf1 (fm_ref's W0, dbeta = 0) and the oracle
     (fm_ref's model there) have fm_ref's pair-projected force error to the bit; away from T0 the

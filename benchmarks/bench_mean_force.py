@@ -27,7 +27,7 @@ of the sampling) and the rms shift of the beads' mean positions from R (nm).
 
     python benchmarks/bench_mean_force.py [--results results] [--config config/config.yaml]
         [--out benchmarks/results/mean_force_run] [--duration 1.0] [--restraint 1e6] [--max-frames N]
-        [--seed S] [--threads 2]
+        [--seed S] [--threads 1]
 
 Prints the medians over frames and the variance of the frames' mapped forces beside them.
 """
@@ -44,7 +44,7 @@ import pandas as pd
 import results_table
 
 from thermocg import config as configuration
-from thermocg import io, mapping, train
+from thermocg import fg, io, mapping, train
 from thermocg.config import temperature_label
 
 log = logging.getLogger("bench_mean_force")
@@ -74,13 +74,13 @@ def restrained_system(system, masses, molecule_index, stiffness):
     return restraint
 
 
-def mean_force_at(context, restraint, fg_frames, frame, n_samples, steps_per_sample, seed):
-    """Restrained run from FG frame ``frame``: (per-sample mapped forces (n_samples, N, 3), mean restraint
-    force (N, 3), mean bead positions (N, 3), the frame's bead positions (N, 3))."""
+def mean_force_at(context, restraint, fg_frames, frame, centres, n_samples, steps_per_sample, seed):
+    """Restrained run from FG frame ``frame``, every molecule held at its bead position ``centres`` (N, 3,
+    the frame's mapped positions): (per-sample mapped forces (n_samples, N, 3), mean restraint force
+    (N, 3), mean bead positions (N, 3))."""
     masses, index = fg_frames["masses"], fg_frames["molecule_index"]
     box = fg_frames["box"][frame : frame + 1]
     whole = mapping.make_molecules_whole(fg_frames["positions"][frame : frame + 1], box, index)
-    centres = mapping.centres_of_mass(whole, box, masses, index)[0]
     context.setPeriodicBoxVectors(*(openmm.Vec3(*row) for row in np.diag(box[0])))
     context.setPositions(whole[0] * LENGTH_UNIT)
     for molecule, centre in enumerate(centres):
@@ -96,7 +96,7 @@ def mean_force_at(context, restraint, fg_frames, frame, n_samples, steps_per_sam
         positions += mapping.centres_of_mass(atoms, box, masses, index)[0] / n_samples
         pulled = context.getState(getForces=True, groups={RESTRAINED}).getForces(asNumpy=True).value_in_unit(FORCE_UNIT)
         held += mapping.mapped_forces(pulled[None], masses, index)[0] / n_samples
-    return np.array(forces), held, positions, centres
+    return np.array(forces), held, positions
 
 
 def frame_row(frame, samples, held, positions, centres, own_force):
@@ -126,7 +126,8 @@ def main():
     parser.add_argument("--friction", type=float, default=1.0, help="1/ps, Langevin")
     parser.add_argument("--max-frames", type=int, help="only the first N training frames (a quick look)")
     parser.add_argument("--seed", type=int, help="the thermostat's and the velocities' seed; default: the config's")
-    parser.add_argument("--threads", type=int, default=2, help="OpenMM CPU threads")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="OpenMM CPU threads: 1 is reproducible to the bit, more are faster but not (as in sampling)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -149,13 +150,14 @@ def main():
                                                  timestep * unit.picosecond)
     seed = settings["seed"] if args.seed is None else args.seed
     integrator.setRandomNumberSeed(seed)
-    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("CPU"),
-                             {"Threads": str(args.threads), "DeterministicForces": "true"})
+    platform, properties = fg.platform_candidates("CPU", args.threads)[0]
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform), properties)
 
     forces, positions, rows, start = beads["forces"].copy(), beads["positions"].copy(), [], time.perf_counter()
     for number, frame in enumerate(frames, 1):
-        samples, held, mean_positions, centres = mean_force_at(context, restraint, fg_frames, frame, n_samples,
-                                                               steps_per_sample, seed=seed + int(frame) + 1)
+        centres = beads["positions"][frame]
+        samples, held, mean_positions = mean_force_at(context, restraint, fg_frames, frame, centres, n_samples,
+                                                      steps_per_sample, seed=seed + int(frame) + 1)
         rows.append(frame_row(int(frame), samples, held, mean_positions, centres, beads["forces"][frame]))
         forces[frame], positions[frame] = samples.mean(0), mean_positions
         if number % 10 == 0 or number == len(frames):

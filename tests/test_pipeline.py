@@ -242,6 +242,82 @@ def test_mean_force_benchmark_replaces_only_the_training_frames_forces_by_restra
     assert (table["bead_shift_nm"] < 1e-3).all()
 
 
+def test_body_order_benchmarks_three_body_basis_is_the_sum_over_triplets(monkeypatch):
+    """benchmarks/bench_body_order.py's three-body basis energies against a direct loop over every
+    bead i and neighbours j, k within rc3 (j = k included) of f_a(r_ij) f_b(r_ik) P_l(cos theta_jik),
+    with minimum-image displacements, on random beads in a periodic box."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import bench_body_order
+    from thermocg.neighbors import NeighborList
+    from thermocg.pair import pinned_spline_basis
+
+    box = torch.tensor([1.1, 1.0, 1.2], dtype=torch.float64)
+    positions = torch.rand(12, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * box
+    cutoff, order, n_radial, r_min = 0.45, 3, 3, 0.05
+    i, j, shift = NeighborList(cutoff)(positions, box)
+    got = bench_body_order.three_body_energies(positions, i, j, shift, len(positions), cutoff, order, n_radial, r_min)
+
+    legendre = [lambda c: 1.0, lambda c: c, lambda c: (3 * c**2 - 1) / 2, lambda c: (5 * c**3 - 3 * c) / 2]
+    expected = np.zeros((order + 1, n_radial, n_radial))
+    for centre in range(len(positions)):
+        vectors = positions - positions[centre]
+        vectors = vectors - box * torch.round(vectors / box)
+        distances = vectors.norm(dim=1)
+        shell = [k for k in range(len(positions)) if k != centre and distances[k] < cutoff]
+        radial = pinned_spline_basis(distances[shell], r_min, cutoff, n_radial).numpy()
+        for a, first in enumerate(shell):
+            for b, second in enumerate(shell):
+                cosine = float(vectors[first] @ vectors[second] / (distances[first] * distances[second]))
+                for l in range(order + 1):
+                    expected[l] += legendre[l](cosine) * np.outer(radial[a], radial[b])
+    upper = np.triu_indices(n_radial)
+    assert expected[0].max() > 0  # some beads have neighbours in their shell
+    np.testing.assert_allclose(got.numpy(), np.concatenate([e[upper] for e in expected]), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_body_order_benchmark_fits_a_pair_force_field_exactly_and_scores_a_model(tiny_run, tmp_path):
+    """benchmarks/bench_body_order.py on the tiny run's T0 frames, with the forces replaced by those
+    of a known pair potential (thermocg.pair.PairCorrection on the benchmark's pair splines, its
+    forces by autograd through its own code): the pair basis, and the pair plus three-body basis,
+    reproduce them to a relative MSE of 1e-6; fm_ref's network scores a relative MSE between 0 and 1
+    on the real mapped forces."""
+    import subprocess
+    import sys
+
+    from thermocg.neighbors import NeighborList
+    from thermocg.pair import PairCorrection
+
+    results = tiny_run / "results"
+    beads = io.load_frames(results / "cg/T300/beads.npz")
+    pair_cutoff, n_basis, r_min = 0.7, 12, 0.23
+    potential = PairCorrection(pair_cutoff, n_basis=n_basis, r_min=r_min)
+    with torch.no_grad():
+        potential.a.copy_(torch.sin(torch.linspace(0.0, 6.0, n_basis, dtype=torch.float64)) * 5.0)  # kJ/mol
+    forces = []
+    for frame, box in zip(beads["positions"], beads["box"]):
+        x = torch.tensor(frame, requires_grad=True)
+        (gradient,) = torch.autograd.grad(potential(x, *NeighborList(pair_cutoff)(x, torch.tensor(box))), x)
+        forces.append(-gradient.numpy())
+    known = {k: v for k, v in beads.items() if k != "units"}
+    io.save_frames(tmp_path / "beads.npz", **{**known, "forces": np.stack(forces)})
+
+    def run(archive, *options):
+        subprocess.run([sys.executable, str(REPO / "benchmarks/bench_body_order.py"), "--config", str(REPO / "config/test.yaml"),
+                        "--archive", str(archive), "--pair-cutoff", str(pair_cutoff), "--pair-basis", str(n_basis),
+                        "--r-min", str(r_min), *options],
+                       cwd=tiny_run, check=True, capture_output=True, text=True, timeout=600)
+        return io.read_table(tiny_run / "benchmarks/results/body_order.tsv").set_index("basis")
+
+    table = run(tmp_path / "beads.npz", "--three-body", "none", "0.36:2")
+    assert len(table) == 2
+    assert (table[["train_relative_mse", "validation_relative_mse"]] < 1e-6).all().all()
+    table = run(results / "cg/T300/beads.npz", "--three-body", "none", "--model-file", "fm_ref",
+                str(results / "models/fm_ref/model.pt"))
+    assert 0 < table.loc["fm_ref", "validation_relative_mse"] < 1
+    assert 0 < table.loc["pairs", "validation_relative_mse"] < 1
+
+
 @pytest.mark.slow
 def test_core_force_benchmark_gives_each_models_error_on_the_fg_frames(tiny_run):
     """benchmarks/bench_prior.py on the tiny run: at T0 trf1 (fm_ref's W0, dbeta = 0) and the oracle

@@ -86,6 +86,66 @@ def test_a_blow_up_is_recorded_as_a_result_not_raised(ideal_gas, tmp_path):
     assert stable["stable"] is True and stable["n_steps"] == 200
 
 
+def blow_up_at_steps_of(monkeypatch, bad_timestep):
+    """Make every run with a step of at least ``bad_timestep`` ps blow up at step 7, as the
+    integrator's error does at a too large step (saving its last good frame, as run_md does);
+    returns the steps of the runs started."""
+    run_md, started = md.run_md, []
+
+    def run(*args, dt, trajectory, **kwargs):
+        started.append(dt)
+        if dt >= bad_timestep:
+            last_good = md.last_good_path(trajectory)
+            last_good.parent.mkdir(parents=True, exist_ok=True)
+            last_good.write_text("last good frame")
+            raise md.BlowUpError(7, "kinetic temperature 2000 K > 3.0 x 300 K")
+        return run_md(*args, dt=dt, trajectory=trajectory, **kwargs)
+
+    monkeypatch.setattr(md, "run_md", run)
+    return started
+
+
+def test_a_blow_up_that_a_half_step_avoids_gives_the_half_step_run(ideal_gas, tmp_path, monkeypatch):
+    """Blown up at 4 fs, run again at 2 fs: the outputs are those of a run at 2 fs to the bit
+    (frames at the same times), the summary says why, and the blow-up's last good frame is gone."""
+    args = (ideal_gas / "model.pt", ideal_gas / "beads.npz", 300.0, 300.0)
+    fine = dict(SHORT, timestep=SHORT["timestep"] / 2)
+    direct = cgmd.simulate(*args, fine, 5.0, outputs_in(tmp_path / "direct"), seed=3)
+    with monkeypatch.context() as patch:
+        started = blow_up_at_steps_of(patch, SHORT["timestep"])
+        summary = cgmd.simulate(*args, SHORT, 5.0, outputs_in(tmp_path / "retried"), seed=3)
+    assert started == [SHORT["timestep"], fine["timestep"]]
+    assert summary["timestep_ps"] == fine["timestep"] == direct["timestep_ps"]
+    assert "blew up at step 7 of 0.004 ps" in summary["halved_after"] and "halved_after" not in direct
+    retried, reference = (cgmd.trajectory_beads(d / "t.dcd", d / "t.pdb", SHORT, 300.0)
+                          for d in (tmp_path / "retried", tmp_path / "direct"))
+    assert len(retried["positions"]) == round(SHORT["production"] / SHORT["frame_interval"]) + 1
+    np.testing.assert_array_equal(retried["positions"], reference["positions"])
+    assert not md.last_good_path(tmp_path / "retried" / "t.dcd").exists()
+
+
+def test_a_blow_up_at_half_the_step_too_is_recorded_with_both(ideal_gas, tmp_path, monkeypatch):
+    started = blow_up_at_steps_of(monkeypatch, 0.0)
+    status = cgmd.simulate_or_record_blow_up(ideal_gas / "model.pt", ideal_gas / "beads.npz", 300.0, 300.0, SHORT,
+                                             5.0, outputs_in(tmp_path), seed=3)
+    assert started == [0.004, 0.002] and status["stable"] is False
+    assert status["timestep_ps"] == 0.002 and status["blow_up_time_ps"] == pytest.approx(7 * 0.002)
+    assert "at 0.002 ps, after it blew up at step 7 of 0.004 ps" in status["reason"]
+
+
+def test_a_bad_start_frame_is_not_run_again(ideal_gas, tmp_path, monkeypatch):
+    frames = io.load_frames(ideal_gas / "beads.npz")
+    frames.pop("units")
+    positions = frames["positions"].copy()
+    positions[:, 1] = positions[:, 0] + [0.05, 0.0, 0.0]
+    io.save_frames(tmp_path / "beads.npz", **dict(frames, positions=positions))
+    run_md, started = md.run_md, []
+    monkeypatch.setattr(md, "run_md", lambda *args, **kwargs: started.append(kwargs["dt"]) or run_md(*args, **kwargs))
+    status = cgmd.simulate_or_record_blow_up(ideal_gas / "model.pt", tmp_path / "beads.npz", 300.0, 300.0, SHORT,
+                                             5.0, outputs_in(tmp_path), seed=3)
+    assert status["blow_up_step"] == 0 and started == [SHORT["timestep"]]
+
+
 class Killed(Exception):
     pass
 
@@ -181,7 +241,7 @@ def test_dynamics_run_gives_the_free_langevin_diffusion_and_vacf(ideal_gas):
                                       (1.0, 3.0), seed=5, production=6.0, vacf_max_lag=0.3)
     expected = units.KB * 300.0 / (units.WATER_MASS * gamma)
     diffusion = summary["diffusion"]
-    assert summary["stable"] and summary["friction_per_ps"] == gamma
+    assert summary["stable"] and summary["friction_per_ps"] == gamma and summary["timestep_ps"] == SETTINGS["timestep"]
     assert abs(diffusion["D_nm2_per_ps"] - expected) < max(4 * diffusion["D_error_nm2_per_ps"], 0.1 * expected)
     # finite-difference velocities over one step: C(t) = exp(-gamma t) to O(gamma dt)
     early = vacf["lag_ps"] <= 0.2

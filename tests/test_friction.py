@@ -202,9 +202,10 @@ def test_diffusion_error_covers_the_truth():
 def test_dynamics_table_ratio_and_error():
     fg = [{"temperature_K": 300.0, "diffusion": {"D_nm2_per_ps": 0.002, "D_error_nm2_per_ps": 0.0001}}]
     cg = [{"temperature_K": 300.0, "model": "m", "law": "oracle", "stable": True, "friction_per_ps": 20.0,
-           "diffusion": {"D_nm2_per_ps": 0.003, "D_error_nm2_per_ps": 0.0003}},
+           "diffusion": {"D_nm2_per_ps": 0.003, "D_error_nm2_per_ps": 0.0003}, "timestep_ps": 0.004},
           {"temperature_K": 300.0, "model": "m", "law": "constant", "stable": False, "friction_per_ps": 20.0}]
     table = friction.dynamics_table(fg, cg).set_index("law")
+    assert table.loc["oracle", "timestep_ps"] == 0.004
     assert table.loc["oracle", "ratio"] == pytest.approx(1.5)
     assert table.loc["oracle", "ratio_error"] == pytest.approx(1.5 * np.hypot(0.1, 0.05))
     assert table.loc["constant", "ratio"] is None or np.isnan(table.loc["constant", "ratio"])

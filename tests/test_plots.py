@@ -149,6 +149,23 @@ def test_transferability_marks_runs_that_blew_up(tmp_path, synthetic, drawn):
     assert any("blew up" in text.get_text() for text in legend.get_texts())
 
 
+def test_dynamics_marks_runs_that_blew_up(tmp_path, drawn):
+    """A run without D (it blew up) is an x on the top edge of the D ratio panel, in its law's colour."""
+    rows = [{"model": "trf1", "law": law, "temperature_K": t, "gamma_per_ps": 20.0, "D_FG": 0.002, "D_FG_error": 1e-4,
+             "D_CG": 0.002, "D_CG_error": 1e-4, "ratio": 1.0, "ratio_error": 0.05, "stable": True}
+            for law in ("constant", "entropy") for t in (300.0, 450.0, 700.0)]
+    rows[-1].update(D_CG=None, D_CG_error=None, ratio=None, ratio_error=None, stable=False)  # entropy at 700 K
+    vacf = pd.DataFrame({"lag_ps": np.linspace(0, 1, 11), "vacf": np.exp(-np.linspace(0, 5, 11))})
+    plots.plot_dynamics(pd.DataFrame(rows), {t: vacf for t in ("300", "450", "700")},
+                        {("trf1", law, t): vacf for law in ("constant", "entropy") for t in ("300", "450")},
+                        tmp_path / "d.png")
+    ratio_panel = drawn[-1]["figure"].axes[0]
+    (cross,) = [line for line in ratio_panel.lines if line.get_marker() == "x"]
+    entropy = [c for c in ratio_panel.containers if c.get_label() == "trf1: entropy"][0]
+    assert list(cross.get_xdata()) == [700.0] and cross.get_color() == entropy.lines[0].get_color()
+    assert any("blew up" in text.get_text() for text in ratio_panel.get_legend().get_texts())
+
+
 def test_transferability_draws_the_spreads_as_error_bars(tmp_path, synthetic, drawn):
     plots.transferability(synthetic["table"], tmp_path / "a.png", tmp_path / "a.pdf")
     assert not any(isinstance(c, ErrorbarContainer) for ax in drawn[-1]["figure"].axes for c in ax.containers)

@@ -35,7 +35,38 @@ def simulate(model_path, beads_path, temperature, reference_temperature, setting
 
     The checkpoint is bound to the model and beads files (their bytes), T, the friction and the
     settings: one written by another model or start frame is set aside, not resumed.
+
+    A run that blows up is run once more from the same start and seed at half the time step (its
+    frames at the same times): if that one stays in the physical region, the first blew up through
+    the integrator's error, not the model's (nearly undamped, a T0-trained model at 700 K heats up
+    at 8 fs and not at 4-6 fs: docs/dynamics.md). Its summary then has ``halved_after`` (the first
+    blow-up); ``timestep_ps`` is the step the outputs were made with. A second blow-up raises
+    :class:`thermocg.md.BlowUpError` with a ``timestep_ps`` attribute; a start frame that is bad
+    already raises at once.
     """
+    try:
+        return _simulate_at_step(model_path, beads_path, temperature, reference_temperature, settings, friction,
+                                 outputs, seed, threads)
+    except md.BlowUpError as error:
+        if error.step == 0:
+            raise
+        first = f"blew up at step {error.step} of {settings['timestep']:g} ps: {error.reason}"
+    finer = dict(settings, timestep=settings["timestep"] / 2)
+    log.warning("%s; once more at %g ps", first, finer["timestep"])
+    try:
+        summary = _simulate_at_step(model_path, beads_path, temperature, reference_temperature, finer, friction,
+                                    outputs, seed, threads)
+    except md.BlowUpError as error:
+        error.reason = f"{error.reason} (at {finer['timestep']:g} ps, after it {first})"
+        raise
+    last_good = md.last_good_path(outputs["trajectory"])  # of the first run: this one did not blow up
+    for path in (last_good, last_good.with_suffix(".npz")):
+        path.unlink(missing_ok=True)
+    return dict(summary, halved_after=first)
+
+
+def _simulate_at_step(model_path, beads_path, temperature, reference_temperature, settings, friction, outputs, seed,
+                      threads):
     torch.set_num_threads(threads)
     nn.tune_cpu_allocator()
     model, metadata = nn.load_model(model_path)
@@ -44,13 +75,18 @@ def simulate(model_path, beads_path, temperature, reference_temperature, setting
     every = max(1, round(settings["frame_interval"] / settings["timestep"]))
     log.info("%s at %g K: %d steps of %g ps, friction %.3g/ps, on %s", metadata["name"], temperature, steps,
              settings["timestep"], friction, md.default_device())
-    return md.run_md(
-        model, positions, box, temperature, steps, dt=settings["timestep"], friction=friction, masses=masses,
-        reference_temperature=reference_temperature, frame_interval=every, report_interval=every * 10,
-        checkpoint_interval=max(every, round(settings["checkpoint_interval"] / settings["timestep"])),
-        skin=settings["skin"], seed=seed, dtype=next(model.parameters()).dtype,
-        inputs={"model": model_path, "beads": beads_path}, **outputs,
-    )
+    try:
+        summary = md.run_md(
+            model, positions, box, temperature, steps, dt=settings["timestep"], friction=friction, masses=masses,
+            reference_temperature=reference_temperature, frame_interval=every, report_interval=every * 10,
+            checkpoint_interval=max(every, round(settings["checkpoint_interval"] / settings["timestep"])),
+            skin=settings["skin"], seed=seed, dtype=next(model.parameters()).dtype,
+            inputs={"model": model_path, "beads": beads_path}, **outputs,
+        )
+    except md.BlowUpError as error:
+        error.timestep_ps = settings["timestep"]
+        raise
+    return dict(summary, timestep_ps=settings["timestep"])
 
 
 def simulate_or_record_blow_up(model_path, beads_path, temperature, reference_temperature, settings, friction,
@@ -78,7 +114,8 @@ def simulate_or_record_blow_up(model_path, beads_path, temperature, reference_te
     except md.BlowUpError as error:
         log.error("unstable at %g K: %s. Recorded as unstable; its observables are undefined.", temperature, error)
         return {"stable": False, "temperature_K": float(temperature), "blow_up_step": int(error.step),
-                "blow_up_time_ps": float(error.step * settings["timestep"]), "reason": error.reason}
+                "blow_up_time_ps": float(error.step * error.timestep_ps), "reason": error.reason,
+                "timestep_ps": error.timestep_ps}
     return {"stable": True, "temperature_K": float(temperature), **summary}
 
 
@@ -193,15 +230,18 @@ def dynamics_run(model_path, beads_path, temperature, reference_temperature, set
         outputs = {name: Path(tmp) / file for name, file in (("trajectory", "t.dcd"), ("topology", "t.pdb"),
                                                               ("thermo", "thermo.tsv"), ("checkpoint", "c.npz"))}
         try:
-            simulate(model_path, beads_path, temperature, reference_temperature, run, friction_per_ps, outputs, seed)
+            integration = simulate(model_path, beads_path, temperature, reference_temperature, run, friction_per_ps,
+                                   outputs, seed)
         except md.BlowUpError as error:
             return {"stable": False, "reason": f"blew up at step {error.step}: {error.reason}",
-                    "friction_per_ps": friction_per_ps}, pd.DataFrame(columns=["lag_ps", "vacf"])
+                    "friction_per_ps": friction_per_ps, "timestep_ps": error.timestep_ps}, pd.DataFrame(
+                columns=["lag_ps", "vacf"])
         beads = trajectory_beads(outputs["trajectory"], outputs["topology"], run, temperature)
     diffusion = observables.diffusion_with_error(beads["positions"], beads["box"], beads["time"], *fit_window,
                                                  n_groups=n_groups)
     lag, vacf, v2 = observables.velocity_autocorrelation(beads["positions"], beads["box"], beads["time"], vacf_max_lag)
     summary = {"stable": True, "temperature_K": float(temperature), "friction_per_ps": float(friction_per_ps),
                "diffusion": {k: float(v) for k, v in diffusion.items()}, "mean_v2_nm2_per_ps2": v2,
-               "production_ps": float(production), "n_frames": int(len(beads["time"]))}
+               "production_ps": float(production), "n_frames": int(len(beads["time"])),
+               **{key: integration[key] for key in ("timestep_ps", "halved_after") if key in integration}}
     return summary, pd.DataFrame({"lag_ps": lag, "vacf": vacf})

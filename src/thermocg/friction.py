@@ -177,7 +177,8 @@ def dynamics_table(fg_summaries, cg_summaries):
     """One row per (model, law, T): D_FG, D_CG with their errors, the ratio with its error, gamma.
 
     fg_summaries: rule dynamics_fg summaries; cg_summaries: rule dynamics_cg summaries (with model,
-    law, stable, friction_per_ps and diffusion). A blown-up run has empty D columns.
+    law, stable, friction_per_ps and diffusion). A blown-up run has empty D columns; ``timestep_ps``
+    is the step a run was made with (half the configured one where that blew up: thermocg.cgmd.simulate).
     """
     import pandas as pd
 
@@ -188,7 +189,8 @@ def dynamics_table(fg_summaries, cg_summaries):
         d_fg, e_fg = fg[key]["D_nm2_per_ps"], fg[key]["D_error_nm2_per_ps"]
         row = {"model": s["model"], "law": s["law"], "temperature_K": s["temperature_K"],
                "gamma_per_ps": s.get("friction_per_ps"), "D_FG": d_fg, "D_FG_error": e_fg,
-               "D_CG": None, "D_CG_error": None, "ratio": None, "ratio_error": None, "stable": s["stable"]}
+               "D_CG": None, "D_CG_error": None, "ratio": None, "ratio_error": None, "stable": s["stable"],
+               "timestep_ps": s.get("timestep_ps")}
         if s["stable"]:
             d_cg, e_cg = s["diffusion"]["D_nm2_per_ps"], s["diffusion"]["D_error_nm2_per_ps"]
             ratio = d_cg / d_fg

@@ -364,7 +364,8 @@ def _digest(*values):
     return digest.hexdigest()
 
 
-def _last_good_path(trajectory):
+def last_good_path(trajectory):
+    """Where :func:`run_md` saves the last good frame of a run that blew up (+ ``.npz``)."""
     trajectory = Path(trajectory)
     return trajectory.with_name(trajectory.stem + "_last_good.pdb")
 
@@ -456,7 +457,7 @@ def run_md(potential, positions, box, temperature, n_steps, *, trajectory, topol
 
     def save_last_good():
         step, x, v = last_good
-        path = _last_good_path(trajectory)
+        path = last_good_path(trajectory)
         write_pdb(path, x.cpu().numpy(), box_np)
         arrays = {"positions": x.cpu().numpy(), "velocities": v.cpu().numpy(), "box": box_np, "step": step}
         atomic_write(path.with_suffix(".npz"), lambda tmp: np.savez(tmp, **arrays))

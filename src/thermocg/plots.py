@@ -174,11 +174,15 @@ def _unstable_rows(table):
 
 def _mark_unstable(ax, table):
     """An x at the top edge of the panel for each (model, T) whose CG MD blew up (it has no value)."""
+    for row in _unstable_rows(table).itertuples():
+        _x_on_top(ax, row.T_K, _model_style(row.model)[0])
+
+
+def _x_on_top(ax, temperature, colour):
     from matplotlib.transforms import blended_transform_factory
 
-    on_top = blended_transform_factory(ax.transData, ax.transAxes)
-    for row in _unstable_rows(table).itertuples():
-        ax.plot(row.T_K, 0.97, "x", color=_model_style(row.model)[0], ms=9, mew=2, transform=on_top, clip_on=False)
+    ax.plot(temperature, 0.97, "x", color=colour, ms=9, mew=2, clip_on=False,
+            transform=blended_transform_factory(ax.transData, ax.transAxes))
 
 
 def _noise_floor(ax, table, column):
@@ -189,6 +193,13 @@ def _noise_floor(ax, table, column):
         ax.fill_between(floor.index, 0, floor.to_numpy(), color="0.85", zorder=0, label="FG noise floor")
         ax.plot(floor.index, floor.to_numpy(), color="0.5", lw=1, ls="--", zorder=0)
         ax.set_ylim(bottom=0)
+
+
+def _blew_up_handle():
+    """The legend entry of :func:`_mark_unstable`'s x."""
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], marker="x", color="k", mew=2, ls="", label="CG MD blew up (no value)")
 
 
 def _legend_with_markers(ax, unstable=False, outside=False):
@@ -202,7 +213,7 @@ def _legend_with_markers(ax, unstable=False, outside=False):
         Line2D([], [], marker="o", color="k", mfc="white", ls="", label="not trained at this T"),
     ]
     if unstable:
-        handles.append(Line2D([], [], marker="x", color="k", mew=2, ls="", label="CG MD blew up (no value)"))
+        handles.append(_blew_up_handle())
     if any(isinstance(c, ErrorbarContainer) for c in ax.containers):
         handles.append(ax.errorbar([], [], yerr=[], fmt="none", ecolor="k", capsize=3, label=SPREAD_LABEL))
     if outside:  # beside the panels, where it covers no curve
@@ -776,11 +787,14 @@ def plot_dynamics(table, fg_vacf, cg_vacf, png, pdf=None):
     ax.axhline(1.0, color="k", lw=0.6)
     for law in laws:
         for model in models:
-            part = table[(table["law"] == law) & (table["model"] == model)].dropna(subset=["ratio"])
-            ax.errorbar(part["temperature_K"], part["ratio"], yerr=part["ratio_error"], marker="o", capsize=3,
-                        color=law_colours[law], label=f"{model}: {law}")
+            part = table[(table["law"] == law) & (table["model"] == model)]
+            ax.errorbar(part["temperature_K"], part["ratio"].astype(float), yerr=part["ratio_error"].astype(float),
+                        marker="o", capsize=3, color=law_colours[law], label=f"{model}: {law}")
+            for temperature in part.loc[~part["stable"].astype(bool), "temperature_K"]:  # no D: an x on the top edge
+                _x_on_top(ax, temperature, law_colours[law])
     ax.set(xlabel="T (K)", ylabel="$D_{CG}/D_{FG}$", title="Diffusion: CG over FG")
-    ax.legend(fontsize=8)
+    handles, _ = ax.get_legend_handles_labels()
+    ax.legend(handles=handles + ([] if table["stable"].astype(bool).all() else [_blew_up_handle()]), fontsize=8)
     ax = axes[1]
     for law in laws:
         part = table[(table["law"] == law) & (table["model"] == models[0])]

@@ -11,5 +11,5 @@ cg = [dict(json.loads(open(path).read()), law=law)
       for path, (model, law, t) in zip(snakemake.input.cg, snakemake.params.runs)]
 table = friction.dynamics_table(fg, cg)
 io.write_table(snakemake.output.table, table, comment="D in nm^2/ps (x1000 = 1e-5 cm^2/s); errors: standard "
-               "errors over groups of beads; ratio = D_CG / D_FG; gamma in 1/ps (thermocg.friction)")
+               "errors over groups of beads; ratio = D_CG / D_FG; gamma in 1/ps; timestep in ps (thermocg.friction)")
 log.info("\n%s", table.to_string())

@@ -101,7 +101,7 @@ def solve_ridge(system, penalty, n_folds=N_FOLDS):
     dbeta away from T0, so the shrinkage becomes a systematic under-correction at the temperatures
     that matter (on a second FG draw of the default config, the rule's ridge, 1000x the best, left
     trf1's RDF error beyond the noise at 450-700 K at 0.45-0.54 of fm_ref's, the best at 0.18-0.25;
-    README, Default run).
+    docs/default_runs.md, "A second FG draw").
     Returns (coefficients, table rows [{relative_ridge, train_mse, cross_validation_mse, gain_se,
     chosen}]); relative_ridge inf is c = 0; train_mse is the error of the fit on every frame;
     gain_se is the standard error of the cross-validated error's difference to "no term".

@@ -124,6 +124,27 @@ def test_a_blow_up_that_a_half_step_avoids_gives_the_half_step_run(ideal_gas, tm
     assert not md.last_good_path(tmp_path / "retried" / "t.dcd").exists()
 
 
+def test_a_run_the_integrator_heats_is_run_again_at_half_the_step(ideal_gas, tmp_path, monkeypatch):
+    """A run 20% hotter than T on average (as a nearly undamped run at too large a step) is run
+    again at half the step; one within HEATING_LIMIT is kept."""
+    run_md, started = md.run_md, []
+
+    def run(*args, dt, **kwargs):
+        started.append(dt)
+        summary = run_md(*args, dt=dt, **kwargs)
+        return dict(summary, mean_T_kin_K=1.2 * 300.0) if dt >= SHORT["timestep"] else summary
+
+    monkeypatch.setattr(md, "run_md", run)
+    summary = cgmd.simulate(ideal_gas / "model.pt", ideal_gas / "beads.npz", 300.0, 300.0, SHORT, 5.0,
+                            outputs_in(tmp_path), seed=3)
+    assert started == [0.004, 0.002] and summary["timestep_ps"] == 0.002
+    assert summary["halved_after"].startswith("ran 20% hot at 0.004 ps")
+    assert summary["mean_T_kin_K"] < cgmd.HEATING_LIMIT * 300.0
+    kept = cgmd.simulate(ideal_gas / "model.pt", ideal_gas / "beads.npz", 300.0, 300.0, dict(SHORT, timestep=0.002),
+                         5.0, outputs_in(tmp_path / "kept"), seed=3)
+    assert started[2:] == [0.002] and "halved_after" not in kept
+
+
 def test_a_blow_up_at_half_the_step_too_is_recorded_with_both(ideal_gas, tmp_path, monkeypatch):
     started = blow_up_at_steps_of(monkeypatch, 0.0)
     status = cgmd.simulate_or_record_blow_up(ideal_gas / "model.pt", ideal_gas / "beads.npz", 300.0, 300.0, SHORT,

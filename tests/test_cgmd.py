@@ -98,7 +98,7 @@ def blow_up_at_steps_of(monkeypatch, bad_timestep):
             last_good = md.last_good_path(trajectory)
             last_good.parent.mkdir(parents=True, exist_ok=True)
             last_good.write_text("last good frame")
-            raise md.BlowUpError(7, "kinetic temperature 2000 K > 3.0 x 300 K")
+            raise md.BlowUpError(7, "kinetic temperature 2000 K > 3.0 x 300 K", timestep_ps=dt)
         return run_md(*args, dt=dt, trajectory=trajectory, **kwargs)
 
     monkeypatch.setattr(md, "run_md", run)

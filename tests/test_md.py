@@ -428,7 +428,7 @@ def test_blow_up_raises_naming_the_step_and_saves_the_last_good_frame(tmp_path):
                dt=0.004 * TAU, masses=MASS, frame_interval=1, report_interval=1, skin=0.3 * SIGMA,
                guard=BlowUpGuard(min_distance=0.2 * SIGMA, max_temperature_factor=3.0, interval=1), device="cpu")
     blow_up = error.value
-    assert blow_up.step > 0 and blow_up.last_good_step == blow_up.step - 1
+    assert blow_up.step > 0 and blow_up.last_good_step == blow_up.step - 1 and blow_up.timestep_ps == 0.004 * TAU
     assert str(blow_up.step) in str(blow_up) and blow_up.reason in str(blow_up)
     last_good = mdtraj.load(str(blow_up.last_good))
     assert last_good.n_atoms == 108 and np.isfinite(last_good.xyz).all()

@@ -47,7 +47,7 @@ def simulate(model_path, beads_path, temperature, reference_temperature, setting
     then failed through the integrator's error, not the model's (nearly undamped, a T0-trained model
     at 700 K heats up at 8 fs and not at 4 fs: docs/dynamics.md). Its summary then has
     ``halved_after`` (what the first run did); ``timestep_ps`` is the step the outputs were made with.
-    A second blow-up raises :class:`thermocg.md.BlowUpError` with a ``timestep_ps`` attribute; a
+    A second blow-up raises :class:`thermocg.md.BlowUpError` (its ``timestep_ps`` the finer step); a
     start frame that is bad already raises at once.
     """
     try:
@@ -89,17 +89,13 @@ def _simulate_at_step(model_path, beads_path, temperature, reference_temperature
     every = max(1, round(settings["frame_interval"] / settings["timestep"]))
     log.info("%s at %g K: %d steps of %g ps, friction %.3g/ps, on %s", metadata["name"], temperature, steps,
              settings["timestep"], friction, md.default_device())
-    try:
-        summary = md.run_md(
-            model, positions, box, temperature, steps, dt=settings["timestep"], friction=friction, masses=masses,
-            reference_temperature=reference_temperature, frame_interval=every, report_interval=every * 10,
-            checkpoint_interval=max(every, round(settings["checkpoint_interval"] / settings["timestep"])),
-            skin=settings["skin"], seed=seed, dtype=next(model.parameters()).dtype,
-            inputs={"model": model_path, "beads": beads_path}, **outputs,
-        )
-    except md.BlowUpError as error:
-        error.timestep_ps = settings["timestep"]
-        raise
+    summary = md.run_md(
+        model, positions, box, temperature, steps, dt=settings["timestep"], friction=friction, masses=masses,
+        reference_temperature=reference_temperature, frame_interval=every, report_interval=every * 10,
+        checkpoint_interval=max(every, round(settings["checkpoint_interval"] / settings["timestep"])),
+        skin=settings["skin"], seed=seed, dtype=next(model.parameters()).dtype,
+        inputs={"model": model_path, "beads": beads_path}, **outputs,
+    )
     return dict(summary, timestep_ps=settings["timestep"])
 
 

@@ -157,10 +157,12 @@ def maxwell_boltzmann(masses, temperature, generator, remove_com=False):
 
 
 class BlowUpError(RuntimeError):
-    """The simulation became unphysical; ``step``, ``reason`` and ``last_good`` (a path or None)."""
+    """The simulation became unphysical; ``step``, ``reason``, ``last_good`` (a path or None) and
+    ``timestep_ps`` (the run's step, None where unknown)."""
 
-    def __init__(self, step, reason, last_good=None, last_good_step=None):
+    def __init__(self, step, reason, last_good=None, last_good_step=None, timestep_ps=None):
         self.step, self.reason, self.last_good, self.last_good_step = step, reason, last_good, last_good_step
+        self.timestep_ps = timestep_ps
         where = f"; last good frame (step {last_good_step}) saved to {last_good}" if last_good else ""
         super().__init__(f"simulation blew up at step {step}: {reason}{where}")
 
@@ -482,13 +484,13 @@ def run_md(potential, positions, box, temperature, n_steps, *, trajectory, topol
     def blow_up(step, reason):
         finish()
         path, good_step = save_last_good()
-        return BlowUpError(step, reason, path, good_step)
+        return BlowUpError(step, reason, path, good_step, sim.dt)
 
     if resumed_from is None:
         reason = guard.check(sim)
         if reason is not None:
             finish()
-            raise BlowUpError(0, f"the starting frame is already bad: {reason}")
+            raise BlowUpError(0, f"the starting frame is already bad: {reason}", timestep_ps=sim.dt)
         output(0)
     while sim.step < n_steps:
         try:

@@ -186,3 +186,13 @@ def test_the_t0_diffsim_override_validates_on_top_of_the_default():
     merged["diffsim"].update(override["diffsim"])  # as Snakemake merges a second config file
     checked = config.check(merged)
     assert checked["diffsim"]["models"] == ["fm_ref", "trf1"] and checked["diffsim"]["temperatures"] == [300]
+
+
+def test_diffsim_cannot_average_more_iterations_than_it_makes():
+    bad = copy.deepcopy(DEFAULT)
+    bad["diffsim"]["average_last"] = bad["diffsim"]["iterations"] + 1
+    with pytest.raises(config.ConfigError, match="'diffsim.average_last' = .* averages more iterations than "
+                                                 "'diffsim.iterations'"):
+        config.check(bad)
+    bad["diffsim"]["average_last"] -= 1
+    assert config.check(bad)["diffsim"]["average_last"] == bad["diffsim"]["iterations"]

@@ -222,6 +222,23 @@ def test_refine_restarts_from_the_last_good_state_and_gives_up_eventually():
     assert potential.sigma.item() == SIGMA  # back to the last good parameters
 
 
+def test_refine_records_how_far_the_parameters_moved_and_returns_the_mean_of_the_last_iterates():
+    targets = two_temperature_targets()[:1]
+    potential = LennardJones(1.1 * EPSILON, 0.95 * SIGMA, 1.8 * SIGMA)
+    _, history = refine(potential, targets, params=["epsilon", "sigma"], n_iterations=4, average_last=2, window=10,
+                        sample_every=5, warmup_steps=10, dt=0.005 * TAU, friction=1.0 / TAU, masses=MASS,
+                        lambda_adf=0.0, observables=COARSE, lr={"epsilon": 0.02, "sigma": 0.002}, skin=0.2 * SIGMA,
+                        dtype=torch.float64, device="cpu")
+    # each row holds the values its window ran with, before that iteration's update
+    start = np.array([1.1 * EPSILON, 0.95 * SIGMA])
+    moved = np.hypot(history.epsilon - start[0], history.sigma - start[1]) / np.linalg.norm(start)
+    assert history.relative_change.iloc[0] == 0.0 and (history.relative_change.iloc[1:] > 0).all()
+    assert np.allclose(history.relative_change, moved, rtol=1e-9)
+    # the returned parameters: the mean of those the last two windows ran with, not the last update
+    assert potential.epsilon.item() == pytest.approx(history.epsilon.iloc[2:].mean(), rel=1e-12)
+    assert potential.sigma.item() == pytest.approx(history.sigma.iloc[2:].mean(), rel=1e-12)
+
+
 @pytest.mark.parametrize("params, lr", [(["heads.W1.*"], 1e-2), (["heads.W0.*", "heads.W1.*"], {"heads.W0.*": 1e-3, "heads.W1.*": 1e-2})])
 def test_refine_accepts_the_nn_model_with_only_the_chosen_heads_trainable(params, lr):
     nn = pytest.importorskip("thermocg.nn")

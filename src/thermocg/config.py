@@ -222,6 +222,9 @@ def _physics_problems(config):
         )
     if config["diffsim"]["window"] % config["diffsim"]["sample_every"]:
         problems.append("config key 'diffsim.window' must be a multiple of 'diffsim.sample_every'")
+    if config["diffsim"]["average_last"] > config["diffsim"]["iterations"]:
+        problems.append(f"config key 'diffsim.average_last' = {config['diffsim']['average_last']} averages more "
+                        f"iterations than 'diffsim.iterations' = {config['diffsim']['iterations']} makes")
     for name in config["diffsim"]["models"]:
         if name not in fitted:
             problems.append(f"config key 'diffsim.models' names '{name}': must be one of the fitted models {fitted}")

@@ -339,7 +339,8 @@ def refine(potential, targets, *, params=None, n_iterations=50, window=200, samp
 
     Returns (potential, history) with history a DataFrame, one row per iteration (loss, its parts
     per temperature, gradient norm, learning-rate factor, restarts, scalar parameter values,
-    kinetic temperatures, seconds); written as TSV to ``history_path`` after every iteration.
+    relative_change of the refined parameters from their start, kinetic temperatures, seconds); written
+    as TSV to ``history_path`` after every iteration.
     """
     if window % sample_every:
         raise ValueError("window must be a multiple of sample_every")
@@ -395,6 +396,7 @@ class _Refinement:
             self.temperatures.append(_Temperature(sim, g_target, p_target, label))
         self.sims = [temperature.sim for temperature in self.temperatures]
 
+        self.start = [p.detach().clone() for p in self.parameters]
         rates = learning_rates(lr, [name for name, _ in chosen])
         self.optimizer = torch.optim.Adam([{"params": [p], "lr": rates[name]} for name, p in chosen],
                                           betas=tuple(betas))
@@ -416,6 +418,12 @@ class _Refinement:
         for sim, (x, v, step) in zip(self.sims, snapshot["states"]):
             sim.positions, sim.velocities, sim.step = x.clone(), v.clone(), step
             sim.refresh()
+
+    def relative_change(self):
+        """|theta - theta_start| / |theta_start| over every refined parameter (the change if theta_start = 0)."""
+        moved = sum(float(((p.detach() - p0) ** 2).sum()) for p, p0 in zip(self.parameters, self.start))
+        size = sum(float((p0**2).sum()) for p0 in self.start)
+        return math.sqrt(moved / size) if size > 0 else math.sqrt(moved)
 
     def set_rates(self, iteration):
         for group, base in zip(self.optimizer.param_groups, self.base_rates):
@@ -479,6 +487,7 @@ class _Refinement:
             for name, p in self.chosen:
                 if p.numel() == 1:  # the values this window ran with, before the update
                     row[name] = p.item()
+            row["relative_change"] = self.relative_change()
             if iteration >= n_iterations - average_last:
                 for average, p in zip(averages, self.parameters):
                     average += p.detach() / average_last
@@ -486,8 +495,10 @@ class _Refinement:
             self.optimizer.step()
             row["seconds"] = time.perf_counter() - clock
             self.rows.append(row)
-            log.info("DiffSim iteration %d: loss %.5g, |grad| %.3g%s", iteration, row["loss"], row["grad_norm"],
-                     "".join(f", {name} {p.item():.5g}" for name, p in self.chosen if p.numel() == 1))
+            # The loss of one window is mostly the sampling noise of its few frames, so it barely
+            # falls; how far the parameters have moved shows what the refinement is doing.
+            log.info("DiffSim iteration %d/%d: loss %.5g, |grad| %.3g, parameters moved by %.3g of their norm",
+                     iteration + 1, n_iterations, row["loss"], row["grad_norm"], row["relative_change"])
             if self.history_path is not None:
                 write_table(self.history_path, pd.DataFrame(self.rows),
                             comment="DiffSim loss curve (thermocg.diffsim.refine)")
@@ -524,7 +535,8 @@ def refine_model_file(model_path, beads_paths, temperatures, reference_temperatu
         model, targets, params=settings["parameters"], n_iterations=settings["iterations"], window=settings["window"],
         sample_every=settings["sample_every"], dt=settings["timestep"], friction=settings["friction"],
         masses=masses, reference_temperature=reference_temperature, lambda_adf=settings["lambda_adf"],
-        lr=settings["learning_rate"], max_grad_norm=settings["max_grad_norm"], seed=seed,
+        lr=settings["learning_rate"], max_grad_norm=settings["max_grad_norm"], average_last=settings["average_last"],
+        seed=seed,
         dtype=next(model.parameters()).dtype, history_path=curve_out,
     )
     metadata = dict(metadata, name=f"{metadata['name']}_diffsim", refined_from=metadata["name"], diffsim=settings,

@@ -262,6 +262,36 @@ def test_refine_accepts_the_nn_model_with_only_the_chosen_heads_trainable(params
         assert torch.allclose(step[step > 0], torch.tensor(1e-3, dtype=step.dtype), rtol=1e-3)
 
 
+def test_the_rule_refines_and_makes_its_targets_with_the_configured_smearing(tmp_path, monkeypatch):
+    from conftest import REPO
+
+    from thermocg import config, diffsim, io, nn
+
+    model = nn.CGModel(n_features=4, n_sensitivities=4, n_dense_layers=1, cutoff=0.5, sensitivity_soft_max=0.45)
+    nn.save_model(tmp_path / "model.pt", model, {"name": "trf2", "trained_at_K": [300.0]})
+    positions, box = lattice(64, 0.8)
+    positions, box = positions * 0.3 / SIGMA * 0.93, box * 0.3 / SIGMA * 0.93
+    io.save_frames(tmp_path / "beads.npz", positions=positions[None], box=box, masses=np.full(64, 18.015))
+    seen = {}
+
+    def record(potential, targets, *, observables, **options):
+        seen["refined"], seen["targets"] = observables, targets
+        return potential, diffsim.pd.DataFrame({"iteration": [0]})
+
+    monkeypatch.setattr(diffsim, "refine", record)
+    settings = dict(config.load(REPO / "config" / "config.yaml")["diffsim"], rdf_smearing=0.007,
+                    adf_smearing=3.0)
+    diffsim.refine_model_file(tmp_path / "model.pt", [tmp_path / "beads.npz"], [350.0], 300.0, settings,
+                              tmp_path / "out.pt", tmp_path / "curve.tsv")
+    smooth = seen["refined"]
+    assert (smooth.rdf_smearing, smooth.adf_smearing_deg) == (0.007, 3.0)
+    expected = make_target(positions[None], box, 350.0, observables=smooth)
+    np.testing.assert_allclose(seen["targets"][0].rdf_g, expected.rdf_g)
+    np.testing.assert_allclose(seen["targets"][0].adf_p, expected.adf_p)
+    default = make_target(positions[None], box, 350.0)  # 0.002 nm: the lattice's peaks come out sharper
+    assert default.rdf_g.max() > 1.2 * expected.rdf_g.max()
+
+
 # --- known answer ------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_diffsim_recovers_lennard_jones_from_its_own_rdf():

@@ -497,8 +497,8 @@ class _Refinement:
             self.rows.append(row)
             # The loss of one window is mostly the sampling noise of its few frames, so it barely
             # falls; how far the parameters have moved shows what the refinement is doing.
-            log.info("DiffSim iteration %d/%d: loss %.5g, |grad| %.3g, parameters moved by %.3g of their norm",
-                     iteration + 1, n_iterations, row["loss"], row["grad_norm"], row["relative_change"])
+            log.info("DiffSim iteration %d/%d: loss %.5g, |grad| %.3g, run with parameters %.1f%% away from the start",
+                     iteration + 1, n_iterations, row["loss"], row["grad_norm"], 100 * row["relative_change"])
             if self.history_path is not None:
                 write_table(self.history_path, pd.DataFrame(self.rows),
                             comment="DiffSim loss curve (thermocg.diffsim.refine)")
@@ -516,28 +516,29 @@ def refine_model_file(model_path, beads_paths, temperatures, reference_temperatu
     """The refine_diffsim rule: refine a saved model against the mapped FG frames of ``temperatures``.
 
     Targets are built from every mapped FG frame of each temperature with the same smeared
-    estimator the refinement uses; ``settings`` is the config's ``diffsim`` section. Writes the
-    refined model (name ``<model>_diffsim``, same file format) and the loss curve.
+    estimator the refinement uses (its smearing from ``settings``, the config's ``diffsim``
+    section). Writes the refined model (name ``<model>_diffsim``, same file format) and the loss curve.
     """
     from thermocg import io, nn
 
     torch.set_num_threads(threads)
     model, metadata = nn.load_model(model_path)
     with_adf = settings["lambda_adf"] > 0
+    smooth = SmoothObservables(rdf_smearing=settings["rdf_smearing"], adf_smearing_deg=settings["adf_smearing"])
     targets, masses = [], None
     for path, temperature in zip(beads_paths, temperatures):
         beads = io.load_frames(path)
         masses = beads["masses"]
-        targets.append(make_target(beads["positions"], beads["box"], temperature, with_adf=with_adf))
+        targets.append(make_target(beads["positions"], beads["box"], temperature, observables=smooth,
+                                   with_adf=with_adf))
     log.info("refining %s (%s) at %s K on %s", metadata["name"], ", ".join(settings["parameters"]), temperatures,
              default_device())
     refined, history = refine(
         model, targets, params=settings["parameters"], n_iterations=settings["iterations"], window=settings["window"],
         sample_every=settings["sample_every"], dt=settings["timestep"], friction=settings["friction"],
         masses=masses, reference_temperature=reference_temperature, lambda_adf=settings["lambda_adf"],
-        lr=settings["learning_rate"], max_grad_norm=settings["max_grad_norm"], average_last=settings["average_last"],
-        seed=seed,
-        dtype=next(model.parameters()).dtype, history_path=curve_out,
+        observables=smooth, lr=settings["learning_rate"], max_grad_norm=settings["max_grad_norm"],
+        average_last=settings["average_last"], seed=seed, dtype=next(model.parameters()).dtype, history_path=curve_out,
     )
     metadata = dict(metadata, name=f"{metadata['name']}_diffsim", refined_from=metadata["name"], diffsim=settings,
                     trained_at_K=sorted(set(metadata["trained_at_K"]) | {float(t) for t in temperatures}))

@@ -263,6 +263,7 @@ def test_refine_accepts_the_nn_model_with_only_the_chosen_heads_trainable(params
 
 
 def test_the_rule_refines_and_makes_its_targets_with_the_configured_smearing(tmp_path, monkeypatch):
+    import pandas as pd
     from conftest import REPO
 
     from thermocg import config, diffsim, io, nn
@@ -276,7 +277,7 @@ def test_the_rule_refines_and_makes_its_targets_with_the_configured_smearing(tmp
 
     def record(potential, targets, *, observables, **options):
         seen["refined"], seen["targets"] = observables, targets
-        return potential, diffsim.pd.DataFrame({"iteration": [0]})
+        return potential, pd.DataFrame({"iteration": [0]})
 
     monkeypatch.setattr(diffsim, "refine", record)
     settings = dict(config.load(REPO / "config" / "config.yaml")["diffsim"], rdf_smearing=0.007,

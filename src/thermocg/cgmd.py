@@ -58,10 +58,10 @@ def simulate(model_path, beads_path, temperature, reference_temperature, setting
             raise
         first = f"blew up at step {error.step} of {settings['timestep']:g} ps: {error.reason}"
     else:
-        heat = summary["mean_T_kin_K"] / temperature
-        if not heat > HEATING_LIMIT:
+        excess = _excess_heat(summary, temperature)
+        if excess is None:
             return summary
-        first = (f"ran {heat - 1:.0%} hot at {settings['timestep']:g} ps (mean kinetic temperature "
+        first = (f"ran {excess:.0%} hot at {settings['timestep']:g} ps (mean kinetic temperature "
                  f"{summary['mean_T_kin_K']:.0f} K)")
     finer = dict(settings, timestep=settings["timestep"] / 2)
     log.warning("%s; once more at %g ps", first, finer["timestep"])
@@ -74,9 +74,16 @@ def simulate(model_path, beads_path, temperature, reference_temperature, setting
     last_good = md.last_good_path(outputs["trajectory"])  # of the first run: this one did not blow up
     for path in (last_good, last_good.with_suffix(".npz")):
         path.unlink(missing_ok=True)
-    if summary["mean_T_kin_K"] / temperature > HEATING_LIMIT:
-        log.warning("at %g ps too the run is %.0f%% hot", finer["timestep"], 100 * (summary["mean_T_kin_K"] / temperature - 1))
+    excess = _excess_heat(summary, temperature)
+    if excess is not None:
+        log.warning("at %g ps too the run is %.0f%% hot", finer["timestep"], 100 * excess)
     return dict(summary, halved_after=first)
+
+
+def _excess_heat(summary, temperature):
+    """How much hotter than T a run was on average (0.2: 20%), if beyond HEATING_LIMIT; else None."""
+    heat = summary["mean_T_kin_K"] / temperature
+    return heat - 1 if heat > HEATING_LIMIT else None
 
 
 def _simulate_at_step(model_path, beads_path, temperature, reference_temperature, settings, friction, outputs, seed,

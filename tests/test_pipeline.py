@@ -5,6 +5,7 @@ import re
 
 import mdtraj
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -556,3 +557,60 @@ def test_transferability_numbers_agree_with_an_independent_recomputation(tiny_ru
     fit = (lags * dt >= start - 1e-9) & (lags * dt <= end + 1e-9)
     diffusion = np.polyfit(lags[fit] * dt, msd[fit], 1)[0] / 6
     assert row["D_cg"] == pytest.approx(diffusion, rel=0.02)
+
+
+def test_fg_draws_benchmark_sets_only_the_seed_and_drops_the_dynamics_comparison(monkeypatch):
+    """benchmarks/bench_fg_draws.py's config of one draw: the default config with the seed replaced and no
+    dynamics comparison (or the config's, when asked), every other key as it is."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import bench_fg_draws
+
+    default = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    draw = bench_fg_draws.draw_config(5, with_dynamics=False)
+    assert draw["seed"] == 5 and draw["dynamics"]["models"] == []
+    assert bench_fg_draws.draw_config(5, with_dynamics=True)["dynamics"] == default["dynamics"]
+    draw["dynamics"]["models"] = default["dynamics"]["models"]
+    assert {**draw, "seed": default["seed"]} == default
+
+
+@pytest.mark.slow
+def test_fg_draws_benchmark_averages_each_ratio_over_the_draws(tiny_run, tmp_path):
+    """benchmarks/bench_fg_draws.py with two draws given by --draw (the tiny run's results, two made-up
+    excess tables): per model and T the mean of each ratio over the draws, the sd between them and
+    sd / sqrt(2), and each draw's FG floor from its transferability table; one draw, or a draw whose
+    excess table is missing, is refused."""
+    import subprocess
+    import sys
+
+    floors = io.read_table(tiny_run / "results/metrics/transferability.tsv").groupby("T_K")["eps_a_floor"].first()
+    temperatures = list(floors.index)
+    columns = [f"eps_{m}_{s}" for m in ("g", "a") for s in ("excess", "excess_se", "excess_ratio_fm_ref",
+                                                            "excess_ratio_fm_ref_se", "excess_ratio_oracle",
+                                                            "excess_ratio_oracle_se")]
+    tables = []
+    for number, ratio in enumerate((0.4, 0.6)):
+        rows = [{"model": model, "kind": model, "T_K": t, **{c: 1.0 for c in columns},
+                 "eps_a_excess_ratio_fm_ref": 1.0 if model == "fm_ref" else ratio}
+                for model in ("fm_ref", "trf2") for t in temperatures]
+        tables.append(tmp_path / f"excess_{number}.tsv")
+        io.write_table(tables[-1], pd.DataFrame(rows))
+    command = [sys.executable, str(REPO / "benchmarks/bench_fg_draws.py")]
+    draws = [f"draw{k}={tiny_run / 'results'},{table}" for k, table in enumerate(tables)]
+    for arguments, message in (([f"--draw={draws[0]}"], "at least two draws"),
+                               ([f"--draw={draws[0]}", f"--draw=b={tiny_run / 'results'},{tmp_path / 'none.tsv'}"], "--draw 'b=")):
+        refused = subprocess.run(command + arguments, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert refused.returncode != 0 and message in refused.stderr
+
+    subprocess.run(command + [f"--draw={d}" for d in draws], cwd=tmp_path, check=True, capture_output=True, text=True,
+                   timeout=120)
+    per_draw = io.read_table(tmp_path / "benchmarks/results/fg_draws.tsv")
+    assert len(per_draw) == 2 * 2 * len(temperatures)
+    for t in temperatures:
+        assert (per_draw.query("T_K == @t")["eps_a_floor"] == floors[t]).all()
+    summary = io.read_table(tmp_path / "benchmarks/results/fg_draws_summary.tsv").set_index(["model", "T_K"])
+    trf2 = summary.loc[("trf2", temperatures[-1])]
+    assert trf2["n_draws"] == 2
+    assert trf2["eps_a_excess_ratio_fm_ref"] == pytest.approx(0.5)
+    assert trf2["eps_a_excess_ratio_fm_ref_sd"] == pytest.approx(0.2 / np.sqrt(2))
+    assert trf2["eps_a_excess_ratio_fm_ref_se"] == pytest.approx(0.1)
+    assert summary.loc[("fm_ref", temperatures[-1]), "eps_a_excess_ratio_fm_ref_sd"] == 0.0

@@ -15,8 +15,8 @@ measured: the clone has HEAD only, and runs its own package code) with the confi
 and, unless --with-dynamics, no dynamics comparison (no eps depends on it); `snakemake --cores N`
 there, then `benchmarks/bench_excess_error.py --models ...` there with CG seeds S and three others.
 Both resume: Snakemake redoes only what is missing, and a draw whose excess table is newer than its
-transferability table is read, not rerun. A work clone of another commit is reused only where that
-commit and HEAD differ in nothing the numbers depend on (RESULT_PATHS).
+transferability table and has every --models is read, not rerun. A work clone of another commit is
+reused only where that commit and HEAD differ in nothing the numbers depend on (RESULT_PATHS).
 --draw adds a draw made elsewhere: a finished run's results directory and the excess_error.tsv that
 bench_excess_error.py wrote for it.
 
@@ -96,7 +96,8 @@ def run_draw(seed, work, cores, models, with_dynamics):
     with open(directory / "snakemake.log", "a") as log:
         subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(cores)], cwd=repo, env=env,
                        stdout=log, stderr=subprocess.STDOUT, check=True)
-    if table.exists() and table.stat().st_mtime > transferability.stat().st_mtime:
+    if (table.exists() and table.stat().st_mtime > transferability.stat().st_mtime
+            and set(models) <= set(io.read_table(table)["model"])):
         print(f"seed {seed}: reading {table}", file=sys.stderr, flush=True)
     else:
         print(f"seed {seed}: bench_excess_error.py (log: {directory / 'excess_error.log'})", file=sys.stderr, flush=True)
@@ -145,6 +146,9 @@ def main():
         parser.error("--models needs fm_ref: the ratios are to it")
     if len(set(args.seeds)) < len(args.seeds):
         parser.error(f"--seeds repeats a seed: {args.seeds}")
+    labels = [spec.partition("=")[0] for spec in args.draw] + [f"seed {seed}" for seed in args.seeds]
+    if len(set(labels)) < len(labels):
+        parser.error(f"two draws have the same label: {labels}")
     draws = []
     for spec in args.draw:
         label, _, paths = spec.partition("=")

@@ -577,8 +577,8 @@ def test_fg_draws_benchmark_sets_only_the_seed_and_drops_the_dynamics_comparison
 def test_fg_draws_benchmark_averages_each_ratio_over_the_draws(tiny_run, tmp_path):
     """benchmarks/bench_fg_draws.py with two draws given by --draw (the tiny run's results, two made-up
     excess tables): per model and T the mean of each ratio over the draws, the sd between them and
-    sd / sqrt(2), and each draw's FG floor from its transferability table; one draw, or a draw whose
-    excess table is missing, is refused."""
+    sd / sqrt(2), and each draw's FG floor from its transferability table; one draw, two draws with one
+    label, or a draw whose excess table is missing, is refused."""
     import subprocess
     import sys
 
@@ -597,6 +597,7 @@ def test_fg_draws_benchmark_averages_each_ratio_over_the_draws(tiny_run, tmp_pat
     command = [sys.executable, str(REPO / "benchmarks/bench_fg_draws.py")]
     draws = [f"draw{k}={tiny_run / 'results'},{table}" for k, table in enumerate(tables)]
     for arguments, message in (([f"--draw={draws[0]}"], "at least two draws"),
+                               ([f"--draw={draws[0]}", f"--draw={draws[0]}"], "the same label"),
                                ([f"--draw={draws[0]}", f"--draw=b={tiny_run / 'results'},{tmp_path / 'none.tsv'}"], "--draw 'b=")):
         refused = subprocess.run(command + arguments, cwd=tmp_path, capture_output=True, text=True, timeout=120)
         assert refused.returncode != 0 and message in refused.stderr

@@ -235,6 +235,7 @@ def test_refine_records_how_far_the_parameters_moved_and_returns_the_mean_of_the
     assert history.relative_change.iloc[0] == 0.0 and (history.relative_change.iloc[1:] > 0).all()
     assert np.allclose(history.relative_change, moved, rtol=1e-9)
     # the returned parameters: the mean of those the last two windows ran with, not the last update
+    assert list(history.averaged) == [False, False, True, True]
     assert potential.epsilon.item() == pytest.approx(history.epsilon.iloc[2:].mean(), rel=1e-12)
     assert potential.sigma.item() == pytest.approx(history.sigma.iloc[2:].mean(), rel=1e-12)
 

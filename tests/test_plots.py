@@ -77,7 +77,7 @@ def synthetic(tmp_path_factory):
     curve = pd.DataFrame({"iteration": iteration, "loss_rdf_T280": np.exp(-iteration / 10) + 0.1,
                           "loss_adf_T280": 1e-4 * np.exp(-iteration / 10) + 1e-5,
                           "loss_rdf_T320": 2 * np.exp(-iteration / 15) + 0.05,
-                          "loss_adf_T320": 2e-4 * np.exp(-iteration / 15) + 1e-5})
+                          "loss_adf_T320": 2e-4 * np.exp(-iteration / 15) + 1e-5, "averaged": iteration >= 30})
     curve["loss"] = curve["loss_rdf_T280"] + curve["loss_rdf_T320"] + 1e4 * (curve["loss_adf_T280"] + curve["loss_adf_T320"])
     io.write_table(root / "loss_curve.tsv", curve)
     return {"root": root, "fg": fg_dir, "cg": cg_dir, "table": table}
@@ -306,7 +306,11 @@ def test_diffsim_curves(tmp_path, synthetic, drawn):
     loss_panel = drawn[-1]["figure"].axes[0]
     labels = [text.get_text() for text in loss_panel.get_legend().get_texts()]
     assert labels == ["mtfm_diffsim: total", "mtfm_diffsim: RDF 280 K", "mtfm_diffsim: ADF 280 K (x lambda_adf = 10000)",
-                      "mtfm_diffsim: RDF 320 K", "mtfm_diffsim: ADF 320 K (x lambda_adf = 10000)"]
+                      "mtfm_diffsim: RDF 320 K", "mtfm_diffsim: ADF 320 K (x lambda_adf = 10000)",
+                      "mtfm_diffsim: kept the mean of these 10 iterations"]
+    (shade,) = loss_panel.patches  # over the averaged iterations 30-39, no further
+    assert shade.get_extents().x0 == pytest.approx(loss_panel.transData.transform((29.5, 1))[0])
+    assert shade.get_extents().x1 == pytest.approx(loss_panel.transData.transform((39.5, 1))[0])
     lines = loss_panel.get_lines()  # the weighted terms add up to the total
     np.testing.assert_allclose(sum(line.get_ydata() for line in lines[1:]), lines[0].get_ydata(), rtol=1e-6)
     # no two terms look alike: colour for the temperature, line style for the term

@@ -339,8 +339,9 @@ def refine(potential, targets, *, params=None, n_iterations=50, window=200, samp
 
     Returns (potential, history) with history a DataFrame, one row per iteration (loss, its parts
     per temperature, gradient norm, learning-rate factor, restarts, scalar parameter values,
-    relative_change of the refined parameters from their start, kinetic temperatures, seconds); written
-    as TSV to ``history_path`` after every iteration.
+    relative_change of the refined parameters from their start, kinetic temperatures, averaged: whether
+    the window's parameters enter the returned mean, seconds); written as TSV to ``history_path``
+    after every iteration.
     """
     if window % sample_every:
         raise ValueError("window must be a multiple of sample_every")
@@ -488,7 +489,8 @@ class _Refinement:
                 if p.numel() == 1:  # the values this window ran with, before the update
                     row[name] = p.item()
             row["relative_change"] = self.relative_change()
-            if iteration >= n_iterations - average_last:
+            row["averaged"] = iteration >= n_iterations - average_last  # never with average_last = 0
+            if row["averaged"]:
                 for average, p in zip(averages, self.parameters):
                     average += p.detach() / average_last
             good = self.snapshot()  # parameters that just ran cleanly, and the states they reached

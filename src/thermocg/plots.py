@@ -550,7 +550,8 @@ def diffsim_curves(curve_paths, table, png, pdf=None, lambda_adf=1.0):
     curve_paths: {model: loss_curve.tsv path} (missing files are skipped); the curve has
     columns iteration, loss and optionally loss_rdf_T<T>, loss_adf_T<T> per temperature (as
     thermocg.diffsim writes them; the ADF terms are drawn times ``lambda_adf``, so that the
-    terms add up to the total).
+    terms add up to the total) and averaged (the iterations whose parameters the refined model
+    averages, shaded).
     table: the transferability table (DataFrame or path), rows of M and M_diffsim.
     """
     from matplotlib.ticker import MaxNLocator
@@ -578,6 +579,10 @@ def diffsim_curves(curve_paths, table, png, pdf=None, lambda_adf=1.0):
                 ax_loss.plot(curve["iteration"], weight * curve[column], ls=term_style[term], color=colours[temperature],
                              lw=1.5, label=f"{model}: {term.upper()} {temperature} K{note}")
             positive &= bool((curve[["loss", *per_t[model]]].to_numpy() > 0).all())
+            if "averaged" in curve and curve["averaged"].any():  # the refined model is their mean
+                averaged = curve.loc[curve["averaged"].astype(bool), "iteration"]
+                ax_loss.axvspan(averaged.min() - 0.5, averaged.max() + 0.5, color=colour, alpha=0.12, lw=0,
+                                label=f"{model}: kept the mean of these {len(averaged)} iterations")
         if positive:
             _log_y(ax_loss)
         ax_loss.set(title="DiffSim loss", xlabel="iteration", ylabel="loss (sum of squared g and p differences)")

@@ -3,7 +3,7 @@
 One run of the default config is one draw of everything random in it: the FG trajectories, the
 training and the CG MD all follow the config's `seed`. The acceptance of issue 12 is read off one
 such draw, and between draws trf2's eps_a ratio to fm_ref moves by about as much as its distance to
-the 0.5 asked (README.md, "Over five draws of the whole experiment"). This runs the default with other
+the 0.5 asked (README.md, "Over six draws of the whole experiment"). This runs the default with other
 seeds and gives each ratio's mean over the draws with its standard error across them.
 
     python benchmarks/bench_fg_draws.py --seeds 1 2 [--work benchmarks/results/fg_draws] [--cores 2]

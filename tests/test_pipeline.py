@@ -615,3 +615,24 @@ def test_fg_draws_benchmark_averages_each_ratio_over_the_draws(tiny_run, tmp_pat
     assert trf2["eps_a_excess_ratio_fm_ref_sd"] == pytest.approx(0.2 / np.sqrt(2))
     assert trf2["eps_a_excess_ratio_fm_ref_se"] == pytest.approx(0.1)
     assert summary.loc[("fm_ref", temperatures[-1]), "eps_a_excess_ratio_fm_ref_sd"] == 0.0
+
+
+def test_t0_floor_benchmark_cuts_the_run_into_windows_and_takes_each_ones_halves(monkeypatch):
+    """benchmarks/bench_t0_floor.py: a run of 10 frames 0.1 ps apart gives two windows of 0.4 ps (the
+    last two frames dropped); a window whose second half repeats its first has a floor of exactly 0,
+    one of independent random frames a positive one; a window longer than the run is an error."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import bench_t0_floor
+
+    rng = np.random.default_rng(5)
+    box = np.full((10, 3), 1.4)
+    positions = rng.random((10, 40, 3)) * 1.4
+    positions[2:4] = positions[0:2]  # the first window's halves are the same frames
+    beads = {"positions": positions, "box": box, "time": np.arange(10) * 0.1}
+    settings = {"rdf_bin_width": 0.01, "adf_shell": 0.5, "adf_bin_width": 5.0}
+    floors = bench_t0_floor.window_floors(beads, 0.4, settings)
+    np.testing.assert_allclose([(start, end) for start, end, _ in floors], [(0.0, 0.4), (0.4, 0.8)])
+    assert floors[0][2]["eps_g"] == 0 and floors[0][2]["eps_a"] == 0
+    assert floors[1][2]["eps_g"] > 0 and floors[1][2]["eps_a"] > 0
+    with pytest.raises(ValueError, match="window"):
+        bench_t0_floor.window_floors(beads, 2.0, settings)

@@ -11,7 +11,7 @@ come from thermocg.transfer, exactly as in the transferability table.
 
     python benchmarks/bench_data_efficiency.py [--results results] [--config config/config.yaml]
         [--strides 8 4 2 1] [--t0-run RESULTS STRIDE ...] [--temperatures K ...] [--models em trf1 trf2]
-        [--cg-seeds SEED ...] [--jobs 2]
+        [--cg-seeds SEED ...] [--w0 MODEL] [--jobs 2]
 
 --temperatures defaults to the config's temperatures 150 K or more from T0 (450, 550, 700 K).
 --t0-run (repeatable) takes the T0 frames from another run's results directory as well, with its own
@@ -19,7 +19,10 @@ strides: a longer or more densely saved T0 run of the same config (its `fg` sett
 that the number of frames and the trajectory time they span can be told apart. Everything else
 (FG observables, friction, oracle) still comes from --results. --cg-seeds runs each model's CG MD
 once per seed (default: the config's seed, which with the config's stride reproduces the run's own
-fm_ref numbers).
+fm_ref numbers). --w0 keeps one fm_ref (a model file trained on --results' own T0 frames, e.g. the
+run's results/models/fm_ref/model.pt) at every point and fits only the closed-form models on every
+k-th frame: what their own data do, with W0 held fixed (the runs' label says "W0 fixed"; its files
+are named data_efficiency_w0*, its work files under data_efficiency_w0/).
 
 Writes, under benchmarks/results/ (work files in data_efficiency/), data_efficiency_runs.tsv (one
 row per CG run), data_efficiency.tsv (per point: the mean over the CG seeds, eps_*_se the standard
@@ -55,8 +58,9 @@ OUT = Path("benchmarks/results")
 
 
 def fit(args):
-    """fm_ref, then the closed-form models on its W0, for one T0 run and stride; returns (key, {name: model path})."""
-    key, names, settings, t0_files, work = args
+    """fm_ref (or the given W0 model), then the closed-form models on its W0, for one T0 run and stride;
+    returns (key, {name: model path})."""
+    key, names, settings, t0_files, work, w0 = args
     stride = key[1]
     logging.basicConfig(level=logging.WARNING)
     config = copy.deepcopy(settings)
@@ -64,8 +68,8 @@ def fit(args):
     config["training"]["response_frame_stride"] = stride
     label = temperature_label(config["reference_temperature"])
     beads, energies = {label: t0_files["beads"]}, {label: t0_files["energies"]}
-    paths = {}
-    for name in ["fm_ref"] + names:
+    paths = {} if w0 is None else {"fm_ref": Path(w0)}
+    for name in [n for n in ["fm_ref"] + names if n not in paths]:
         spec = configuration.model_spec_with_defaults(settings["models"][name])
         path = work / "models" / f"{name}.pt"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -132,13 +136,22 @@ def main():
                         help="K; default: the config's temperatures 150 K or more from T0")
     parser.add_argument("--models", nargs="+", default=["em", "trf1", "trf2"], help="T0-only model names of the config")
     parser.add_argument("--cg-seeds", type=int, nargs="+", help="CG MD seeds, each a run per point; default: the config's seed")
+    parser.add_argument("--w0", metavar="MODEL",
+                        help="fit the closed-form models at every point on this fm_ref model (trained on --results' own "
+                             "T0 frames, e.g. results/models/fm_ref/model.pt) instead of on an fm_ref retrained on "
+                             "those frames: only their own data change (not with --t0-run)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--plot-only", action="store_true", help="redraw the figure from the table of an earlier run")
     args = parser.parse_args()
+    stem = "data_efficiency_w0" if args.w0 else "data_efficiency"  # a fixed W0's runs apart from the others
     if args.plot_only:
-        plot(io.read_table(OUT / "data_efficiency.tsv"), OUT / "data_efficiency.png")
+        plot(io.read_table(OUT / f"{stem}.tsv"), OUT / f"{stem}.png")
         return
 
+    if args.w0 and args.t0_run:
+        parser.error("--w0 is an fm_ref of --results' own T0 frames: it cannot serve --t0-run's")
+    if args.w0 and not Path(args.w0).is_file():
+        parser.error(f"--w0 {args.w0}: no such model file")
     results = Path(args.results)
     settings = configuration.load(args.config)
     temperatures = args.temperatures or far_temperatures(settings)
@@ -151,21 +164,28 @@ def main():
     times = [io.load_frames(run_files["beads"])["time"] for run_files in files]
     labels = []
     for (run, _), time in zip(runs, times):
-        label = t0_run_label(time)
+        label = t0_run_label(time) + (", W0 fixed" if args.w0 else "")
         labels.append(label if label not in labels else f"{label} ({run})")  # two runs alike: name the folder too
     friction = cgmd.read_friction(results / "cgmd" / "fm_ref" / "friction.json", settings["reference_temperature"])
-    work = OUT / "data_efficiency"
+    work = OUT / stem
     names = ["fm_ref"] + args.models
     keys = [(i, stride) for i, (_, strides) in enumerate(runs) for stride in strides]
     work_of = {(i, stride): work / f"run{i}" / f"stride{stride}" for i, stride in keys}
     seeds = args.cg_seeds or [settings["seed"]]
 
     with Pool(args.jobs) as pool:
-        fitted = dict(pool.map(fit, [(key, args.models, settings, files[key[0]], work_of[key]) for key in keys]))
+        fitted = dict(pool.map(fit, [(key, args.models, settings, files[key[0]], work_of[key], args.w0) for key in keys]))
+        # with a fixed W0, fm_ref is one model: its CG runs are made once, at the first point
+        simulated = [(key, name) for key in keys for name in names if not (args.w0 and name == "fm_ref" and key != keys[0])]
         tasks = [(str(fitted[key][name]), str(results / "cg" / f"T{temperature_label(t)}" / "beads.npz"), t, settings,
                   friction, seed, str(work_of[key] / f"cg_seed{seed}" / name))
-                 for key in keys for seed in seeds for name in names for t in temperatures]
+                 for key, name in simulated for seed in seeds for t in temperatures]
         pool.map(simulate, tasks, chunksize=1)
+    if args.w0:
+        for key, seed in itertools.product(keys[1:], seeds):
+            shared = work_of[key] / f"cg_seed{seed}" / "fm_ref"
+            if not shared.is_symlink():
+                shared.symlink_to((work_of[keys[0]] / f"cg_seed{seed}" / "fm_ref").resolve(), target_is_directory=True)
 
     oracle = io.read_table(results / "metrics" / "transferability.tsv")
     oracle = oracle[oracle["kind"] == "fm_oracle"].set_index("T_K")
@@ -185,10 +205,10 @@ def main():
     point = ["t0_run", "stride", "n_frames", "model", "T_K"]
     fixed = ["eps_g_floor", "eps_a_floor", "eps_g_oracle", "eps_a_oracle"]
     per_run = pd.concat(rows, ignore_index=True)[point + ["cg_seed", "eps_g", "eps_g_spread", "eps_a", "eps_a_spread"] + fixed]
-    results_table.write(per_run.sort_values(["T_K", "model"], kind="stable", ignore_index=True), OUT / "data_efficiency_runs.tsv")
+    results_table.write(per_run.sort_values(["T_K", "model"], kind="stable", ignore_index=True), OUT / f"{stem}_runs.tsv")
     table = over_cg_seeds(per_run, point, fixed)
-    results_table.write(table, OUT / "data_efficiency.tsv")
-    plot(table, OUT / "data_efficiency.png")
+    results_table.write(table, OUT / f"{stem}.tsv")
+    plot(table, OUT / f"{stem}.png")
 
 
 def over_cg_seeds(per_run, point, fixed):

@@ -463,6 +463,37 @@ def test_data_efficiency_benchmark_takes_another_t0_run_and_reproduces_the_runs_
 
 
 @pytest.mark.slow
+def test_data_efficiency_benchmark_with_a_fixed_w0_refits_only_the_closed_forms(tiny_run):
+    """bench_data_efficiency.py --w0 with the tiny run's own fm_ref: at stride 1 (the config's
+    response_frame_stride) trf1 is the run's own trf1 to the bit, at stride 2 its closed forms are fitted
+    on other frames and its W0 is the same; fm_ref is neither retrained nor simulated twice (the second
+    point's runs are the first's), so both points have its same eps; the runs say "W0 fixed"
+    and are written apart (data_efficiency_w0*); --w0 with --t0-run is refused."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, str(REPO / "benchmarks/bench_data_efficiency.py"), "--config", str(REPO / "config/test.yaml"),
+               "--temperatures", "320", "--models", "trf1", "--strides", "2", "1", "--cg-seeds", "7",
+               "--w0", "results/models/fm_ref/model.pt"]
+    refused = subprocess.run(command + ["--t0-run", "results", "1"], check=False, cwd=tiny_run, capture_output=True,
+                             text=True, timeout=120)
+    assert refused.returncode == 2 and "--w0" in refused.stderr
+    subprocess.run(command, cwd=tiny_run, check=True, capture_output=True, text=True, timeout=900)
+    work = tiny_run / "benchmarks/results/data_efficiency_w0/run0"
+    own = nn.load_model(tiny_run / "results/models/trf1/model.pt")[0].state_dict()
+    refit = nn.load_model(work / "stride1/models/trf1.pt")[0].state_dict()
+    assert all(torch.equal(refit[k], v) for k, v in own.items())
+    other = nn.load_model(work / "stride2/models/trf1.pt")[0].state_dict()
+    assert any(not torch.equal(other[k], v) for k, v in own.items() if k.startswith("heads.e."))  # fitted on other frames
+    assert all(torch.equal(other[k], v) for k, v in own.items() if k.startswith(("trunks.", "heads.W0.")))
+    assert not (work / "stride2/models/fm_ref.pt").exists() and (work / "stride1/cg_seed7/fm_ref").is_symlink()
+    runs = io.read_table(tiny_run / "benchmarks/results/data_efficiency_w0_runs.tsv")
+    assert runs["t0_run"].str.endswith("W0 fixed").all() and sorted(runs["stride"].unique()) == [1, 2]
+    fm_ref = runs.query("model == 'fm_ref'")
+    assert len(fm_ref) == 2 and fm_ref["eps_g"].nunique() == 1 and fm_ref["eps_a"].nunique() == 1
+
+
+@pytest.mark.slow
 def test_excess_error_benchmark_reproduces_the_runs_eps_and_takes_the_noise_out(tiny_run):
     """benchmarks/bench_excess_error.py on the tiny run: its CG run with the config's seed (7) is the
     run's own, so its eps against the FG run are the transferability table's; the means over three

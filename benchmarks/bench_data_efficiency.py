@@ -283,11 +283,10 @@ def plot(table, path):
             ax.xaxis.set_minor_formatter(NullFormatter())
             ax.tick_params(axis="x", labelrotation=45 if len(frames) > 5 else 0)
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    if len(runs) > 1:  # which marker is which T0 run
-        for i, run in enumerate(runs):
-            handles.append(Line2D([], [], color="0.3", ls="-" if i == 0 else ":", marker=RUN_MARKERS[i % len(RUN_MARKERS)],
-                                  mfc="0.3" if i == 0 else "white"))
-            labels.append(f"T0 run: {run}")
+    for i, run in enumerate(runs):  # which marker is which T0 run (and, with --w0, that W0 was fixed)
+        handles.append(Line2D([], [], color="0.3", ls="-" if i == 0 else ":", marker=RUN_MARKERS[i % len(RUN_MARKERS)],
+                              mfc="0.3" if i == 0 else "white"))
+        labels.append(f"T0 run: {run}")
     columns = min(len(labels), 6 if width > 10 else 3)
     figure.legend(handles, labels, loc="lower center", ncol=columns, fontsize=9)
     figure.suptitle("Data efficiency: eps at the far temperatures against the number of T0 frames\n"

@@ -36,6 +36,7 @@ import argparse
 import copy
 import itertools
 import logging
+import shutil
 import sys
 from multiprocessing import Pool
 from pathlib import Path
@@ -173,9 +174,13 @@ def main():
     work_of = {(i, stride): work / f"run{i}" / f"stride{stride}" for i, stride in keys}
     seeds = args.cg_seeds or [settings["seed"]]
 
+    # with a fixed W0, fm_ref is one model: its CG runs are made once, at the first point, and the others link to them
+    shared_runs = {seed: work_of[keys[0]] / f"cg_seed{seed}" / "fm_ref" for seed in seeds}
+    for first in shared_runs.values():
+        if args.w0 and first.is_symlink():  # a link left by a run with the points in another order
+            first.unlink()
     with Pool(args.jobs) as pool:
         fitted = dict(pool.map(fit, [(key, args.models, settings, files[key[0]], work_of[key], args.w0) for key in keys]))
-        # with a fixed W0, fm_ref is one model: its CG runs are made once, at the first point
         simulated = [(key, name) for key in keys for name in names if not (args.w0 and name == "fm_ref" and key != keys[0])]
         tasks = [(str(fitted[key][name]), str(results / "cg" / f"T{temperature_label(t)}" / "beads.npz"), t, settings,
                   friction, seed, str(work_of[key] / f"cg_seed{seed}" / name))
@@ -184,8 +189,11 @@ def main():
     if args.w0:
         for key, seed in itertools.product(keys[1:], seeds):
             shared = work_of[key] / f"cg_seed{seed}" / "fm_ref"
-            if not shared.is_symlink():
-                shared.symlink_to((work_of[keys[0]] / f"cg_seed{seed}" / "fm_ref").resolve(), target_is_directory=True)
+            if shared.is_symlink():
+                shared.unlink()
+            elif shared.exists():  # an earlier run's, where this point came first
+                shutil.rmtree(shared)
+            shared.symlink_to(shared_runs[seed].resolve(), target_is_directory=True)
 
     oracle = io.read_table(results / "metrics" / "transferability.tsv")
     oracle = oracle[oracle["kind"] == "fm_oracle"].set_index("T_K")

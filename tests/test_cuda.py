@@ -131,7 +131,7 @@ def test_cuda_thermal_terms_fit_matches_cpu():
     fitted = {}
     for device in ("cpu", "cuda"):
         model = zero_w0(small_model(["W0", "W1", "e"], pair_heads=["W1"])).to(device)
-        rows = response.fit_thermal_terms(model, "trf1", "local", [on(device, f) for f in frames])
+        rows = response.fit_thermal_terms(model, "local", [on(device, f) for f in frames])
         assert any(row["head"] == "W1" and row["chosen"] and row["relative_ridge"] != float("inf") for row in rows)
         fitted[device] = {name: p.detach().cpu() for name, p in model.state_dict().items()
                           if name.startswith(("heads.W1.", "heads.e."))}

@@ -34,6 +34,10 @@ def test_default_config_dry_run(tmp_path):
     shared = [law for law in laws if law in friction.SAME_AS_CONSTANT_AT_T0]
     runs = len(default["dynamics"]["models"]) * (len(laws) * n_temperatures - max(len(shared) - 1, 0))
     assert len(shared) > 1 and re.search(rf"^dynamics_cg\s+{runs}$", out, flags=re.MULTILINE)
+    # trf1 and trf2 differ only in their kind: their closed forms are fitted from one set of normal equations
+    assert {name: spec["kind"] for name, spec in default["models"].items() if spec["kind"] in ("trf1", "trf2")} == \
+        {"trf1": "trf1", "trf2": "trf2"}
+    assert re.search(r"^response_systems\s+1$", out, flags=re.MULTILINE)
 
 
 def test_paper_config_dry_run(tmp_path):

@@ -20,12 +20,14 @@ from thermocg import io, nn
 
 TINY = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
 
-# What a change of training reruns in the tiny config: 6 fitted models, fm_oracle at the 2 T other
-# than T0 (at T0 it is fm_ref), the 2 sweep points, and CG MD of the 8 simulated models (with
+# What a change of training reruns in the tiny config: 6 fitted models (and the normal equations of
+# its 3 thermal-response entries, no two alike), fm_oracle at the 2 T other than T0 (at T0 it is
+# fm_ref), the 2 sweep points, and CG MD of the 8 simulated models (with
 # trf2_diffsim) at 3 T, less the 5 whose force field at T0 is fm_ref's (fm_oracle, em, trf1,
 # trf1_global, trf2: they share its T0 run). Nothing atomistic.
 AFTER_TRAINING = {
-    "fit": 6, "fit_oracle": 2, "sweep_fit": 2, "sweep_summary": 1, "refine_diffsim": 1, "force_metrics": 1,
+    "response_systems": 3, "fit": 6, "fit_oracle": 2, "sweep_fit": 2, "sweep_summary": 1, "refine_diffsim": 1,
+    "force_metrics": 1,
     "cgmd": 19, "observables_cg": 19, "transferability": 1, "figures": 1, "all": 1,
 }  # the tiny config's friction is a constant: its record depends on no model
 # What a change of the atomistic sampling reruns: everything (energies: at T0 only).
@@ -77,9 +79,10 @@ def changed(*changes):
     return config
 
 
-# The tiny config's trf1 is a local model: its r_loc change refits it (1 job), then its CG MD and
+# The tiny config's trf1 is a local model: its r_loc change rebuilds its normal equations and refits
+# it (1 job each; no other entry shares its settings), then its CG MD and
 # observables at the 2 T other than T0 (at T0 it runs as fm_ref), and the tables and figures.
-AFTER_TRF1 = {"fit": 1, "cgmd": 2, "observables_cg": 2, "force_metrics": 1, "transferability": 1,
+AFTER_TRF1 = {"response_systems": 1, "fit": 1, "cgmd": 2, "observables_cg": 2, "force_metrics": 1, "transferability": 1,
               "figures": 1, "all": 1}
 
 

@@ -78,7 +78,7 @@ def zero_w0(model):
 def test_radial_w1_is_recovered_from_noisy_local_targets(truth):
     frames = synthetic_frames(truth, 30, seed=1) + synthetic_frames(truth, 20, seed=2)
     model = zero_w0(small_model(["W0", "W1", "e"], pair_heads=["W1"]))
-    rows = response.fit_thermal_terms(model, "trf1", "local", frames)
+    rows = response.fit_thermal_terms(model, "local", frames)
     fitted, exact = model.heads["W1"].coefficients.detach(), truth.heads["W1"].coefficients.detach()
     # the spline profile, where pairs were sampled (0.25-0.55 nm), within 15% of its peak
     r = torch.linspace(0.25, 0.55, 31, dtype=torch.float64)
@@ -99,7 +99,7 @@ def test_network_w1_is_recovered_from_noisy_local_targets():
     response.set_coefficients(truth, "W1", np.random.default_rng(7).normal(0.0, 30.0, 9))
     frames = synthetic_frames(truth, 30, seed=1) + synthetic_frames(truth, 20, seed=2)
     model = zero_w0(small_model(["W0", "W1", "e"], seed=3))  # the same trunk as the truth's
-    rows = response.fit_thermal_terms(model, "trf1", "local", frames)
+    rows = response.fit_thermal_terms(model, "local", frames)
     w1_rows = [row for row in rows if row["head"] == "W1"]
     assert len(w1_rows) == len(response.RELATIVE_RIDGES) + 1
     assert [row["relative_ridge"] for row in w1_rows if row["chosen"]] != [float("inf")]
@@ -115,7 +115,7 @@ def test_a_term_the_data_cannot_determine_comes_out_as_zero(truth):
     for frame in frames:
         frame.forces = torch.as_tensor(np.random.default_rng(5).normal(0.0, 50.0, (N_BEADS, 3)))
     model = zero_w0(small_model(["W0", "W1", "e"], pair_heads=["W1"]))
-    response.fit_thermal_terms(model, "trf1", "local", frames)
+    response.fit_thermal_terms(model, "local", frames)
     assert torch.all(model.heads["W1"].coefficients == 0)
 
 
@@ -129,7 +129,7 @@ def test_reduced_trf2_without_a_determined_curvature_is_trf1(truth):
     for kind, heads in (("trf1", ["W0", "W1", "e"]), ("trf2", ["W0", "W1", "W2", "e"])):
         fitted[kind] = zero_w0(small_model(heads, pair_heads=[h for h in heads if h in ("W1", "W2")],
                                            expansion="reduced", reference_beta=beta0))
-        rows = response.fit_thermal_terms(fitted[kind], kind, "local", frames)
+        rows = response.fit_thermal_terms(fitted[kind], "local", frames)
     assert any(row["head"] == "squared_residual" and row["chosen"] for row in rows)
     w1, w2 = (fitted["trf2"].heads[h].coefficients.detach() for h in ("W1", "W2"))
     assert w1.abs().max() > 0
@@ -227,7 +227,7 @@ def test_shared_w0_is_identical_and_frozen(truth):
         assert torch.equal(model.state_dict()[name], value)
     assert not any(p.requires_grad for name, p in model.named_parameters() if name.startswith(("trunks.", "heads.W0.")))
     frames = synthetic_frames(truth, 4, seed=6) + synthetic_frames(truth, 4, seed=7)
-    response.fit_thermal_terms(model, "trf2", "local", frames)
+    response.fit_thermal_terms(model, "local", frames)
     frame = frames[-1]
     expected = nn.energy_and_forces(base, frame.positions, *frame.pairs, 0.0)[1]
     assert torch.equal(nn.energy_and_forces(model, frame.positions, *frame.pairs, 0.0)[1], expected)

@@ -13,8 +13,8 @@ import sys
 import pytest
 from slurm_cluster import REPO, finished_run, resolved_profile, snakemake
 
-GPU_RULES = ["sample_fg", "fit", "fit_oracle", "sweep_fit", "cgmd", "refine_diffsim", "friction_lines", "dynamics_cg",
-             "sample_fg_fine", "sample_fg_score"]
+GPU_RULES = ["sample_fg", "fit", "response_systems", "fit_oracle", "sweep_fit", "cgmd", "refine_diffsim", "friction_lines",
+             "dynamics_cg", "sample_fg_fine", "sample_fg_score"]
 
 
 # --- the profile (no Slurm needed) -----------------------------------------------------------

@@ -232,3 +232,48 @@ def test_unknown_kinds_and_closed_form_kinds_have_no_training_objective():
         train.Objective("magic")
     with pytest.raises(ValueError, match="closed form"):
         train.Objective("trf1")
+
+
+def test_trf1_and_trf2_fitted_from_shared_normal_equations_equal_their_own_fits_to_the_bit(synthetic_beads, tmp_path):
+    """rule response_systems builds the closed-form terms' normal equations once for entries that
+    differ only in their kind; fitting from that file must change no number, and a file built from
+    other settings or another W0 must be refused, not used."""
+    path, _ = synthetic_beads
+    n_frames = len(io.load_frames(path)["time"])
+    energies = tmp_path / "energies.npz"
+    io.save_frames(energies, bead_energies=np.random.default_rng(3).normal(-40.0, 5.0, (n_frames, N_BEADS)))
+    config = small_config(max_epochs=2)
+    files = {"beads": {"300": path}, "energies": {"300": energies}}
+
+    def fm_ref(name, seed):
+        seeded = dict(config, seed=seed)
+        train.train_model(name, {"kind": "fm_ref"}, seeded, **files, model_path=tmp_path / f"{name}.pt",
+                          curve_path=tmp_path / f"{name}.tsv", checkpoint_path=tmp_path / f"{name}.ckpt")
+        return tmp_path / f"{name}.pt"
+
+    w0, other_w0 = fm_ref("fm_ref", 1), fm_ref("fm_ref_seed2", 2)
+    settings = {"estimator": "local", "r_loc": 0.5, "response": "network", "expansion": "reduced"}
+    systems = tmp_path / "systems.npz"
+    train.build_response_systems("trf1", dict(settings, kind="trf2"), config, **files, w0_model=w0, path=systems)
+
+    def fit(name, kind, shared=None, w0_model=w0, **changes):
+        return train.train_model(name, dict(settings, kind=kind, **changes), config, **files,
+                                 model_path=tmp_path / f"{name}.pt", curve_path=tmp_path / f"{name}.tsv",
+                                 checkpoint_path=tmp_path / f"{name}.ckpt", w0_model=w0_model, response_systems=shared)
+
+    for kind in ("trf1", "trf2"):
+        own, own_curve = fit(f"{kind}_own", kind)
+        shared, shared_curve = fit(f"{kind}_shared", kind, systems)
+        assert own.state_dict().keys() == shared.state_dict().keys()
+        assert all(torch.equal(value, shared.state_dict()[key]) for key, value in own.state_dict().items())
+        assert io.read_table(tmp_path / f"{kind}_own.tsv").equals(io.read_table(tmp_path / f"{kind}_shared.tsv"))
+        assert own.heads["e"].readouts[0].weight.abs().sum() > 0  # e was fitted, not left at its start
+    assert "squared_residual" not in set(io.read_table(tmp_path / "trf1_shared.tsv")["head"])
+    with pytest.raises(ValueError, match="other frames, W0 or response settings"):
+        fit("trf1_r_loc", "trf1", systems, r_loc=0.45)
+    with pytest.raises(ValueError, match="other frames, W0 or response settings"):
+        fit("trf1_other_w0", "trf1", systems, w0_model=other_w0)
+    first_order = tmp_path / "first_order.npz"
+    train.build_response_systems("trf1", dict(settings, kind="trf1"), config, **files, w0_model=w0, path=first_order)
+    with pytest.raises(ValueError, match="no normal equations for the W2 head"):
+        fit("trf2_from_trf1", "trf2", first_order)

@@ -23,12 +23,14 @@ built with that e and W0's mean force, then W1 and W2. Units: energies kJ/mol, W
 W2 (kJ/mol)^3, forces per their head's unit per nm.
 """
 
+import json
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from thermocg import nn, observables, targets
+from thermocg import io, nn, observables, targets
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +240,7 @@ def _energy_fit(model, frames):
         system.add(_energy_design(model, frame), _host(frame.bead_energies))
     coefficients, rows = solve_ridge(system, penalty_for(model, "e", len(system.rhs)))
     set_coefficients(model, "e", coefficients)
-    return rows
+    return coefficients, rows
 
 
 def _energy_residual(estimator, frame, bead_means):
@@ -301,30 +303,38 @@ def frame_targets(model, kind, estimator, frame, squared_residual=None):
     return _targets(kind, estimator, frame, mean_force, bead_means, squared_residual_means)
 
 
-def fit_thermal_terms(model, kind, estimator, frames):
-    """Fit e, then (trf1, trf2) W1 and W2, in place; returns the fit table (one row per candidate).
+@dataclass
+class ThermalSystems:
+    """What the thermal terms of one T0 data set are fitted from (:func:`thermal_systems`)."""
+
+    e_coefficients: np.ndarray  # the fitted e head
+    heads: dict  # "W1" (and "W2") -> NormalEquations on their shared basis
+    rows: list  # the table rows of e (and of s, the squared residual's fit)
+
+
+def thermal_systems(model, estimator, frames):
+    """Fit e in place, then build the normal equations of the model's thermal heads (W1, and W2 if
+    it has one) on their shared basis.
 
     ``frames``: the T0 frames in time order (thermocg.train.Frame, with bead energies and, for the
-    local estimator, local pairs), all fitted and cross-validated (solve_ridge). W0 must already be set.
-
-    With the reduced expansion (nn.CGModel) the second-order term that "no term" leaves out is the
-    curvature of beta W, d2(beta W)/dbeta2 = 2 W1 + beta0 W2, not W2: so W2's fit is of
-    W2 + 2 W1 / beta0 (target y2 + 2 y1 / beta0), and W2 follows by subtracting 2 W1 / beta0 (W1
-    and W2 share one basis). A curvature the data cannot determine then leaves trf2 = trf1.
+    local estimator, local pairs). W0 must already be set. With the reduced expansion W2's system is
+    of W2 + 2 W1 / beta0 (:func:`solve_thermal_terms`). The per-frame basis forces are nearly all of
+    the cost: models that differ only in their kind (trf1, trf2) share one set (:func:`save_systems`).
     """
-    rows = [dict(row, head="e") for row in _energy_fit(model, frames)]
-    curvature_of_reduced = model.reduced_expansion
-    thermal = [h for h in ("W1", "W2") if h in model.heads and (kind != "em")]
+    e_coefficients, e_rows = _energy_fit(model, frames)
+    rows = [dict(row, head="e") for row in e_rows]
+    thermal = [h for h in ("W1", "W2") if h in model.heads]
+    systems = {head: NormalEquations() for head in thermal}
     if not thermal:
-        return rows
+        return ThermalSystems(e_coefficients, systems, rows)
+    kind = "trf2" if "W2" in thermal else "trf1"  # the targets _targets builds
     squared_residual = None
     if "W2" in thermal:
         squared_residual, variance_rows = _squared_residual_fit(model, estimator, frames)
         rows += [dict(row, head="squared_residual") for row in variance_rows]
-    systems = {head: NormalEquations() for head in thermal}
     for number, frame in enumerate(frames):
         y1, y2 = frame_targets(model, kind, estimator, frame, squared_residual)
-        if y2 is not None and curvature_of_reduced:
+        if y2 is not None and model.reduced_expansion:
             y2 = y2 + (2.0 / model.reference_beta) * y1
         design = _host(basis_forces(model, thermal[0], frame.positions, *frame.pairs))  # W1 and W2 share one basis
         for head, y in (("W1", y1), ("W2", y2)):
@@ -332,9 +342,30 @@ def fit_thermal_terms(model, kind, estimator, frames):
                 systems[head].add(design, _host(y.reshape(-1)))
         if number % 50 == 0:
             log.info("targets: frame %d/%d", number + 1, len(frames))
+    return ThermalSystems(e_coefficients, systems, rows)
+
+
+def solve_thermal_terms(model, systems):
+    """Set e and choose the ridges of and set the thermal heads the model has (W1, W2) from
+    ``systems`` (:func:`thermal_systems`, which may hold more heads); returns the table rows.
+
+    With the reduced expansion (nn.CGModel) the second-order term that "no term" leaves out is the
+    curvature of beta W, d2(beta W)/dbeta2 = 2 W1 + beta0 W2, not W2: so W2's fit is of
+    W2 + 2 W1 / beta0 (target y2 + 2 y1 / beta0), and W2 follows by subtracting 2 W1 / beta0 (W1
+    and W2 share one basis). A curvature the data cannot determine then leaves trf2 = trf1.
+    """
+    set_coefficients(model, "e", systems.e_coefficients)
+    second_order = "W2" in model.heads
+    rows = [row for row in systems.rows if second_order or row["head"] != "squared_residual"]
+    curvature_of_reduced = model.reduced_expansion
     fitted = {}
-    for head in thermal:
-        coefficients, head_rows = solve_ridge(systems[head], penalty_for(model, head, len(systems[head].rhs)))
+    for head in ("W1", "W2"):
+        if head not in model.heads:
+            continue
+        if head not in systems.heads:
+            raise ValueError(f"no normal equations for the {head} head")
+        system = systems.heads[head]
+        coefficients, head_rows = solve_ridge(system, penalty_for(model, head, len(system.rhs)))
         fitted[head] = coefficients
         if head == "W2" and curvature_of_reduced:
             coefficients = coefficients - (2.0 / model.reference_beta) * fitted["W1"]
@@ -346,3 +377,42 @@ def fit_thermal_terms(model, kind, estimator, frames):
                  chosen["gain_se"])
         rows += [dict(row, head=label) for row in head_rows]
     return rows
+
+
+def fit_thermal_terms(model, estimator, frames):
+    """Fit e, then W1 and W2 where the model has them, in place; returns the fit table (one row per
+    candidate): :func:`thermal_systems` then :func:`solve_thermal_terms`."""
+    return solve_thermal_terms(model, thermal_systems(model, estimator, frames))
+
+
+def save_systems(path, systems, fingerprint):
+    """Write :func:`thermal_systems`'s result with ``fingerprint`` (a JSON-able dict of what it was
+    built from: frames, W0 and the response settings)."""
+    heads = sorted(systems.heads)
+    frames = systems.heads[heads[0]].frames if heads else []
+    arrays = {
+        "e_coefficients": systems.e_coefficients,
+        "gram": np.stack([frame[0] for frame in frames]) if heads else np.zeros((0, 0, 0)),  # one basis for every head
+        "n_rows": np.array([frame[3] for frame in frames], dtype=np.int64),
+    }
+    for head in heads:
+        arrays[f"rhs_{head}"] = np.stack([frame[1] for frame in systems.heads[head].frames])
+        arrays[f"target_square_{head}"] = np.array([frame[2] for frame in systems.heads[head].frames])
+    metadata = {"heads": heads, "rows": systems.rows, "fingerprint": fingerprint}
+    io.save_frames(path, metadata=json.dumps(metadata), **arrays)
+
+
+def load_systems(path, fingerprint):
+    """Read :func:`save_systems`'s file; its fingerprint must equal ``fingerprint``: normal equations
+    of other frames, another W0 or other response settings would fit a model to the wrong data."""
+    arrays = io.load_frames(path)
+    metadata = json.loads(str(arrays["metadata"]))
+    if metadata["fingerprint"] != json.loads(json.dumps(fingerprint)):
+        raise ValueError(f"{path} was built from other frames, W0 or response settings than this model's "
+                         f"(its fingerprint {metadata['fingerprint']}, this model's {fingerprint}): remake it")
+    heads = {}
+    for head in metadata["heads"]:
+        heads[head] = NormalEquations()
+        heads[head].frames = [(gram, rhs, float(square), int(rows)) for gram, rhs, square, rows in zip(
+            arrays["gram"], arrays[f"rhs_{head}"], arrays[f"target_square_{head}"], arrays["n_rows"])]
+    return ThermalSystems(arrays["e_coefficients"], heads, metadata["rows"])

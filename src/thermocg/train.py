@@ -263,14 +263,9 @@ def build_model(kind, config, spec=None):
     )
 
 
-def train_model(name, spec, config, beads, energies, model_path, curve_path, checkpoint_path, threads=1, temperature=None,
-                w0_model=None):
-    """Fit one model entry of the config and save it with its metadata and learning curve.
-
-    ``beads`` and ``energies`` map temperature labels (as in the file names) to the CG frame and
-    per-molecule energy files; ``temperature`` is the oracle's temperature; ``w0_model`` the
-    force-matched model of the same frames whose W0 em, trf1 and trf2 share (thermocg.response).
-    """
+def _prepare(name, spec, config, beads, energies, threads, temperature, w0_model):
+    """A fresh model of the entry's kind and its training and validation frames; for the kinds on a
+    shared W0, that W0 copied in and frozen. Returns (model, sets, used files, training temperatures)."""
     kind, training = spec["kind"], config["training"]
     torch.manual_seed(config["seed"])
     torch.set_num_threads(threads)
@@ -296,7 +291,6 @@ def train_model(name, spec, config, beads, energies, model_path, curve_path, che
         for part in sets:
             sets[part] += load_frames(beads[label], split[part], model.cutoff, beta0, dtype, device, energy_file, r_loc)
     log.info("%d training and %d validation frames from %s K", len(sets["train"]), len(sets["validation"]), temperatures)
-
     if kind in SHARED_W0:
         if w0_model is None:
             raise ValueError(f"model {name}: kind {kind} is fitted on a force-matched W0; give w0_model (the fm_ref model file)")
@@ -306,8 +300,52 @@ def train_model(name, spec, config, beads, energies, model_path, curve_path, che
             raise ValueError(f"model {name}: the W0 model {w0_model} was trained on other frames than {base_data}")
         response.share_w0(model, base)
         used_files["W0 model"] = w0_model
+    return model, sets, used_files, temperatures
+
+
+def response_fingerprint(spec, config, used_files):
+    """What the thermal terms' normal equations of a response entry depend on: the entry's response
+    settings (all but its kind), the frames it takes and the files (beads, energies, W0)."""
+    training = config["training"]
+    return {
+        "response": {key: value for key, value in spec.items() if key != "kind"},
+        "frames": {key: training[key] for key in ("response_frame_stride", "validation_fraction", "test_fraction")},
+        "inputs_sha256": checkpoints.file_hash(used_files.values()),
+    }
+
+
+def build_response_systems(name, spec, config, beads, energies, w0_model, path, threads=1):
+    """The normal equations of a trf1 or trf2 entry's thermal terms (thermocg.response.thermal_systems),
+    saved to ``path`` for every entry that differs from it only in its kind (trf1 takes W1's of a
+    trf2 entry's): the per-frame basis forces are nearly all of a closed-form fit's cost."""
+    if spec["kind"] not in RESPONSE_KINDS:
+        raise ValueError(f"model {name}: kind {spec['kind']} has no thermal response terms")
+    model, sets, used_files, _ = _prepare(name, spec, config, beads, energies, threads, None, w0_model)
+    systems = response.thermal_systems(model, spec.get("estimator", "local"), sets["train"] + sets["validation"])
+    response.save_systems(path, systems, response_fingerprint(spec, config, used_files))
+    return systems
+
+
+def train_model(name, spec, config, beads, energies, model_path, curve_path, checkpoint_path, threads=1, temperature=None,
+                w0_model=None, response_systems=None):
+    """Fit one model entry of the config and save it with its metadata and learning curve.
+
+    ``beads`` and ``energies`` map temperature labels (as in the file names) to the CG frame and
+    per-molecule energy files; ``temperature`` is the oracle's temperature; ``w0_model`` the
+    force-matched model of the same frames whose W0 em, trf1 and trf2 share (thermocg.response);
+    ``response_systems`` (trf1, trf2): a file of :func:`build_response_systems` to fit the thermal
+    terms from instead of building their normal equations here.
+    """
+    kind, training = spec["kind"], config["training"]
+    model, sets, used_files, temperatures = _prepare(name, spec, config, beads, energies, threads, temperature, w0_model)
+    beta0 = float(units.beta(config["reference_temperature"]))
+    if kind in SHARED_W0:
         # the training and validation frames, in time order: the ridges are chosen by cross-validation
-        rows = response.fit_thermal_terms(model, kind, spec.get("estimator", "local"), sets["train"] + sets["validation"])
+        if response_systems is not None:
+            systems = response.load_systems(response_systems, response_fingerprint(spec, config, used_files))
+        else:
+            systems = response.thermal_systems(model, spec.get("estimator", "local"), sets["train"] + sets["validation"])
+        rows = response.solve_thermal_terms(model, systems)
         curve = pd.DataFrame(rows)
         curve_comment = (f"closed-form fit of {name} ({kind}) on the W0 of {w0_model}: one row per ridge candidate "
                          "(relative_ridge inf = no term); mean squared errors of the targets, cross-validation chooses")

@@ -14,6 +14,8 @@ rule friction_lines:
     wildcard_constraints:
         model=_choice(SIMULATED),
     threads: config["cgmd"]["threads"]
+    # an upstream job: many others wait for it (common.smk, UPSTREAM_PRIORITY)
+    priority: UPSTREAM_PRIORITY
     log:
         "logs/cgmd/{model}/friction_lines.log",
     benchmark:

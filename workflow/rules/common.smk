@@ -14,6 +14,11 @@ config.update(thermocg.config.check(config))
 validate(config, thermocg.config.SCHEMA_PATH)
 
 ENV = "../../envs/thermocg.yaml"
+# Snakemake starts the ready job of the highest priority first (default 0). The jobs that many others
+# wait for (FG sampling, fits, friction trials) and the long force metrics get this one, so the
+# short CG MD runs fill the cores at the end instead of one long job ending the run alone; DiffSim,
+# the longest, gets more (diffsim.smk).
+UPSTREAM_PRIORITY = 5
 TEMPERATURES = [thermocg.config.temperature_label(t) for t in config["temperatures"]]
 
 
@@ -91,6 +96,31 @@ def model_spec(name):
         keys.append("temperatures")
     return _canonical({key: spec[key] for key in keys})
 
+
+
+def _response_settings(name):
+    """A trf1/trf2 entry's spec without its kind: entries that agree on it share their normal equations."""
+    return {key: value for key, value in model_spec(name).items() if key != "kind"}
+
+
+# The thermal-response entries grouped by their settings, each group named by its first entry: its
+# normal equations are built once (rule response_systems), for trf2's terms if any entry is trf2.
+RESPONSE_GROUPS = {}
+for _name, _spec in MODELS.items():
+    if _spec["kind"] in thermocg.kinds.RESPONSE_KINDS:
+        _owner = next((owner for owner in RESPONSE_GROUPS if _response_settings(owner) == _response_settings(_name)), _name)
+        RESPONSE_GROUPS.setdefault(_owner, []).append(_name)
+
+
+def response_group(name):
+    """The name of the group (its first entry) whose normal equations a trf1/trf2 entry fits from."""
+    return next(owner for owner, members in RESPONSE_GROUPS.items() if name in members)
+
+
+def response_group_spec(owner):
+    """Param of response_systems: the group's settings, with the kind that has every member's terms."""
+    kinds = {MODELS[name]["kind"] for name in RESPONSE_GROUPS[owner]}
+    return _canonical(dict(_response_settings(owner), kind="trf2" if "trf2" in kinds else "trf1"))
 
 #: fg keys that set the length of one particular run; each run's param has its own production instead
 FG_RUN_LENGTHS = ["reference_production", "score_production"]
@@ -192,6 +222,15 @@ def fit_inputs(wildcards):
         inputs["energies"] = [f"results/cg/T{label}/molecule_energies.npz" for label in labels]
     if spec["kind"] in thermocg.kinds.SHARED_W0:
         inputs["w0_model"] = f"results/models/{FM_REF}/model.pt"  # the config check ensures one fm_ref
+    if spec["kind"] in thermocg.kinds.RESPONSE_KINDS:
+        inputs["response_systems"] = f"results/response/{response_group(wildcards.model)}/systems.npz"
+    return inputs
+
+
+def response_systems_inputs(wildcards):
+    """Inputs of response_systems: those of its group's first entry's fit, but the systems."""
+    inputs = fit_inputs(wildcards)
+    del inputs["response_systems"]
     return inputs
 
 

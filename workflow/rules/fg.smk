@@ -18,6 +18,8 @@ rule sample_fg:
         # Not an output: it must survive a failed or killed job so the rerun resumes from it.
         state="results/fg/T{T}/sampling_state.npz",
     threads: config["fg"]["threads"]
+    # an upstream job: many others wait for it (common.smk, UPSTREAM_PRIORITY)
+    priority: UPSTREAM_PRIORITY
     log:
         "logs/fg/T{T}/sample_fg.log",
     benchmark:

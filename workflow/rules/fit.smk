@@ -1,6 +1,34 @@
 # Stage 4: CG force fields, one job per model entry of config["models"] (fm_oracle: one per T).
 
 
+rule response_systems:
+    # the normal equations of the closed-form thermal terms (thermocg.response): nearly all of a
+    # trf1/trf2 fit's cost, built once for the entries that differ only in their kind
+    input:
+        unpack(response_systems_inputs),
+    output:
+        systems="results/response/{model}/systems.npz",
+    params:
+        spec=lambda wildcards: response_group_spec(wildcards.model),
+        network=settings("network"),
+        training=settings("training"),
+        seed=config["seed"],
+        reference_temperature=config["reference_temperature"],
+    wildcard_constraints:
+        model=_choice(list(RESPONSE_GROUPS)),
+    threads: config["training"]["threads"]
+    # an upstream job: many others wait for it (common.smk, UPSTREAM_PRIORITY)
+    priority: UPSTREAM_PRIORITY
+    log:
+        "logs/response/{model}/response_systems.log",
+    benchmark:
+        "results/benchmarks/response/{model}/response_systems.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/response_systems.py"
+
+
 rule fit:
     input:
         unpack(fit_inputs),
@@ -17,6 +45,8 @@ rule fit:
     wildcard_constraints:
         model=_choice(FITTED),
     threads: config["training"]["threads"]
+    # an upstream job: many others wait for it (common.smk, UPSTREAM_PRIORITY)
+    priority: UPSTREAM_PRIORITY
     log:
         "logs/models/{model}/fit.log",
     benchmark:
@@ -43,6 +73,8 @@ rule fit_oracle:
     wildcard_constraints:
         model=_choice(ORACLES),
     threads: config["training"]["threads"]
+    # an upstream job: many others wait for it (common.smk, UPSTREAM_PRIORITY)
+    priority: UPSTREAM_PRIORITY
     log:
         "logs/models/{model}/T{T}/fit.log",
     benchmark:

@@ -18,6 +18,8 @@ rule force_metrics:
         reference_temperature=config["reference_temperature"],
         oracle=ORACLES[0] if ORACLES else None,
         split=settings("training", ["validation_fraction", "test_fraction", "frame_stride", "response_frame_stride"]),  # the test frames
+    # not upstream, but long: started once its inputs exist, it does not end the run alone on one core
+    priority: UPSTREAM_PRIORITY
     log:
         "logs/metrics/force_metrics.log",
     benchmark:

@@ -16,5 +16,5 @@ train.train_model(
     beads=dict(zip(labels, beads)), energies=dict(zip(labels, energies)),
     model_path=snakemake.output.model, curve_path=snakemake.output.curve,
     checkpoint_path=params.checkpoint, threads=snakemake.threads, temperature=temperature,
-    w0_model=snakemake.input.get("w0_model"),
+    w0_model=snakemake.input.get("w0_model"), response_systems=snakemake.input.get("response_systems"),
 )

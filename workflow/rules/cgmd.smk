@@ -14,7 +14,7 @@ rule friction_lines:
     wildcard_constraints:
         model=_choice(SIMULATED),
     threads: config["cgmd"]["threads"]
-    # an upstream job: many others wait for it (common.smk, UPSTREAM_PRIORITY)
+    # its model's CG MD and dynamics runs wait for it (common.smk, UPSTREAM_PRIORITY)
     priority: UPSTREAM_PRIORITY
     log:
         "logs/cgmd/{model}/friction_lines.log",

@@ -14,10 +14,13 @@ config.update(thermocg.config.check(config))
 validate(config, thermocg.config.SCHEMA_PATH)
 
 ENV = "../../envs/thermocg.yaml"
-# Snakemake starts the ready job of the highest priority first (default 0). The jobs that many others
-# wait for (FG sampling, fits, friction trials) and the long force metrics get this one, so the
-# short CG MD runs fill the cores at the end instead of one long job ending the run alone; DiffSim,
-# the longest, gets more (diffsim.smk).
+# Snakemake starts the ready job of the highest priority first (default 0; rules, not jobs, have
+# one). First the T0 chain to DiffSim, the DAG's longest path (FG sampling, mapping, energies, the
+# fits, DiffSim); then the jobs that many others wait for (the oracles, friction trials) and the long
+# force metrics; last the short CG MD and analysis jobs, which fill the cores at the end instead of
+# one long job ending the run alone. A job never waits behind one it feeds: no rule has a lower
+# priority than one downstream of it (tests/test_pipeline.py, on the default DAG).
+CHAIN_PRIORITY = 10
 UPSTREAM_PRIORITY = 5
 TEMPERATURES = [thermocg.config.temperature_label(t) for t in config["temperatures"]]
 

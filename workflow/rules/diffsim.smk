@@ -18,7 +18,7 @@ rule refine_diffsim:
     threads: config["diffsim"]["threads"]
     # the longest job, and CG MD of the refined model waits for it: started as soon as its inputs
     # exist, it does not end the run alone on one core (the default run: 2 minutes sooner)
-    priority: 10
+    priority: CHAIN_PRIORITY
     log:
         "logs/models/{model}_diffsim/refine_diffsim.log",
     benchmark:

@@ -7,6 +7,8 @@ rule energies_per_molecule:
         system="results/fg/{run}/system.xml",
     output:
         energies="results/cg/{run}/molecule_energies.npz",
+    # on the T0 chain to DiffSim (common.smk, CHAIN_PRIORITY)
+    priority: CHAIN_PRIORITY
     log:
         "logs/cg/{run}/energies_per_molecule.log",
     benchmark:

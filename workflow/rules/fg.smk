@@ -18,8 +18,8 @@ rule sample_fg:
         # Not an output: it must survive a failed or killed job so the rerun resumes from it.
         state="results/fg/T{T}/sampling_state.npz",
     threads: config["fg"]["threads"]
-    # an upstream job: many others wait for it (common.smk, UPSTREAM_PRIORITY)
-    priority: UPSTREAM_PRIORITY
+    # on the T0 chain to DiffSim (common.smk, CHAIN_PRIORITY)
+    priority: CHAIN_PRIORITY
     log:
         "logs/fg/T{T}/sample_fg.log",
     benchmark:
@@ -45,6 +45,8 @@ rule sample_fg_score:
         seed=config["seed"],
         state="results/fg/T{T}/score/sampling_state.npz",
     threads: config["fg"]["threads"]
+    # not on the T0 chain, but upstream of map_cg, which is (common.smk, CHAIN_PRIORITY)
+    priority: CHAIN_PRIORITY
     log:
         "logs/fg/T{T}/sample_fg_score.log",
     benchmark:

@@ -17,8 +17,8 @@ rule response_systems:
     wildcard_constraints:
         model=_choice(list(RESPONSE_GROUPS)),
     threads: config["training"]["threads"]
-    # an upstream job: many others wait for it (common.smk, UPSTREAM_PRIORITY)
-    priority: UPSTREAM_PRIORITY
+    # on the T0 chain to DiffSim (common.smk, CHAIN_PRIORITY)
+    priority: CHAIN_PRIORITY
     log:
         "logs/response/{model}/response_systems.log",
     benchmark:
@@ -45,8 +45,8 @@ rule fit:
     wildcard_constraints:
         model=_choice(FITTED),
     threads: config["training"]["threads"]
-    # an upstream job: many others wait for it (common.smk, UPSTREAM_PRIORITY)
-    priority: UPSTREAM_PRIORITY
+    # on the T0 chain to DiffSim (common.smk, CHAIN_PRIORITY)
+    priority: CHAIN_PRIORITY
     log:
         "logs/models/{model}/fit.log",
     benchmark:
@@ -73,7 +73,7 @@ rule fit_oracle:
     wildcard_constraints:
         model=_choice(ORACLES),
     threads: config["training"]["threads"]
-    # an upstream job: many others wait for it (common.smk, UPSTREAM_PRIORITY)
+    # its CG MD and force_metrics wait for it (common.smk, UPSTREAM_PRIORITY)
     priority: UPSTREAM_PRIORITY
     log:
         "logs/models/{model}/T{T}/fit.log",

@@ -8,6 +8,8 @@ rule map_cg:
         beads="results/cg/{run}/beads.npz",
         trajectory="results/cg/{run}/beads.dcd",
         topology="results/cg/{run}/beads.pdb",
+    # on the T0 chain to DiffSim (common.smk, CHAIN_PRIORITY)
+    priority: CHAIN_PRIORITY
     log:
         "logs/cg/{run}/map_cg.log",
     conda:

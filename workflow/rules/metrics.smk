@@ -19,6 +19,7 @@ rule force_metrics:
         oracle=ORACLES[0] if ORACLES else None,
         split=settings("training", ["validation_fraction", "test_fraction", "frame_stride", "response_frame_stride"]),  # the test frames
     # not upstream, but long: started once its inputs exist, it does not end the run alone on one core
+    # (common.smk, UPSTREAM_PRIORITY)
     priority: UPSTREAM_PRIORITY
     log:
         "logs/metrics/force_metrics.log",

@@ -13,8 +13,10 @@ Closed-form fits on fm_ref's frozen W0 (same T0 frames; thermocg.response):
     trf2               + W2     and second-order targets y2
 
 The networks train on every ``frame_stride``-th frame, the closed-form fits on every
-``response_frame_stride``-th (default every frame: they cost seconds, and y1 / y2 are
-noise-dominated, so every frame helps).
+``response_frame_stride``-th (default every frame: y1 / y2 are noise-dominated, so every frame
+helps). Their normal equations cost about 0.2 s per frame on one core (the basis forces of a
+network read-out); :func:`build_response_systems` makes them once for the trf1 and trf2 entries
+that differ only in their kind, and :func:`train_model` fits each from that file.
 
 Frames of each temperature are split in time (train, then validation, then test) so that
 correlated neighbouring frames do not leak across the split. Training checkpoints every epoch

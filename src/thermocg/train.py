@@ -265,9 +265,10 @@ def build_model(kind, config, spec=None):
     )
 
 
-def _prepare(name, spec, config, beads, energies, threads, temperature, w0_model):
-    """A fresh model of the entry's kind and its training and validation frames; for the kinds on a
-    shared W0, that W0 copied in and frozen. Returns (model, sets, used files, training temperatures)."""
+def _prepare(name, spec, config, beads, energies, threads, temperature, w0_model, load=True):
+    """A fresh model of the entry's kind and its training and validation frames (none with ``load``
+    false); for the kinds on a shared W0, that W0 copied in and frozen. Returns (model, sets, used
+    files, training temperatures)."""
     kind, training = spec["kind"], config["training"]
     torch.manual_seed(config["seed"])
     torch.set_num_threads(threads)
@@ -283,16 +284,19 @@ def _prepare(name, spec, config, beads, energies, threads, temperature, w0_model
     used_files = {}
     for t in temperatures:
         label = temperature_label(t)
-        n_frames = len(io.load_frames(beads[label])["time"])
-        stride = training["response_frame_stride"] if kind in SHARED_W0 else training["frame_stride"]
-        split = split_indices(n_frames, training["validation_fraction"], training["test_fraction"], stride)
         energy_file = energies[label] if kind in NEEDS_ENERGIES else None
         used_files[f"beads T{label}"] = beads[label]
         if energy_file:
             used_files[f"energies T{label}"] = energy_file
+        if not load:
+            continue
+        n_frames = len(io.load_frames(beads[label])["time"])
+        stride = training["response_frame_stride"] if kind in SHARED_W0 else training["frame_stride"]
+        split = split_indices(n_frames, training["validation_fraction"], training["test_fraction"], stride)
         for part in sets:
             sets[part] += load_frames(beads[label], split[part], model.cutoff, beta0, dtype, device, energy_file, r_loc)
-    log.info("%d training and %d validation frames from %s K", len(sets["train"]), len(sets["validation"]), temperatures)
+    if load:
+        log.info("%d training and %d validation frames from %s K", len(sets["train"]), len(sets["validation"]), temperatures)
     if kind in SHARED_W0:
         if w0_model is None:
             raise ValueError(f"model {name}: kind {kind} is fitted on a force-matched W0; give w0_model (the fm_ref model file)")
@@ -339,7 +343,9 @@ def train_model(name, spec, config, beads, energies, model_path, curve_path, che
     terms from instead of building their normal equations here.
     """
     kind, training = spec["kind"], config["training"]
-    model, sets, used_files, temperatures = _prepare(name, spec, config, beads, energies, threads, temperature, w0_model)
+    # fitted from a file of normal equations, the model needs no frames (the file's fingerprint names them)
+    model, sets, used_files, temperatures = _prepare(name, spec, config, beads, energies, threads, temperature, w0_model,
+                                                     load=response_systems is None)
     beta0 = float(units.beta(config["reference_temperature"]))
     if kind in SHARED_W0:
         # the training and validation frames, in time order: the ridges are chosen by cross-validation

@@ -100,19 +100,23 @@ def model_spec(name):
     return _canonical({key: spec[key] for key in keys})
 
 
-
 def _response_settings(name):
     """A trf1/trf2 entry's spec without its kind: entries that agree on it share their normal equations."""
     return {key: value for key, value in model_spec(name).items() if key != "kind"}
 
 
-# The thermal-response entries grouped by their settings, each group named by its first entry: its
-# normal equations are built once (rule response_systems), for trf2's terms if any entry is trf2.
-RESPONSE_GROUPS = {}
-for _name, _spec in MODELS.items():
-    if _spec["kind"] in thermocg.kinds.RESPONSE_KINDS:
-        _owner = next((owner for owner in RESPONSE_GROUPS if _response_settings(owner) == _response_settings(_name)), _name)
-        RESPONSE_GROUPS.setdefault(_owner, []).append(_name)
+def _response_groups():
+    """The thermal-response entries grouped by their settings, each group named by its first entry:
+    its normal equations are built once (rule response_systems), for trf2's terms if any entry is trf2."""
+    groups = {}
+    for name, spec in MODELS.items():
+        if spec["kind"] in thermocg.kinds.RESPONSE_KINDS:
+            owner = next((first for first in groups if _response_settings(first) == _response_settings(name)), name)
+            groups.setdefault(owner, []).append(name)
+    return groups
+
+
+RESPONSE_GROUPS = _response_groups()
 
 
 def response_group(name):
@@ -124,6 +128,7 @@ def response_group_spec(owner):
     """Param of response_systems: the group's settings, with the kind that has every member's terms."""
     kinds = {MODELS[name]["kind"] for name in RESPONSE_GROUPS[owner]}
     return _canonical(dict(_response_settings(owner), kind="trf2" if "trf2" in kinds else "trf1"))
+
 
 #: fg keys that set the length of one particular run; each run's param has its own production instead
 FG_RUN_LENGTHS = ["reference_production", "score_production"]

@@ -388,11 +388,11 @@ def fit_thermal_terms(model, estimator, frames):
 def save_systems(path, systems, fingerprint):
     """Write :func:`thermal_systems`'s result with ``fingerprint`` (a JSON-able dict of what it was
     built from: frames, W0 and the response settings)."""
-    heads = sorted(systems.heads)
-    frames = systems.heads[heads[0]].frames if heads else []
+    heads = sorted(systems.heads)  # W1 at least: only trf1 and trf2 entries have their systems saved
+    frames = systems.heads[heads[0]].frames
     arrays = {
         "e_coefficients": systems.e_coefficients,
-        "gram": np.stack([frame[0] for frame in frames]) if heads else np.zeros((0, 0, 0)),  # one basis for every head
+        "gram": np.stack([frame[0] for frame in frames]),  # one basis for every head
         "n_rows": np.array([frame[3] for frame in frames], dtype=np.int64),
     }
     for head in heads:

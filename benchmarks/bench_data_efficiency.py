@@ -50,7 +50,7 @@ import pandas as pd
 import results_table
 from matplotlib.ticker import FixedFormatter, FixedLocator, NullFormatter
 
-from thermocg import cgmd, io, train, transfer
+from thermocg import cgmd, io, observables, train, transfer
 from thermocg import config as configuration
 from thermocg.config import temperature_label
 
@@ -92,8 +92,8 @@ def simulate(args):
                 ("checkpoint", "state.npz"))}
     status = cgmd.simulate_or_record_blow_up(model_path, beads_path, temperature, settings["reference_temperature"],
                                              settings["cgmd"], friction, outputs, seed=seed)
-    tables, summary = cgmd.run_observables(status, outputs["trajectory"], outputs["topology"], settings["cgmd"],
-                                           settings["observables"], temperature)
+    tables, summary = observables.of_cg_run(status, outputs["trajectory"], outputs["topology"], settings["cgmd"],
+                                            settings["observables"], temperature)
     for name, table in tables.items():
         io.write_table(out / f"{name}.tsv", table)
     io.write_json(out / "summary.json", summary)

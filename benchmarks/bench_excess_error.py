@@ -62,7 +62,7 @@ def cg_replica(args):
                                              config["cgmd"], friction, outputs, seed=seed)
     if not status["stable"]:
         return key, seed, None
-    beads = cgmd.trajectory_beads(outputs["trajectory"], outputs["topology"], config["cgmd"], temperature)
+    beads = observables.trajectory_beads(outputs["trajectory"], outputs["topology"], config["cgmd"], temperature)
     return key, seed, profiles(beads, config["observables"])
 
 

@@ -171,7 +171,7 @@ def cg_errors(config, results, model_file, friction_of, temperature, seed, run):
     outputs = {"trajectory": f"{run}.dcd", "topology": f"{run}.pdb", "thermo": f"{run}.tsv", "checkpoint": f"{run}.ckpt"}
     cgmd.simulate(str(model_file), results / f"cg/T{label}/beads.npz", float(temperature), config["reference_temperature"],
                   config["cgmd"], friction, outputs, seed)
-    beads = cgmd.trajectory_beads(outputs["trajectory"], outputs["topology"], config["cgmd"], float(temperature))
+    beads = observables.trajectory_beads(outputs["trajectory"], outputs["topology"], config["cgmd"], float(temperature))
     tables, _ = observables.compute_all(beads, config["observables"])
     return {"eps_g": transfer.rdf_error(tables["rdf_com"]["r_nm"], tables["rdf_com"]["g"], rdf_fg["r_nm"], rdf_fg["g"]),
             "eps_a": transfer.adf_error(tables["adf"]["theta_deg"], tables["adf"]["p_per_deg"],

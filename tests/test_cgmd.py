@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from thermocg import cgmd, friction, io, md, nn, units
+from thermocg import cgmd, friction, io, md, nn, observables, units
 
 SETTINGS = {
     "timestep": 0.004, "equilibration": 0.4, "production": 4.0, "frame_interval": 0.04, "checkpoint_interval": 2.0,
@@ -43,10 +43,10 @@ def test_simulate_writes_a_trajectory_of_the_production(ideal_gas, tmp_path):
     outputs = outputs_in(tmp_path)
     summary = cgmd.simulate(ideal_gas / "model.pt", ideal_gas / "beads.npz", 300.0, 300.0, SETTINGS, 5.0, outputs, seed=3)
     assert summary["n_steps"] == 1100
-    beads = cgmd.trajectory_beads(outputs["trajectory"], outputs["topology"], SETTINGS, 300.0)
+    beads = observables.trajectory_beads(outputs["trajectory"], outputs["topology"], SETTINGS, 300.0)
     assert beads["positions"].shape == (101, 216, 3)  # 4 ps production at 0.04 ps, plus its first frame
     # the run starts from the last mapped frame
-    first = cgmd.trajectory_beads(outputs["trajectory"], outputs["topology"], dict(SETTINGS, equilibration=0.0), 300.0)
+    first = observables.trajectory_beads(outputs["trajectory"], outputs["topology"], dict(SETTINGS, equilibration=0.0), 300.0)
     np.testing.assert_allclose(first["positions"][0], io.load_frames(ideal_gas / "beads.npz")["positions"][-1], atol=1e-5)
     thermo = io.read_table(outputs["thermo"])
     assert abs(thermo["T_kin_K"].mean() - 300.0) < 15.0
@@ -117,7 +117,7 @@ def test_a_blow_up_that_a_half_step_avoids_gives_the_half_step_run(ideal_gas, tm
     assert started == [SHORT["timestep"], fine["timestep"]]
     assert summary["timestep_ps"] == fine["timestep"] == direct["timestep_ps"]
     assert "blew up at step 7 of 0.004 ps" in summary["halved_after"] and "halved_after" not in direct
-    retried, reference = (cgmd.trajectory_beads(d / "t.dcd", d / "t.pdb", SHORT, 300.0)
+    retried, reference = (observables.trajectory_beads(d / "t.dcd", d / "t.pdb", SHORT, 300.0)
                           for d in (tmp_path / "retried", tmp_path / "direct"))
     assert len(retried["positions"]) == round(SHORT["production"] / SHORT["frame_interval"]) + 1
     np.testing.assert_array_equal(retried["positions"], reference["positions"])
@@ -199,7 +199,7 @@ def test_rerun_after_a_kill_resumes_without_its_outputs(ideal_gas, tmp_path, mon
         (tmp_path / "killed" / name).unlink(missing_ok=True)
     summary = cgmd.simulate(*args, outputs_in(tmp_path / "killed"), seed=3)
     assert summary["resumed_from"] == 100 and summary["n_steps"] == 200
-    whole, killed = (cgmd.trajectory_beads(d / "t.dcd", d / "t.pdb", SHORT, 300.0) for d in (tmp_path / "whole", tmp_path / "killed"))
+    whole, killed = (observables.trajectory_beads(d / "t.dcd", d / "t.pdb", SHORT, 300.0) for d in (tmp_path / "whole", tmp_path / "killed"))
     np.testing.assert_array_equal(whole["positions"], killed["positions"])
     assert not (tmp_path / "killed" / "c.npz").exists()
 
@@ -220,7 +220,7 @@ def test_a_checkpoint_of_another_model_is_set_aside(ideal_gas, tmp_path, monkeyp
     fresh = cgmd.simulate(ideal_gas / "model.pt", ideal_gas / "beads.npz", 300.0, 300.0, SHORT, 5.0,
                           outputs_in(tmp_path / "fresh"), seed=3)
     assert fresh["resumed_from"] is None
-    run, reference = (cgmd.trajectory_beads(d / "t.dcd", d / "t.pdb", SHORT, 300.0) for d in (tmp_path / "run", tmp_path / "fresh"))
+    run, reference = (observables.trajectory_beads(d / "t.dcd", d / "t.pdb", SHORT, 300.0) for d in (tmp_path / "run", tmp_path / "fresh"))
     np.testing.assert_array_equal(run["positions"], reference["positions"])
 
 

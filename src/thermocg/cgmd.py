@@ -15,7 +15,6 @@ import logging
 import tempfile
 from pathlib import Path
 
-import mdtraj
 import numpy as np
 import torch
 
@@ -136,41 +135,6 @@ def simulate_or_record_blow_up(model_path, beads_path, temperature, reference_te
     return {"stable": True, "temperature_K": float(temperature), **summary}
 
 
-def read_status(path):
-    """The status record of a cgmd run (see :func:`simulate_or_record_blow_up`)."""
-    return json.loads(Path(path).read_text())
-
-
-def run_observables(status, trajectory, topology, settings, observable_settings, temperature):
-    """(tables, summary) of one cgmd run, computed exactly as the FG ones; a blown-up run (``status``
-    from :func:`simulate_or_record_blow_up`) has empty tables. The summary carries the status under "cgmd"."""
-    if status["stable"]:
-        beads = trajectory_beads(trajectory, topology, settings, temperature)
-        tables, summary = observables.compute_all(beads, observable_settings)
-        log.info("D = %.4g +- %.2g nm^2/ps", summary["diffusion"]["D_nm2_per_ps"], summary["diffusion"]["D_error_nm2_per_ps"])
-    else:
-        tables, summary = observables.empty_tables(), {}
-        log.warning("the CG MD blew up (%s): no observables", status["reason"])
-    summary["cgmd"] = status
-    return tables, summary
-
-
-def trajectory_beads(trajectory, topology, settings, temperature):
-    """The production part of a CG trajectory as a bead frame dict (see thermocg.io) for observables."""
-    frames = mdtraj.load(str(trajectory), top=str(topology))
-    frame_time = settings["frame_interval"]
-    first = int(round(settings["equilibration"] / frame_time))
-    positions = frames.xyz[first:].astype(np.float64)
-    if len(positions) < 3:
-        raise ValueError(f"{trajectory}: only {len(positions)} production frames")
-    return {
-        "positions": positions,
-        "box": frames.unitcell_lengths[first:].astype(np.float64),
-        "time": frame_time * np.arange(len(positions)),
-        "temperature": np.float64(temperature),
-    }
-
-
 def measure_diffusion(model_path, beads_path, temperature, reference_temperature, settings, friction, fit_window, seed):
     """D (nm^2/ps) of a short run at this friction (the trial runs of the friction fit)."""
     trial = dict(settings, production=settings["friction_fit_time"])
@@ -179,7 +143,7 @@ def measure_diffusion(model_path, beads_path, temperature, reference_temperature
         simulate(model_path, beads_path, temperature, reference_temperature, trial, friction,
                  {"trajectory": outputs["trajectory.dcd"], "topology": outputs["topology.pdb"],
                   "thermo": outputs["thermo.tsv"], "checkpoint": outputs["checkpoint.npz"]}, seed)
-        beads = trajectory_beads(outputs["trajectory.dcd"], outputs["topology.pdb"], trial, temperature)
+        beads = observables.trajectory_beads(outputs["trajectory.dcd"], outputs["topology.pdb"], trial, temperature)
     lag, msd = observables.msd(beads["positions"], beads["box"], beads["time"])
     return observables.diffusion_coefficient(lag, msd, *fit_window)["D_nm2_per_ps"]
 
@@ -253,7 +217,7 @@ def dynamics_run(model_path, beads_path, temperature, reference_temperature, set
             return {"stable": False, "reason": f"blew up at step {error.step}: {error.reason}",
                     "friction_per_ps": friction_per_ps, "timestep_ps": error.timestep_ps}, pd.DataFrame(
                 columns=["lag_ps", "vacf"])
-        beads = trajectory_beads(outputs["trajectory"], outputs["topology"], run, temperature)
+        beads = observables.trajectory_beads(outputs["trajectory"], outputs["topology"], run, temperature)
     diffusion = observables.diffusion_with_error(beads["positions"], beads["box"], beads["time"], *fit_window,
                                                  n_groups=n_groups)
     lag, vacf, v2 = observables.velocity_autocorrelation(beads["positions"], beads["box"], beads["time"], vacf_max_lag)

@@ -9,15 +9,24 @@ positions (F, N, 3), box (F, 3) orthorhombic edge lengths.
 - :func:`energy_statistics`: mean, spread and block standard error of the potential energy.
 """
 
+import logging
+
 import numpy as np
-import vesin
+from scipy.spatial import cKDTree
 
 from thermocg.mapping import minimum_image
 
+log = logging.getLogger(__name__)
 
-def _half_pairs(points, box, cutoff, quantities):
-    calculator = vesin.NeighborList(cutoff=float(cutoff), full_list=False)
-    return calculator.compute(points, np.diag(box), periodic=True, quantities=quantities)
+
+def _half_pairs(points, box, cutoff):
+    """(i, j, vectors): each pair closer than ``cutoff`` once (i < j), with its minimum-image vector
+    from i to j (nm). scipy's periodic k-d tree, not vesin as in the MD: vesin imports torch, which
+    costs each analysis job about 2 s (a third of an observables job) for nothing."""
+    wrapped = np.mod(points, box)
+    wrapped[wrapped >= box] = 0.0  # np.mod of a tiny negative coordinate rounds up to the edge
+    i, j = cKDTree(wrapped, boxsize=box).query_pairs(float(cutoff), output_type="ndarray").T
+    return i, j, minimum_image(points[j] - points[i], box)
 
 
 def rdf_bins(box, bin_width=0.002, r_max=None):
@@ -42,8 +51,8 @@ def rdf(positions, box, bin_width=0.002, r_max=None):
     n = positions.shape[1]
     g = np.zeros(len(edges) - 1)
     for frame, lengths in zip(positions, box):
-        (distances,) = _half_pairs(frame, lengths, edges[-1], "d")
-        counts = np.histogram(distances, bins=edges)[0]
+        _, _, vectors = _half_pairs(frame, lengths, edges[-1])
+        counts = np.histogram(np.sqrt(np.square(vectors).sum(axis=1)), bins=edges)[0]
         pair_density = 0.5 * n * (n - 1) / np.prod(lengths)
         g += counts / (pair_density * shell)
     return 0.5 * (edges[1:] + edges[:-1]), g / len(positions)
@@ -57,10 +66,12 @@ def adf(positions, box, r_shell=0.33, bin_width_deg=1.0):
     positions, box = np.asarray(positions, dtype=np.float64), np.asarray(box, dtype=np.float64)
     edges = np.linspace(0.0, 180.0, int(round(180.0 / bin_width_deg)) + 1)
     counts = np.zeros(len(edges) - 1)
-    calculator = vesin.NeighborList(cutoff=float(r_shell), full_list=True, sorted=True)
     for frame, lengths in zip(positions, box):
-        i, vectors = calculator.compute(frame, np.diag(lengths), periodic=True, quantities="iD")
-        counts += np.histogram(_triplet_angles(i, vectors, len(frame)), bins=edges)[0]
+        i, j, vectors = _half_pairs(frame, lengths, r_shell)
+        # every pair from both ends, grouped by the centre bead
+        centre, vectors = np.concatenate([i, j]), np.concatenate([vectors, -vectors])
+        order = np.argsort(centre, kind="stable")
+        counts += np.histogram(_triplet_angles(centre[order], vectors[order], len(frame)), bins=edges)[0]
     total = counts.sum()
     if total == 0:
         raise ValueError(f"no triplets within r_shell = {r_shell} nm: is the shell too small?")
@@ -251,3 +262,36 @@ def compute_all(beads, settings, oxygen_positions=None):
         statistics = energy_statistics(beads["potential_energy"], positions.shape[1])
         summary["potential_energy"] = {k: float(v) for k, v in statistics.items()}
     return tables, summary
+
+
+def of_cg_run(status, trajectory, topology, settings, observable_settings, temperature):
+    """(tables, summary) of one CG MD run, computed exactly as the FG ones; a blown-up run (``status``
+    from thermocg.cgmd.simulate_or_record_blow_up) has empty tables. The summary carries the status under "cgmd"."""
+    if status["stable"]:
+        beads = trajectory_beads(trajectory, topology, settings, temperature)
+        tables, summary = compute_all(beads, observable_settings)
+        log.info("D = %.4g +- %.2g nm^2/ps", summary["diffusion"]["D_nm2_per_ps"], summary["diffusion"]["D_error_nm2_per_ps"])
+    else:
+        tables, summary = empty_tables(), {}
+        log.warning("the CG MD blew up (%s): no observables", status["reason"])
+    summary["cgmd"] = status
+    return tables, summary
+
+
+def trajectory_beads(trajectory, topology, settings, temperature):
+    """The production part of a CG trajectory (``settings``: its equilibration and frame_interval, ps)
+    as a bead frame dict (see thermocg.io)."""
+    import mdtraj
+
+    frames = mdtraj.load(str(trajectory), top=str(topology))
+    frame_time = settings["frame_interval"]
+    first = int(round(settings["equilibration"] / frame_time))
+    positions = frames.xyz[first:].astype(np.float64)
+    if len(positions) < 3:
+        raise ValueError(f"{trajectory}: only {len(positions)} production frames")
+    return {
+        "positions": positions,
+        "box": frames.unitcell_lengths[first:].astype(np.float64),
+        "time": frame_time * np.arange(len(positions)),
+        "temperature": np.float64(temperature),
+    }

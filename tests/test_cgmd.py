@@ -270,3 +270,33 @@ def test_dynamics_run_gives_the_free_langevin_diffusion_and_vacf(ideal_gas):
     unstable, empty = cgmd.dynamics_run(ideal_gas / "model.pt", ideal_gas / "beads.npz", 300.0, 300.0, SETTINGS, None,
                                         (1.0, 3.0), seed=5, production=6.0)
     assert unstable["stable"] is False and len(empty) == 0
+
+
+def test_a_cg_md_run_recording_every_step_gives_the_same_observables_and_its_dynamics_row(ideal_gas, tmp_path):
+    """The default's dynamics rows of its own friction law are its CG MD runs, recorded every step
+    (workflow rule dynamics_of_cgmd): their observables are those of the run recording every frame
+    interval, and their D and VACF those of the dynamics comparison's own run (the same start, seed and
+    friction), to the bit."""
+    settings = dict(SETTINGS, equilibration=0.4, production=2.0)
+    runs = {}
+    for every_step in (False, True):
+        (tmp_path / str(every_step)).mkdir()
+        outputs = outputs_in(tmp_path / str(every_step))
+        status = cgmd.simulate_or_record_blow_up(ideal_gas / "model.pt", ideal_gas / "beads.npz", 300.0, 300.0,
+                                                 settings, 5.0, outputs, seed=4, frames_every_step=every_step)
+        runs[every_step] = status, outputs
+    assert runs[True][0]["frame_interval_ps"] == settings["timestep"] != runs[False][0]["frame_interval_ps"]
+    analysis = {"rdf_bin_width": 0.01, "adf_shell": 0.5, "adf_bin_width": 2.0, "msd_fit_start": 0.2, "msd_fit_end": 1.0}
+    (tables, summary), (tables_every_step, summary_every_step) = (
+        observables.of_cg_run(run_status, run_outputs["trajectory"], run_outputs["topology"], settings, analysis, 300.0)
+        for run_status, run_outputs in (runs[False], runs[True]))
+    for name, table in tables.items():
+        assert table.equals(tables_every_step[name]), name
+    assert summary["diffusion"] == summary_every_step["diffusion"]
+    status, outputs = runs[True]
+    shared = cgmd.dynamics_of_run(status, outputs["trajectory"], outputs["topology"], settings, 5.0, (0.2, 1.0),
+                                  vacf_max_lag=0.2)
+    own = cgmd.dynamics_run(ideal_gas / "model.pt", ideal_gas / "beads.npz", 300.0, 300.0, settings, 5.0, (0.2, 1.0),
+                            seed=4, production=2.0, vacf_max_lag=0.2)
+    assert shared[0] == own[0] and shared[1].equals(own[1])
+    assert own[0]["n_frames"] == 501  # 2 ps of production a 4 fs step apart, and its first frame

@@ -245,6 +245,23 @@ def test_the_configured_law_is_the_one_cgmd_uses(tmp_path, law):
         REPO / "workflow" / "scripts" / "cgmd.py").read_text()
 
 
+def test_the_dynamics_rows_of_the_configured_law_are_the_cg_md_runs(tmp_path):
+    """Default config: the rows of cgmd.friction_law read the compared model's CG MD run (fm_ref's at T0,
+    where trf1 has its force field), which records every step; no dynamics run of their own."""
+    targets = [f"results/dynamics/trf1/constant/T{t}/summary.json" for t in (300, 450)]
+    dag = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n", "--cores", "1",
+         "--configfile", str(REPO / "config" / "config.yaml"), "--", *targets],
+        capture_output=True, text=True, cwd=tmp_path)
+    assert dag.returncode == 0, dag.stderr[-3000:]
+    text = dag.stdout + dag.stderr
+    blocks = [block for block in text.split("\nrule ")[1:] if block.startswith("dynamics_of_cgmd:")]
+    inputs = sorted(block[block.index("input:"):].splitlines()[0] for block in blocks)
+    assert len(inputs) == 2 and "rule dynamics_cg:" not in text
+    assert "results/cgmd/fm_ref/T300/trajectory.dcd" in inputs[0] and "results/cgmd/fm_ref/friction.json" in inputs[0]
+    assert "results/cgmd/trf1/T450/trajectory.dcd" in inputs[1] and "results/cgmd/trf1/friction.json" in inputs[1]
+
+
 def test_dynamics_figure(tmp_path):
     import pandas as pd
 

@@ -292,6 +292,20 @@ def test_run_md_writes_trajectory_topology_thermo_and_removes_its_checkpoint(tmp
     assert np.abs(np.diff(traj.xyz, axis=0)).max() < 0.5 * box[0]
 
 
+def test_recording_every_step_leaves_the_run_the_same(tmp_path):
+    """A run that records every step (the dynamics comparison reads the default's own CG MD runs so)
+    follows a run that records every 20th to the bit: the extra checks at the frames read the
+    neighbour list's displacement where it would otherwise skip the read only when no rebuild is due."""
+    every_step = run_small(tmp_path / "every", 400, frame_interval=1)
+    every_20th = run_small(tmp_path / "20th", 400)
+    (fine, fine_thermo), (coarse, coarse_thermo) = read_run(tmp_path / "every"), read_run(tmp_path / "20th")
+    assert fine.n_frames == 401 and coarse.n_frames == 21
+    assert np.array_equal(fine.xyz[::20], coarse.xyz)
+    columns = [c for c in coarse_thermo.columns if c != "ns_per_day"]
+    assert fine_thermo[columns].equals(coarse_thermo[columns])
+    assert every_step["mean_T_kin_K"] == every_20th["mean_T_kin_K"]
+
+
 class CrashAt(BlowUpGuard):
     """A guard that kills the run (as an exception would) when it reaches a given step."""
 

@@ -27,13 +27,17 @@ def test_default_config_dry_run(tmp_path):
                  "fit_oracle", "force_metrics", "refine_diffsim", "fit_friction", "cgmd", "observables_cg",
                  "transferability", "figures"):
         assert rule in out
-    # the dynamics comparison runs once at T0 for the laws that share gamma(T0) there
+    # the dynamics comparison runs once at T0 for the laws that share gamma(T0) there, and the rows of the
+    # pipeline's own friction law (constant, among the laws that share) are the models' CG MD runs
     from thermocg import config, friction
     default = config.load(REPO / "config" / "config.yaml")
     laws, n_temperatures = default["dynamics"]["laws"], len(default["temperatures"])
     shared = [law for law in laws if law in friction.SAME_AS_CONSTANT_AT_T0]
-    runs = len(default["dynamics"]["models"]) * (len(laws) * n_temperatures - max(len(shared) - 1, 0))
+    assert default["cgmd"]["friction_law"] == shared[0] and default["dynamics"]["production"] == default["cgmd"]["production"]
+    n_models = len(default["dynamics"]["models"])
+    runs = n_models * ((len(laws) - 1) * n_temperatures - (len(shared) - 1))
     assert len(shared) > 1 and re.search(rf"^dynamics_cg\s+{runs}$", out, flags=re.MULTILINE)
+    assert re.search(rf"^dynamics_of_cgmd\s+{n_models * n_temperatures}$", out, flags=re.MULTILINE)
     # trf1 and trf2 differ only in their kind: their closed forms are fitted from one set of normal equations
     assert {name: spec["kind"] for name, spec in default["models"].items() if spec["kind"] in ("trf1", "trf2")} == \
         {"trf1": "trf1", "trf2": "trf2"}

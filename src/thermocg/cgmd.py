@@ -35,8 +35,14 @@ def start_frame(beads_path):
 HEATING_LIMIT = 1.05
 
 
-def simulate(model_path, beads_path, temperature, reference_temperature, settings, friction, outputs, seed, threads=1):
+def simulate(model_path, beads_path, temperature, reference_temperature, settings, friction, outputs, seed, threads=1,
+             frames_every_step=False):
     """Run one model at one temperature; ``outputs`` has trajectory, topology, thermo, checkpoint paths.
+
+    Frames every ``settings["frame_interval"]`` or, with ``frames_every_step``, every step (what the
+    dynamics comparison reads). The thermo rows come every 10 frame intervals either way, and the
+    blow-up checks at the extra frames change no step (thermocg.md), so the frames at the frame
+    interval are the same to the bit.
 
     The checkpoint is bound to the model and beads files (their bytes), T, the friction and the
     settings: one written by another model or start frame is set aside, not resumed.
@@ -51,7 +57,7 @@ def simulate(model_path, beads_path, temperature, reference_temperature, setting
     """
     try:
         summary = _simulate_at_step(model_path, beads_path, temperature, reference_temperature, settings, friction,
-                                    outputs, seed, threads)
+                                    outputs, seed, threads, frames_every_step)
     except md.BlowUpError as error:
         if error.step == 0:
             raise
@@ -66,7 +72,7 @@ def simulate(model_path, beads_path, temperature, reference_temperature, setting
     log.warning("%s; once more at %g ps", first, finer["timestep"])
     try:
         summary = _simulate_at_step(model_path, beads_path, temperature, reference_temperature, finer, friction,
-                                    outputs, seed, threads)
+                                    outputs, seed, threads, frames_every_step)
     except md.BlowUpError as error:
         error.reason = f"{error.reason} (at {finer['timestep']:g} ps, after it {first})"
         raise
@@ -86,7 +92,7 @@ def _excess_heat(summary, temperature):
 
 
 def _simulate_at_step(model_path, beads_path, temperature, reference_temperature, settings, friction, outputs, seed,
-                      threads):
+                      threads, frames_every_step=False):
     torch.set_num_threads(threads)
     nn.tune_cpu_allocator()
     model, metadata = nn.load_model(model_path)
@@ -97,7 +103,8 @@ def _simulate_at_step(model_path, beads_path, temperature, reference_temperature
              settings["timestep"], friction, md.default_device())
     summary = md.run_md(
         model, positions, box, temperature, steps, dt=settings["timestep"], friction=friction, masses=masses,
-        reference_temperature=reference_temperature, frame_interval=every, report_interval=every * 10,
+        reference_temperature=reference_temperature, frame_interval=1 if frames_every_step else every,
+        report_interval=every * 10,
         checkpoint_interval=max(every, round(settings["checkpoint_interval"] / settings["timestep"])),
         skin=settings["skin"], seed=seed, dtype=next(model.parameters()).dtype,
         inputs={"model": model_path, "beads": beads_path}, **outputs,
@@ -106,7 +113,7 @@ def _simulate_at_step(model_path, beads_path, temperature, reference_temperature
 
 
 def simulate_or_record_blow_up(model_path, beads_path, temperature, reference_temperature, settings, friction,
-                               outputs, seed, threads=1):
+                               outputs, seed, threads=1, frames_every_step=False):
     """:func:`simulate`, but a blow-up is a result, not a failure: returns a status record.
 
     A model run far from its training temperatures may leave the physical region and blow up;
@@ -126,7 +133,7 @@ def simulate_or_record_blow_up(model_path, beads_path, temperature, reference_te
                 "blow_up_time_ps": None, "reason": reason}
     try:
         summary = simulate(model_path, beads_path, temperature, reference_temperature, settings, friction,
-                           outputs, seed, threads)
+                           outputs, seed, threads, frames_every_step)
     except md.BlowUpError as error:
         log.error("unstable at %g K: %s. Recorded as unstable; its observables are undefined.", temperature, error)
         return {"stable": False, "temperature_K": float(temperature), "blow_up_step": int(error.step),
@@ -196,33 +203,42 @@ def dynamics_run(model_path, beads_path, temperature, reference_temperature, set
                  seed, production, vacf_max_lag=1.0, n_groups=8):
     """D with its error and the bead VACF of one run at this friction (rule dynamics_cg).
 
-    A run of ``production`` ps saving every step (the VACF needs the step's resolution); D from
-    the MSD over ``fit_window`` (ps of lag), its error over groups of beads
-    (:func:`thermocg.observables.diffusion_with_error`). Returns (summary dict, VACF table) or,
-    after a blow-up or with friction None, (a summary with ``stable`` false, an empty table).
+    The CG MD run of :func:`simulate_or_record_blow_up` for ``production`` ps with frames every step
+    (the VACF needs the step's resolution), analysed by :func:`dynamics_of_run`.
     """
-    import pandas as pd
-
-    run = dict(settings, production=production, frame_interval=settings["timestep"])
-    if friction_per_ps is None:
-        return {"stable": False, "reason": "no friction: the model blew up in the friction fit"}, pd.DataFrame(
-            columns=["lag_ps", "vacf"])
+    run = dict(settings, production=production)
     with tempfile.TemporaryDirectory() as tmp:
         outputs = {name: Path(tmp) / file for name, file in (("trajectory", "t.dcd"), ("topology", "t.pdb"),
                                                               ("thermo", "thermo.tsv"), ("checkpoint", "c.npz"))}
-        try:
-            integration = simulate(model_path, beads_path, temperature, reference_temperature, run, friction_per_ps,
-                                   outputs, seed)
-        except md.BlowUpError as error:
-            return {"stable": False, "reason": f"blew up at step {error.step}: {error.reason}",
-                    "friction_per_ps": friction_per_ps, "timestep_ps": error.timestep_ps}, pd.DataFrame(
-                columns=["lag_ps", "vacf"])
-        beads = observables.trajectory_beads(outputs["trajectory"], outputs["topology"], run, temperature)
+        status = simulate_or_record_blow_up(model_path, beads_path, temperature, reference_temperature, run,
+                                            friction_per_ps, outputs, seed, frames_every_step=True)
+        return dynamics_of_run(status, outputs["trajectory"], outputs["topology"], run, friction_per_ps, fit_window,
+                               vacf_max_lag, n_groups)
+
+
+def dynamics_of_run(status, trajectory, topology, settings, friction_per_ps, fit_window, vacf_max_lag=1.0, n_groups=8):
+    """D with its error and the bead VACF of a CG MD run that recorded every step (``status``,
+    ``settings`` and ``friction_per_ps`` its own: see :func:`simulate_or_record_blow_up`).
+
+    D from the MSD over ``fit_window`` (ps of lag), its error over groups of beads
+    (:func:`thermocg.observables.diffusion_with_error`), from the production frames a time step
+    apart (``settings["timestep"]``: after a retry at half the step, every other frame). Returns
+    (summary dict, VACF table); a blown-up run gives a summary with ``stable`` false and an empty table.
+    """
+    import pandas as pd
+
+    if not status["stable"]:
+        return ({"stable": False, "reason": status["reason"], "friction_per_ps": friction_per_ps,
+                 **{key: status[key] for key in ("timestep_ps",) if key in status}},
+                pd.DataFrame(columns=["lag_ps", "vacf"]))
+    temperature = status["temperature_K"]
+    beads = observables.trajectory_beads(trajectory, topology, dict(settings, frame_interval=settings["timestep"]),
+                                         temperature, recorded_interval=status["frame_interval_ps"])
     diffusion = observables.diffusion_with_error(beads["positions"], beads["box"], beads["time"], *fit_window,
                                                  n_groups=n_groups)
     lag, vacf, v2 = observables.velocity_autocorrelation(beads["positions"], beads["box"], beads["time"], vacf_max_lag)
     summary = {"stable": True, "temperature_K": float(temperature), "friction_per_ps": float(friction_per_ps),
                "diffusion": {k: float(v) for k, v in diffusion.items()}, "mean_v2_nm2_per_ps2": v2,
-               "production_ps": float(production), "n_frames": int(len(beads["time"])),
-               **{key: integration[key] for key in ("timestep_ps", "halved_after") if key in integration}}
+               "production_ps": float(settings["production"]), "n_frames": int(len(beads["time"])),
+               **{key: status[key] for key in ("timestep_ps", "halved_after") if key in status}}
     return summary, pd.DataFrame({"lag_ps": lag, "vacf": vacf})

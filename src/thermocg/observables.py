@@ -10,6 +10,7 @@ positions (F, N, 3), box (F, 3) orthorhombic edge lengths.
 """
 
 import logging
+import math
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -268,7 +269,7 @@ def of_cg_run(status, trajectory, topology, settings, observable_settings, tempe
     """(tables, summary) of one CG MD run, computed exactly as the FG ones; a blown-up run (``status``
     from thermocg.cgmd.simulate_or_record_blow_up) has empty tables. The summary carries the status under "cgmd"."""
     if status["stable"]:
-        beads = trajectory_beads(trajectory, topology, settings, temperature)
+        beads = trajectory_beads(trajectory, topology, settings, temperature, status["frame_interval_ps"])
         tables, summary = compute_all(beads, observable_settings)
         log.info("D = %.4g +- %.2g nm^2/ps", summary["diffusion"]["D_nm2_per_ps"], summary["diffusion"]["D_error_nm2_per_ps"])
     else:
@@ -278,20 +279,25 @@ def of_cg_run(status, trajectory, topology, settings, observable_settings, tempe
     return tables, summary
 
 
-def trajectory_beads(trajectory, topology, settings, temperature):
-    """The production part of a CG trajectory (``settings``: its equilibration and frame_interval, ps)
-    as a bead frame dict (see thermocg.io)."""
+def trajectory_beads(trajectory, topology, settings, temperature, recorded_interval=None):
+    """The production part of a CG trajectory as a bead frame dict (see thermocg.io): the frames after
+    ``settings["equilibration"]`` ps, every ``settings["frame_interval"]`` ps, of a trajectory that
+    recorded a frame every ``recorded_interval`` ps from time 0 (default: the frame interval)."""
     import mdtraj
 
-    frames = mdtraj.load(str(trajectory), top=str(topology))
     frame_time = settings["frame_interval"]
-    first = int(round(settings["equilibration"] / frame_time))
-    positions = frames.xyz[first:].astype(np.float64)
+    recorded_interval = frame_time if recorded_interval is None else recorded_interval
+    stride = round(frame_time / recorded_interval)
+    if stride < 1 or not math.isclose(stride * recorded_interval, frame_time, rel_tol=1e-9):
+        raise ValueError(f"{trajectory}: frames every {recorded_interval} ps cannot give one every {frame_time} ps")
+    frames = mdtraj.load(str(trajectory), top=str(topology))
+    production = slice(int(round(settings["equilibration"] / recorded_interval)), None, stride)
+    positions = frames.xyz[production].astype(np.float64)
     if len(positions) < 3:
         raise ValueError(f"{trajectory}: only {len(positions)} production frames")
     return {
         "positions": positions,
-        "box": frames.unitcell_lengths[first:].astype(np.float64),
+        "box": frames.unitcell_lengths[production].astype(np.float64),
         "time": frame_time * np.arange(len(positions)),
         "temperature": np.float64(temperature),
     }

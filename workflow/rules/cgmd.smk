@@ -64,6 +64,7 @@ rule cgmd:
         cgmd=settings("cgmd", ["timestep", "equilibration", "production", "frame_interval", "skin", "checkpoint_interval"]),
         seed=config["seed"],
         reference_temperature=config["reference_temperature"],
+        frames_every_step=lambda wildcards: records_every_step(wildcards.model, wildcards.T),
         # Not an output: it must survive a killed job so that the rerun resumes from it.
         checkpoint="results/cgmd/{model}/T{T}/checkpoint.npz",
     wildcard_constraints:

@@ -76,14 +76,15 @@ rule dynamics_cg:
         summary="results/dynamics/{model}/{law}/T{T}/summary.json",
         vacf="results/dynamics/{model}/{law}/T{T}/vacf.tsv",
     params:
-        cgmd=settings("cgmd", ["timestep", "equilibration", "skin", "checkpoint_interval"]),
+        # frame_interval: a thermo row every 10 frames, as in cgmd
+        cgmd=settings("cgmd", ["timestep", "equilibration", "frame_interval", "skin", "checkpoint_interval"]),
         observables=settings("observables", ["msd_fit_start", "msd_fit_end"]),
         dynamics=settings("dynamics", ["production", "vacf_max_lag", "error_groups"]),
         seed=config["seed"],
         reference_temperature=config["reference_temperature"],
     wildcard_constraints:
         model=_choice(DYNAMICS_MODELS),
-        law=_choice(DYNAMICS_LAWS),
+        law=_choice(SIMULATED_DYNAMICS_LAWS),
     threads: config["cgmd"]["threads"]
     log:
         "logs/dynamics/{model}/{law}/T{T}/dynamics_cg.log",
@@ -93,6 +94,31 @@ rule dynamics_cg:
         ENV
     script:
         "../scripts/dynamics_cg.py"
+
+
+rule dynamics_of_cgmd:
+    # the rows of cgmd.friction_law: the model's own CG MD run, which records every step (DYNAMICS_FROM_CGMD)
+    input:
+        status=lambda wildcards: f"results/cgmd/{cg_run(wildcards.model, wildcards.T)}/T{wildcards.T}/status.json",
+        trajectory=lambda wildcards: f"results/cgmd/{cg_run(wildcards.model, wildcards.T)}/T{wildcards.T}/trajectory.dcd",
+        topology=lambda wildcards: f"results/cgmd/{cg_run(wildcards.model, wildcards.T)}/T{wildcards.T}/topology.pdb",
+        friction=lambda wildcards: f"results/cgmd/{cg_run(wildcards.model, wildcards.T)}/friction.json",
+    output:
+        summary="results/dynamics/{model}/{law}/T{T}/summary.json",
+        vacf="results/dynamics/{model}/{law}/T{T}/vacf.tsv",
+    params:
+        cgmd=settings("cgmd", ["timestep", "equilibration", "production"]),
+        observables=settings("observables", ["msd_fit_start", "msd_fit_end"]),
+        dynamics=settings("dynamics", ["vacf_max_lag", "error_groups"]),
+    wildcard_constraints:
+        model=_choice(DYNAMICS_MODELS),
+        law=_choice([FRICTION_LAW] if DYNAMICS_FROM_CGMD else []),
+    log:
+        "logs/dynamics/{model}/{law}/T{T}/dynamics_of_cgmd.log",
+    conda:
+        ENV
+    script:
+        "../scripts/dynamics_of_cgmd.py"
 
 
 rule dynamics_table:

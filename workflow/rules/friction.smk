@@ -54,6 +54,18 @@ def friction_params():
             "law": settings("cgmd", ["entropy_alpha", "entropy_heat_capacity", "force_acf_max_lag"])}
 
 
+#: The dynamics rows of the pipeline's own friction law are its CG MD runs (same friction, start and seed),
+#: which then record every step: no run of their own.
+DYNAMICS_FROM_CGMD = (config["cgmd"]["friction"] == "fit" and FRICTION_LAW in DYNAMICS_LAWS
+                      and config["dynamics"]["production"] == config["cgmd"]["production"])
+SIMULATED_DYNAMICS_LAWS = [law for law in DYNAMICS_LAWS if not (DYNAMICS_FROM_CGMD and law == FRICTION_LAW)]
+
+
+def records_every_step(model, temperature):
+    """Param of cgmd: whether the run of ``model`` at ``temperature`` is a dynamics row (DYNAMICS_FROM_CGMD)."""
+    return DYNAMICS_FROM_CGMD and any(cg_run(compared, temperature) == model for compared in DYNAMICS_MODELS)
+
+
 def dynamics_runs():
     """(model, law, T label) of every row of the dynamics comparison, in the table's and figure's order."""
     return [(model, law, t) for model in DYNAMICS_MODELS for law in DYNAMICS_LAWS for t in TEMPERATURES]

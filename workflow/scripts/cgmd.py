@@ -9,6 +9,6 @@ status = cgmd.simulate_or_record_blow_up(
     params.cgmd, cgmd.read_friction(snakemake.input.friction, float(snakemake.wildcards.T)),
     outputs={"trajectory": snakemake.output.trajectory, "topology": snakemake.output.topology,
              "thermo": snakemake.output.thermo, "checkpoint": params.checkpoint},
-    seed=params.seed, threads=snakemake.threads,
+    seed=params.seed, threads=snakemake.threads, frames_every_step=params.frames_every_step,
 )
 io.write_json(snakemake.output.status, status)

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 def _half_pairs(points, box, cutoff):
     """(i, j, vectors): each pair closer than ``cutoff`` once (i < j), with its minimum-image vector
     from i to j (nm). scipy's periodic k-d tree, not vesin as in the MD: vesin imports torch, which
-    costs each analysis job about 2 s (a third of an observables job) for nothing."""
+    cost each analysis job about 2.5 s for nothing (an observables job of a CG run took 5.7 s with it, 3.0 without)."""
     wrapped = np.mod(points, box)
     wrapped[wrapped >= box] = 0.0  # np.mod of a tiny negative coordinate rounds up to the edge
     i, j = cKDTree(wrapped, boxsize=box).query_pairs(float(cutoff), output_type="ndarray").T

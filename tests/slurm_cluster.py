@@ -127,13 +127,14 @@ def snakemake(workdir, args, site=LOCAL_SITE, configfile=REPO / "config" / "test
 
 def every_rule_config(directory):
     """The tiny config with one model of each rule path (fit, fit_oracle, refine_diffsim, sweep),
-    the friction fitted (friction_lines) and one law compared (the dynamics rules): every rule of
-    the DAG runs, in about half the jobs of the full tiny config. trf2 needs fm_ref (its W0)."""
+    the friction fitted (friction_lines) and two laws compared, the fitted one (constant: its rows are
+    the CG MD runs, dynamics_of_cgmd) and the oracle (dynamics_cg): every rule of the DAG runs, in
+    about half the jobs of the full tiny config. trf2 needs fm_ref (its W0)."""
     config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
     config["models"] = {name: config["models"][name] for name in ("fm_ref", "fm_oracle", "trf2")}
     config["cgmd"] |= {"friction": "fit", "friction_fit_time": 2.0, "friction_fit_start": 0.5, "friction_fit_end": 2.0}
-    config["dynamics"] = {"models": ["trf2"], "laws": ["oracle"], "production": 2.0, "fine_equilibration": 0.2,
-                          "fine_production": 0.4}
+    config["dynamics"] = {"models": ["trf2"], "laws": ["constant", "oracle"], "production": 2.0,
+                          "fine_equilibration": 0.2, "fine_production": 0.4}
     path = directory / "every_rule.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

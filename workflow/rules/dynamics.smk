@@ -99,10 +99,7 @@ rule dynamics_cg:
 rule dynamics_of_cgmd:
     # the rows of cgmd.friction_law: the model's own CG MD run, which records every step (DYNAMICS_FROM_CGMD)
     input:
-        status=lambda wildcards: f"results/cgmd/{cg_run(wildcards.model, wildcards.T)}/T{wildcards.T}/status.json",
-        trajectory=lambda wildcards: f"results/cgmd/{cg_run(wildcards.model, wildcards.T)}/T{wildcards.T}/trajectory.dcd",
-        topology=lambda wildcards: f"results/cgmd/{cg_run(wildcards.model, wildcards.T)}/T{wildcards.T}/topology.pdb",
-        friction=lambda wildcards: f"results/cgmd/{cg_run(wildcards.model, wildcards.T)}/friction.json",
+        unpack(own_cg_md_run),
     output:
         summary="results/dynamics/{model}/{law}/T{T}/summary.json",
         vacf="results/dynamics/{model}/{law}/T{T}/vacf.tsv",

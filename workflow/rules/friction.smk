@@ -66,6 +66,14 @@ def records_every_step(model, temperature):
     return DYNAMICS_FROM_CGMD and any(cg_run(compared, temperature) == model for compared in DYNAMICS_MODELS)
 
 
+def own_cg_md_run(wildcards):
+    """Input of dynamics_of_cgmd: the files of the model's CG MD run at T (fm_ref's at T0 for its twins) and its friction."""
+    run = f"results/cgmd/{cg_run(wildcards.model, wildcards.T)}"
+    files = {name: f"{run}/T{wildcards.T}/{name}.{suffix}"
+             for name, suffix in (("status", "json"), ("trajectory", "dcd"), ("topology", "pdb"))}
+    return dict(files, friction=f"{run}/friction.json")
+
+
 def dynamics_runs():
     """(model, law, T label) of every row of the dynamics comparison, in the table's and figure's order."""
     return [(model, law, t) for model in DYNAMICS_MODELS for law in DYNAMICS_LAWS for t in TEMPERATURES]

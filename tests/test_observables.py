@@ -25,7 +25,7 @@ def test_pairs_are_every_pair_within_the_cutoff_with_its_minimum_image_vector():
 
 
 def test_analysis_modules_do_not_import_torch():
-    """The observables jobs (41 of the default run's 141) load none of torch's 2 s."""
+    """The observables jobs (41 of the default run's 141) load none of torch's 2.5 s."""
     script = "import sys; from thermocg import io, logs, mapping, observables, transfer; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.strip() == "False"
 

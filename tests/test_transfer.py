@@ -45,7 +45,7 @@ MODELS = {
     "fm_ref": {"kind": "fm_ref", "trained_at": [300]},
     "mtfm": {"kind": "mtfm", "trained_at": [280, 300, 320]},
     "fm_oracle": {"kind": "fm_oracle", "trained_at": [280, 300, 320, 360]},
-    "mtfm_diffsim": {"kind": "mtfm", "trained_at": [280, 300, 320]},
+    "mtfm_diffsim": {"kind": "mtfm", "trained_at": [280, 300, 320], "refined_from": "mtfm"},
 }
 TEMPERATURES = [280, 300, 320, 360]
 SETTINGS = {"rdf_bin_width": 0.002, "adf_shell": 0.33, "adf_bin_width": 1.0}
@@ -262,6 +262,25 @@ def test_the_reference_is_the_model_of_kind_fm_oracle_whatever_its_name(tmp_path
         np.testing.assert_allclose(table.loc["oracle", ratio], 1.0)
     row = table.loc[("fm_oracle", 320.0)]  # compared with the oracle, as fm_ref is in test_table_values_ratios_and_forces
     assert row["kind"] == "fm_ref" and row["eps_g_ratio_oracle"] == pytest.approx(0.07 / 0.02, rel=1e-6)
+
+
+def test_the_ratios_to_fm_ref_are_to_the_unrefined_model_of_that_kind(tmp_path):
+    """A DiffSim refinement keeps its model's kind: refining fm_ref must not give a second reference."""
+    fg_dir, cg_dir = write_results(tmp_path)
+    (cg_dir / "mtfm_diffsim").rename(cg_dir / "fm_ref_diffsim")  # its files: an RDF shifted by 0.01
+    models = {name: spec for name, spec in MODELS.items() if name != "mtfm_diffsim"}
+    models["fm_ref_diffsim"] = {"kind": "fm_ref", "trained_at": [300, 320], "refined_from": "fm_ref"}
+    table = transfer.transferability_table(models, TEMPERATURES, fg_dir, cg_dir).set_index(["model", "T_K"])
+    np.testing.assert_allclose(table.loc["fm_ref", ["eps_g_ratio_fm_ref", "eps_a_ratio_fm_ref"]], 1.0)
+    # eps_g is the shift of the RDF beyond 0.24 nm times one factor: the ratio is that of the shifts
+    fm_ref_shift_at_320 = 0.02 + 0.05 * 1.0
+    assert table.loc[("mtfm", 320.0), "eps_g_ratio_fm_ref"] == pytest.approx(0.03 / fm_ref_shift_at_320, rel=1e-6)
+    assert table.loc[("fm_ref_diffsim", 320.0), "eps_g_ratio_fm_ref"] == pytest.approx(0.01 / fm_ref_shift_at_320, rel=1e-6)
+    assert table.loc[("mtfm", 320.0), "eps_a_ratio_fm_ref"] == pytest.approx(
+        table.loc[("mtfm", 320.0), "eps_a"] / table.loc[("fm_ref", 320.0), "eps_a"])
+    models["fm_ref_diffsim"].pop("refined_from")
+    with pytest.raises(ValueError, match="one reference model"):
+        transfer.transferability_table(models, TEMPERATURES, fg_dir, cg_dir)
 
 
 def test_a_shared_run_is_measured_and_named_for_the_model_that_shares_it(tmp_path):

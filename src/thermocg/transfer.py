@@ -9,7 +9,8 @@
   "Measurement floor": the FG noise floor), or the spread of a CG run's eps over its two halves.
 - :func:`transferability_table`: one row per (model, temperature) found on disk, with eps_g,
   eps_a, the FG noise floor, the CG spread, the excess over the noise, D_CG/D_FG, the force RMSE
-  and the ratios of eps to the model of kind fm_oracle at that temperature (whatever its name).
+  and the ratios of eps to the model of kind fm_oracle and to that of kind fm_ref at that
+  temperature (whatever their names).
 - :func:`write_transferability`: the table as TSV (for people) and JSON records (for machines).
 
 Observable directories are laid out as written by the observables rules:
@@ -52,6 +53,8 @@ UNITS = {
     "force_rmse_oracle": "kJ/(mol nm)",
     "eps_g_ratio_oracle": "1, eps_g / eps_g of the fm_oracle model at T_K",
     "eps_a_ratio_oracle": "1, eps_a / eps_a of the fm_oracle model at T_K",
+    "eps_g_ratio_fm_ref": "1, eps_g / eps_g of the fm_ref model (not a DiffSim refinement of it) at T_K",
+    "eps_a_ratio_fm_ref": "1, eps_a / eps_a of the fm_ref model (not a DiffSim refinement of it) at T_K",
 }
 COLUMNS = list(UNITS)
 
@@ -229,12 +232,13 @@ def cg_run_directory(cg_dir, name, label, shared_runs=None):
 def transferability_table(models, temperatures, fg_dir, cg_dir, forces_table=None, shared_runs=None):
     """One row per (model, temperature) whose FG and CG observables exist (see :data:`UNITS`).
 
-    models: {name: {"kind": kind, "trained_at": [K, ...]}}; the entry of kind fm_oracle (one at
-    most) is the reference of the ratios: give it every evaluated temperature.
+    models: {name: {"kind": kind, "trained_at": [K, ...], "refined_from": name (DiffSim refinements
+    only)}}; the entry of kind fm_oracle and the unrefined one of kind fm_ref (one of each at most)
+    are the references of the ratios: give them every evaluated temperature.
     temperatures: K (numbers or path labels such as "300").
     forces_table: results/metrics/forces.tsv (path or DataFrame); force columns are NaN without it.
     shared_runs: {model: {T label: model}}, the runs that stand for a model's (:func:`cg_run`).
-    Rows whose files are missing are left out; ratio columns are NaN where the oracle has no row.
+    Rows whose files are missing are left out; ratio columns are NaN where their reference has no row.
     """
     force_rmse, force_oracle = _force_lookup(forces_table)
     rows = []
@@ -280,11 +284,17 @@ def transferability_table(models, temperatures, fg_dir, cg_dir, forces_table=Non
                 "force_rmse": force_rmse.get((name, label), math.nan),
                 "force_rmse_oracle": force_oracle.get(label, math.nan),
             })
-    table = pd.DataFrame(rows, columns=[c for c in COLUMNS if not c.endswith("_ratio_oracle")])
-    oracle = table[table["kind"] == "fm_oracle"].set_index("T_K")
-    for eps in ("eps_g", "eps_a"):
-        reference = table["T_K"].map(oracle[eps]).astype(float)
-        table[f"{eps}_ratio_oracle"] = table[eps] / reference
+    table = pd.DataFrame(rows, columns=[c for c in COLUMNS if "_ratio_" not in c])
+    references = {
+        "oracle": [name for name, spec in models.items() if spec["kind"] == "fm_oracle"],
+        "fm_ref": [name for name, spec in models.items() if spec["kind"] == "fm_ref" and "refined_from" not in spec],
+    }
+    for suffix, names in references.items():
+        if len(names) > 1:
+            raise ValueError(f"the ratios need one reference model, got {names} for {suffix}")
+        reference = table[table["model"].isin(names)].set_index("T_K")
+        for eps in ("eps_g", "eps_a"):
+            table[f"{eps}_ratio_{suffix}"] = table[eps] / table["T_K"].map(reference[eps]).astype(float)
     return table.sort_values(["model", "T_K"], ignore_index=True)
 
 

@@ -163,7 +163,8 @@ def friction_trials():
 
 
 def evaluated_models():
-    """Param: {name: {"kind", "trained_at"}} of every simulated model (fm_oracle: trained at every T)."""
+    """Param: {name: {"kind", "trained_at"}} of every simulated model (fm_oracle: trained at every T),
+    and "refined_from" for the DiffSim refinements (they keep their model's kind)."""
     models = {}
     for name, spec in MODELS.items():
         if spec["kind"] == "fm_oracle":
@@ -173,7 +174,7 @@ def evaluated_models():
         models[name] = {"kind": spec["kind"], "trained_at": [float(t) for t in trained_at]}
     for name in config["diffsim"]["models"]:
         trained_at = models[name]["trained_at"] + [float(t) for t in config["diffsim"]["temperatures"]]
-        models[f"{name}_diffsim"] = {"kind": models[name]["kind"], "trained_at": trained_at}
+        models[f"{name}_diffsim"] = {"kind": models[name]["kind"], "trained_at": trained_at, "refined_from": name}
     return _canonical(models)
 
 

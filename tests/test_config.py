@@ -42,6 +42,19 @@ def test_nested_command_line_values_are_read_as_the_schema_types():
         config.check(changed(("fg", "production"), "abc"))
 
 
+def test_numbers_in_exponent_notation_without_a_point_are_numbers():
+    # YAML 1.1 (PyYAML, Snakemake's config files) reads 3e-4 as text, 3.0e-4 as a number
+    assert yaml.safe_load("learning_rate: 3e-4") == {"learning_rate": "3e-4"}
+    checked = config.check(changed(("training", "learning_rate"), "3e-4"))
+    assert checked["training"]["learning_rate"] == pytest.approx(3e-4)
+    assert config.check(changed(("fg", "production"), "1E2"))["fg"]["production"] == 100.0
+    # only where the key takes a number; other text is still refused
+    with pytest.raises(config.ConfigError, match="'water.n_molecules' = '2e2': must be of type integer"):
+        config.check(changed(("water", "n_molecules"), "2e2"))
+    with pytest.raises(config.ConfigError, match="'fg.production' = '3e': must be of type number"):
+        config.check(changed(("fg", "production"), "3e"))
+
+
 def test_nested_command_line_values_reach_the_workflow(tmp_path):
     result = run_snakemake(tmp_path, "--dry-run", "--config", "fg={production: 25.0}", "cgmd={production: 12}")
     assert re.search(r"^total\s+\d+$", result.stdout + result.stderr, flags=re.MULTILINE)

@@ -8,6 +8,7 @@ checks a JSON schema cannot express (box versus cutoff, T0 among the temperature
 
 import copy
 import fnmatch
+import re
 from pathlib import Path
 
 import jsonschema
@@ -94,12 +95,18 @@ def _schema_types(schema):
     return types
 
 
+#: a number in exponent notation without a decimal point, such as 3e-4: YAML 1.1 (PyYAML, hence
+#: Snakemake's config files) reads it as text
+_EXPONENT_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
 def _read_command_line_text(value, schema):
     """``value`` with text read as YAML where the schema wants another type.
 
     Snakemake reads a nested ``--config`` value with YAML's BaseLoader, which keeps every scalar as
-    text: ``--config 'cgmd={production: 20}'`` gives the string "20". Text that reads as a value of
-    a type the key allows becomes that value; any other text stays, for the schema to refuse.
+    text: ``--config 'cgmd={production: 20}'`` gives the string "20"; and YAML 1.1 reads 3e-4 as
+    text even in a config file. Text that reads as a value of a type the key allows becomes that
+    value; any other text stays, for the schema to refuse.
     """
     if isinstance(value, dict):
         properties, entries = schema.get("properties", {}), schema.get("additionalProperties")
@@ -111,6 +118,8 @@ def _read_command_line_text(value, schema):
     if isinstance(value, list) and isinstance(schema.get("items"), dict):
         return [_read_command_line_text(item, schema["items"]) for item in value]
     if isinstance(value, str):
+        if "number" in _schema_types(schema) and _EXPONENT_NUMBER.fullmatch(value.strip()):
+            return float(value)
         try:
             parsed = yaml.safe_load(value)
         except yaml.YAMLError:

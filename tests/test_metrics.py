@@ -135,7 +135,7 @@ def test_response_table_scores_against_the_centring_model(tmp_path):
     models = {"fm_ref": (small_model(2, ("W0",)), {"kind": "fm_ref", "spec": {"kind": "fm_ref"}}),
               "trf1": (small_model(3, ("W0", "W1")), {"kind": "trf1", "spec": {"kind": "trf1", "estimator": "local"}})}
     split = {"validation_fraction": 0.2, "test_fraction": 0.3, "frame_stride": 1, "response_frame_stride": 1}
-    table = metrics.response_table(models, {"300": oracle}, tmp_path / "beads.npz", [300], 300, split,
+    table = metrics.response_table(models, {"300": oracle}, tmp_path / "beads.npz", 300, split,
                                    tmp_path / "energies.npz", "oracle")
     assert list(table.columns) == metrics.RESPONSE_COLUMNS
     rows = table.set_index("model")
@@ -154,7 +154,7 @@ def test_response_table_scores_against_the_centring_model(tmp_path):
     io.save_frames(tmp_path / "score_beads.npz", positions=extra, box=box[:4], time=0.1 * np.arange(4),
                    forces=metrics.model_forces(oracle, extra, box[:4], 0.0), temperature=np.float64(300.0))
     io.save_frames(tmp_path / "score_energies.npz", bead_energies=rng.normal(-40.0, 5.0, size=(4, len(grid))))
-    with_run = metrics.response_table(models, {"300": oracle}, tmp_path / "beads.npz", [300], 300, split,
+    with_run = metrics.response_table(models, {"300": oracle}, tmp_path / "beads.npz", 300, split,
                                       tmp_path / "energies.npz", "oracle",
                                       score_runs=[(tmp_path / "score_beads.npz", tmp_path / "score_energies.npz")])
     assert set(with_run["n_frames"]) == {3 + 4}
@@ -162,20 +162,18 @@ def test_response_table_scores_against_the_centring_model(tmp_path):
     assert with_run.set_index("model").loc["trf1", "score"] == pytest.approx(-np.mean(np.sum(fb_all**2, axis=-1)),
                                                                               rel=1e-9)
     with pytest.raises(ValueError, match="frames"):  # a score run's energies must be its own
-        metrics.response_table(models, {"300": oracle}, tmp_path / "beads.npz", [300], 300, split,
+        metrics.response_table(models, {"300": oracle}, tmp_path / "beads.npz", 300, split,
                                tmp_path / "energies.npz", "oracle",
                                score_runs=[(tmp_path / "score_beads.npz", tmp_path / "energies.npz")])
-    # T0 has no sampled neighbours here: no finite-difference truth, the score is still there.
-    assert rows["cosine"].isna().all() and rows["score"].notna().all()
 
     # Without an oracle at T0 the fm_ref model centres y1, and its own y1 is then not zero.
-    table = metrics.response_table(models, {}, tmp_path / "beads.npz", [300], 300, split, tmp_path / "energies.npz")
+    table = metrics.response_table(models, {}, tmp_path / "beads.npz", 300, split, tmp_path / "energies.npz")
     assert set(table["centring_model"]) == {"fm_ref"}
     assert (table.set_index("model").loc["trf1", "score"] != rows.loc["trf1", "score"])
     # A per-bead energy file of another run (other frame count) is refused, not silently misaligned.
     io.save_frames(tmp_path / "short.npz", bead_energies=np.zeros((n_frames - 1, len(grid))))
     with pytest.raises(ValueError, match="frames"):
-        metrics.response_table(models, {"300": oracle}, tmp_path / "beads.npz", [300], 300, split,
+        metrics.response_table(models, {"300": oracle}, tmp_path / "beads.npz", 300, split,
                                tmp_path / "short.npz", "oracle")
 
 

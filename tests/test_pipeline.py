@@ -151,13 +151,12 @@ def test_tiny_pipeline_fits_every_model_kind(tiny_run):
     assert np.all(np.isfinite(forces["force_rmse"])) and np.all(forces["force_rmse"] > 0)
     response = io.read_table(results / "metrics/thermal_response.tsv")
     assert set(response["estimator"].dropna()) >= {"local", "global"}
-    learned = response[response["kind"] != "fm_ref"]
-    assert np.all(np.abs(learned["cosine"].dropna()) <= 1)
-    # a model whose thermal terms came out as "no term" has dF/dbeta = 0, like fm_ref: no angle
-    assert np.allclose(learned.loc[learned["cosine"].isna(), "rel_rmse"], 1.0)
-    # fm_ref has no temperature dependence: its dF/dbeta is exactly zero (relative RMSE 1, no angle)
+    # fm_ref has no temperature dependence: its dF/dbeta is exactly zero, which scores exactly 0
     reference = response[response["kind"] == "fm_ref"].iloc[0]
-    assert reference["rel_rmse"] == pytest.approx(1.0) and np.isnan(reference["cosine"])
+    assert reference["score"] == 0.0 and reference["score_se"] == 0.0
+    # every model ranked against the best, paired: the best's gap is 0, no gap is negative
+    assert np.all(np.isfinite(response["score"])) and response["score_below_best"].min() == 0.0
+    assert np.all(response["score_below_best"] >= 0) and np.all(response["score_below_best_se"] >= 0)
     # the score's frames: the T0 run's test frames and every frame of the independent score run
     from thermocg import config, metrics
     training = config.load(REPO / "config" / "test.yaml")["training"]
@@ -219,8 +218,13 @@ def test_tiny_pipeline_runs_cg_md_and_compares_with_fg(tiny_run):
 def test_tiny_pipeline_parameter_sweep(tiny_run):
     summary = io.read_table(tiny_run / "results/sweep/summary.tsv")
     assert len(summary) == 2 and set(summary["kind"]) == {"trf1", "trf2"}
-    assert set(summary["estimator"]) == {"local", "global"}
-    assert np.all(np.isfinite(summary["rel_rmse"])) and np.all(summary["n_training_frames"] == 14)
+    assert set(summary["estimator"]) == {"local", "global"} and np.all(summary["n_training_frames"] == 14)
+    # judged as the pipeline's own table judges its models: the same held-out frames and centring
+    response = io.read_table(tiny_run / "results/metrics/thermal_response.tsv")
+    assert set(summary["n_score_frames"]) == set(response["n_frames"]) and set(summary["centring_model"]) == set(
+        response["centring_model"])
+    assert np.all(np.isfinite(summary["score"])) and np.all(summary["score_se"] >= 0)
+    assert summary["score_below_best"].min() == 0.0 and np.all(summary["score_below_best"] >= 0)
     assert (tiny_run / "results/figures/sweep.png").stat().st_size > 10_000
 
 

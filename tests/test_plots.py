@@ -67,10 +67,10 @@ def synthetic(tmp_path_factory):
     table = table.assign(eps_g_excess=0.8 * table["eps_g"] - 0.002, eps_a_excess=0.7 * table["eps_a"] - 1e-5)
     response = pd.DataFrame({
         "model": ["em", "trf1", "trf1_global", "trf2", "mtfm"], "kind": ["em", "trf1", "trf1", "trf2", "mtfm"],
-        "estimator": ["", "local", "global", "local", ""], "rel_rmse": [0.9, 0.5, 1.4, 0.45, 0.7],
-        "cosine": [0.3, 0.85, -0.05, 0.88, 0.6], "truth_rms": 250.0, "T_minus_K": 280.0, "T_plus_K": 320.0,
-        "score": [1.2e4, 3.5e4, -8e3, 4e4, 5e3], "score_se": [3e3, 4e3, 9e3, 4.5e3, 3.5e3], "centring_model": "fm_oracle",
-        "score_r_loc_nm": 0.5, "n_frames": 10,
+        "estimator": ["", "local", "global", "local", ""],
+        "score": [1.2e4, 3.5e4, -8e3, 4e4, 5e3], "score_se": [3e3, 4e3, 9e3, 4.5e3, 3.5e3],
+        "score_below_best": [2.8e4, 5e3, 4.8e4, 0.0, 3.5e4], "score_below_best_se": [2e3, 1e3, 8e3, 0.0, 2.5e3],
+        "centring_model": "fm_oracle", "score_r_loc_nm": 0.5, "n_frames": 10,
     })
     io.write_table(root / "thermal_response.tsv", response)  # the estimator column reads back as NaN
     iteration = np.arange(40)
@@ -237,46 +237,39 @@ def test_thermal_response(tmp_path, synthetic, drawn):
     plots.thermal_response(synthetic["root"] / "thermal_response.tsv", tmp_path / "a.png", tmp_path / "a.pdf")
     check_written(tmp_path, "a")
     check_readable(drawn[-1])
-    assert "280 K" in drawn[-1]["suptitle"] and "320 K" in drawn[-1]["suptitle"]
+    assert "10 held-out T0 frames" in drawn[-1]["suptitle"] and "centred with fm_oracle" in drawn[-1]["suptitle"]
     # what metrics.response_table writes without models: columns, no rows
     io.write_table(tmp_path / "empty.tsv", pd.DataFrame(columns=metrics.RESPONSE_COLUMNS))
     plots.thermal_response(tmp_path / "empty.tsv", tmp_path / "b.png", tmp_path / "b.pdf")
     check_written(tmp_path, "b", min_png_bytes=5_000)
-    check_readable(drawn[-1], expect_not_run=3)
+    check_readable(drawn[-1], expect_not_run=2)
 
 
-def test_thermal_response_draws_the_score_with_its_standard_error(tmp_path, synthetic, drawn):
+def test_thermal_response_draws_the_score_and_the_paired_gap_with_their_standard_errors(tmp_path, synthetic, drawn):
     table = io.read_table(synthetic["root"] / "thermal_response.tsv")
     plots.thermal_response(table, tmp_path / "a.png", tmp_path / "a.pdf")
-    score_panel = drawn[-1]["figure"].axes[0]
-    assert "fm_oracle" in score_panel.get_title() and "0.5 nm" in score_panel.get_title()
-    (bars,) = [c for c in score_panel.containers if isinstance(c, BarContainer)]
-    assert [bar.get_height() for bar in bars] == pytest.approx(list(table["score"]))
-    error_bars = bars.errorbar.lines[2][0].get_segments()  # one vertical segment per model: score +- SE
-    assert [(top[1] - bottom[1]) / 2 for bottom, top in error_bars] == pytest.approx(list(table["score_se"]))
-    # T0 without oracles on both sides: the score alone; a table from before the score: the old panels alone
-    no_truth = table.assign(rel_rmse=np.nan, cosine=np.nan, truth_rms=np.nan, T_minus_K=np.nan, T_plus_K=np.nan)
-    plots.thermal_response(no_truth, tmp_path / "b.png", tmp_path / "b.pdf")
+    assert "fm_oracle" in drawn[-1]["suptitle"] and "0.5 nm" in drawn[-1]["suptitle"]
+    for panel, column in zip(drawn[-1]["figure"].axes, ("score", "score_below_best")):
+        (bars,) = [c for c in panel.containers if isinstance(c, BarContainer)]
+        assert [bar.get_height() for bar in bars] == pytest.approx(list(table[column]))
+        error_bars = bars.errorbar.lines[2][0].get_segments()  # one vertical segment per model: value +- SE
+        assert [(top[1] - bottom[1]) / 2 for bottom, top in error_bars] == pytest.approx(list(table[f"{column}_se"]))
+    # no T0 energies or centring model: no score, both panels say so
+    plots.thermal_response(table.assign(score=np.nan, score_se=np.nan), tmp_path / "b.png", tmp_path / "b.pdf")
     check_readable(drawn[-1], expect_not_run=2)
-    assert drawn[-1]["panels"][0]["has_data"]
-    plots.thermal_response(table.drop(columns=["score", "score_se"]), tmp_path / "c.png", tmp_path / "c.pdf")
-    check_readable(drawn[-1], expect_not_run=1)
-    assert "not run" in drawn[-1]["panels"][0]["texts"]
+    assert "energies" in drawn[-1]["panels"][0]["texts"]
 
 
-def test_thermal_response_says_why_fm_ref_has_no_cosine(tmp_path, synthetic, drawn):
+def test_thermal_response_units_and_legend(tmp_path, synthetic, drawn):
     table = io.read_table(synthetic["root"] / "thermal_response.tsv")
-    # fm_ref predicts dF/dbeta = 0: relative RMSE 1, cosine 0/0, score 0
-    fm_ref = table.iloc[[0]].assign(model="fm_ref", kind="fm_ref", estimator=np.nan, rel_rmse=1.0, cosine=np.nan,
-                                    score=0.0, score_se=0.0)
+    # fm_ref predicts dF/dbeta = 0: score 0, a bar of zero height with its label
+    fm_ref = table.iloc[[0]].assign(model="fm_ref", kind="fm_ref", estimator=np.nan, score=0.0, score_se=0.0)
     table = pd.concat([fm_ref, table], ignore_index=True)
     plots.thermal_response(table, tmp_path / "a.png", tmp_path / "a.pdf")
     figure = drawn[-1]["figure"]
-    ax_cos = figure.axes[2]
-    (note,) = [text for text in ax_cos.texts if "W1" in text.get_text()]
-    assert "construction" in note.get_text() and note.get_position()[0] == 0  # at fm_ref's place
+    assert "0" in [text.get_text() for text in figure.axes[0].texts]
     # units written out, no '(1)' on a dimensionless label, the legend below the bars rather than on them
-    assert "kJ$^2$ mol$^{-2}$ nm$^{-1}$" in drawn[-1]["suptitle"] and "per mol/kJ" not in drawn[-1]["suptitle"]
+    assert all("kJ$^4$ mol$^{-4}$ nm$^{-2}$" in panel["ylabel"] for panel in drawn[-1]["panels"])
     assert not any(panel["ylabel"].endswith("(1)") for panel in drawn[-1]["panels"])
     assert not any(ax.get_legend() for ax in figure.axes)
     (legend,) = figure.legends
@@ -285,6 +278,26 @@ def test_thermal_response_says_why_fm_ref_has_no_cosine(tmp_path, synthetic, dra
     plots.thermal_response(table.assign(score=100 * table["score"], score_se=100 * table["score_se"]),
                            tmp_path / "b.png", tmp_path / "b.pdf")
     assert "(10$^{6}$ kJ$^4$" in drawn[-1]["panels"][0]["ylabel"]
+
+
+def test_sweep_draws_each_combinations_score_and_paired_gap_with_their_errors(tmp_path, drawn):
+    table = pd.DataFrame({"order": [1, 2], "estimator": ["local", "global"], "r_loc": [0.4, 0.5], "frame_stride": 2,
+                          "kind": ["trf1", "trf2"], "n_training_frames": 14, "score": [2.1e4, -3e3],
+                          "score_se": [3e3, 4e3], "score_below_best": [0.0, 2.4e4], "score_below_best_se": [0.0, 2e3],
+                          "force_rmse": [235.0, 236.0]})
+    plots.sweep(table, tmp_path / "a.png", tmp_path / "a.pdf")
+    check_written(tmp_path, "a")
+    figure = drawn[-1]["figure"]
+    for ax, column in zip(figure.axes, ("score", "score_below_best", "force_rmse")):
+        (bars,) = [c for c in ax.containers if isinstance(c, BarContainer)]
+        assert [bar.get_width() for bar in bars] == pytest.approx(list(table[column]))
+        texts = [text.get_text() for text in ax.texts]
+        assert len(texts) == 2 and all(("±" in t) == (column != "force_rmse") for t in texts)
+        low, high = ax.get_xlim()  # every bar, error bar and label inside the panel
+        assert low <= min(0.0, (table[column] - table.get(f"{column}_se", 0.0)).min())
+        assert high >= (table[column] + table.get(f"{column}_se", 0.0)).max()
+    assert [label.get_text() for label in figure.axes[0].get_yticklabels()] == [
+        "trf1 local, r_loc 0.4 nm, 14 frames", "trf2 global, r_loc 0.5 nm, 14 frames"]
 
 
 def test_diffusion(tmp_path, synthetic, drawn):

@@ -76,8 +76,8 @@ def write_inputs(data):
     io.write_table(data / "forces.tsv", forces_table())
     io.write_table(data / "thermal_response.tsv", pd.DataFrame({
         "model": ["trf1", "trf1_global", "em"], "kind": ["trf1", "trf1", "em"], "estimator": ["local", "global", ""],
-        "rel_rmse": [0.6, 1.3, 0.9], "cosine": [0.8, 0.1, 0.4], "truth_rms": 200.0, "T_minus_K": 280.0,
-        "T_plus_K": 320.0, "n_frames": 10,
+        "score": [3e4, -1e4, -2e5], "score_se": [4e3, 5e3, 2e4], "score_below_best": [0.0, 4e4, 2.3e5],
+        "score_below_best_se": [0.0, 3e3, 2e4], "centring_model": "fm_oracle", "score_r_loc_nm": 0.5, "n_frames": 10,
     }))
     iteration = np.arange(30)
     io.write_table(data / "loss_curve.tsv", pd.DataFrame({"iteration": iteration, "loss": 1.0 / (1 + iteration)}))

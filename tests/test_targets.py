@@ -86,7 +86,8 @@ def on_grid(function):
 
 
 def rel_err(estimate, reference):
-    return float(targets.relative_rmse(estimate, reference))
+    """sqrt(mean (estimate - reference)^2) / sqrt(mean reference^2) over all elements."""
+    return float(((estimate - reference) ** 2).mean().sqrt() / (reference**2).mean().sqrt())
 
 
 @pytest.fixture(scope="module")
@@ -274,11 +275,3 @@ def test_shapes_dtypes_and_detach():
     total = (u - e.detach().sum(-1)).float()
     torch.testing.assert_close(results[4], deviation * total[:, None, None] ** 2)
 
-
-def test_metrics():
-    x = torch.tensor([[1.0, -2.0, 0.5], [0.0, 3.0, 1.0]])
-    assert float(targets.relative_rmse(x, x)) == 0.0
-    assert float(targets.relative_rmse(2 * x, x)) == pytest.approx(1.0)
-    assert float(targets.cosine_similarity(3 * x, x)) == pytest.approx(1.0)
-    assert float(targets.cosine_similarity(-x, x)) == pytest.approx(-1.0)
-    assert float(targets.cosine_similarity(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0]))) == 0.0

@@ -3,11 +3,11 @@
 - Force error: RMSE of the model's mean force F(R; beta(T)) against the mapped forces on the
   held-out test frames of each temperature, always next to the fm_oracle's RMSE at that T (the
   mapped forces carry irreducible noise, so the oracle's RMSE is the floor).
-- Thermal response: the model's dF/dbeta at T0 on the T0 test frames against the finite-difference
-  truth (F_+(R) - F_-(R)) / (beta_+ - beta_-) of the fm_oracle models at the neighbouring sampled
-  temperatures, as relative RMSE and cosine similarity. That truth is mostly noise, so the table
-  also has the held-out score of METHOD.md ("Judging a thermal response"), which can rank models:
-  local y1 targets on the same T0 test frames, scored by :func:`response_score`.
+- Thermal response: the model's dF/dbeta at T0 judged by the held-out score of METHOD.md ("Judging
+  a thermal response"): local y1 targets on T0 frames no fit saw, scored by :func:`response_score`,
+  with standard errors and the paired gap to the best model, which rank models. (Not against the
+  finite difference of the fm_oracle models around T0: that truth is mostly the oracles' fitting
+  noise, METHOD.md.)
 - Radial thermal response: the pair-projected force profile (METHOD.md) of the FG forces and of each
   model's F(R; beta(T)) on the same FG frames at the sampled temperatures around T0, differentiated
   in beta by a finite difference (:func:`radial_response`).
@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from thermocg import io, kinds, nn, observables, targets, units
-from thermocg.config import neighbouring_temperatures, temperature_label
+from thermocg.config import temperature_label
 from thermocg.neighbors import NeighborList
 from thermocg.train import split_indices
 
@@ -177,9 +177,22 @@ def centring_model(models, oracles, oracle_name, reference):
     return "", None
 
 
-RESPONSE_COLUMNS = ["model", "kind", "estimator", "rel_rmse", "cosine", "truth_rms", "T_minus_K", "T_plus_K",
-                    "score", "score_se", "score_below_best", "score_below_best_se", "centring_model", "score_r_loc_nm",
-                    "n_frames"]
+RESPONSE_COLUMNS = ["model", "kind", "estimator", "score", "score_se", "score_below_best", "score_below_best_se",
+                    "centring_model", "score_r_loc_nm", "n_frames"]
+
+
+def score_columns(per_frame_scores):
+    """{name: {score, score_se, score_below_best, score_below_best_se}} from :func:`response_score`'s
+    per-frame scores of models on the same frames ({name: (F,)}): each score with its standard error,
+    and the best model's score minus each one's, paired (:func:`paired_score_difference`)."""
+    best = max(per_frame_scores, key=lambda name: per_frame_scores[name].mean())
+    columns = {}
+    for name, per_frame in per_frame_scores.items():
+        gap, gap_se = paired_score_difference(per_frame_scores[best], per_frame)
+        columns[name] = {"score": float(per_frame.mean()),
+                         "score_se": observables.block_standard_error(per_frame, SCORE_BLOCKS),
+                         "score_below_best": gap, "score_below_best_se": gap_se}
+    return columns
 
 
 def _bead_energies(energies_path, beads):
@@ -209,51 +222,40 @@ def score_frames(beads_reference, training, energies_reference=None, score_runs=
     return np.concatenate(positions), np.concatenate(forces), np.concatenate(box), bead_energies
 
 
-def response_table(models, oracles, beads_reference, temperatures, reference, training, energies_reference=None,
+def response_table(models, oracles, beads_reference, reference, training, energies_reference=None,
                    oracle_name="fm_oracle", score_runs=()):
-    """One row per model: its dF/dbeta at T0 on held-out T0 frames (:func:`score_frames`), judged two ways.
+    """One row per model: its dF/dbeta at T0 judged by the held-out score (METHOD.md, "Judging a
+    thermal response") on the frames of :func:`score_frames`.
 
-    - rel_rmse, cosine: against the finite difference of the fm_oracle models at the sampled
-      temperatures next to T0 (truth_rms, T_minus_K, T_plus_K); NaN without such a pair.
     - score, score_se: :func:`response_score` against local y1 targets (radius score_r_loc_nm)
       built from the per-bead energies ``energies_reference`` of T0 and centred with the mean force
-      of ``centring_model``; NaN without energies or a centring model. fm_ref (F_b = 0) scores 0.
+      of ``centring_model`` (:func:`centring_model`); NaN without energies or a centring model.
+      fm_ref (F_b = 0) scores 0.
     - score_below_best, score_below_best_se: the best-scoring model's score minus this one's,
-      paired on the same frames (:func:`paired_score_difference`): the ranking with its uncertainty.
-    n_frames: the number of held-out frames, shared by both.
+      paired on the same frames (:func:`score_columns`): the ranking with its uncertainty.
+    n_frames: the number of held-out frames.
+
+    Not a comparison with the finite difference of the fm_oracle models around T0: that truth is
+    mostly the oracles' own fitting noise and cannot rank models (METHOD.md); the radial profile
+    (:func:`radial_response`) is the finite-difference check, on FG forces.
     """
-    positions, forces, box, bead_energies = score_frames(beads_reference, training, energies_reference, score_runs)
-    pair = neighbouring_temperatures(temperatures, reference)
-    truth = None
-    if pair is not None and all(temperature_label(t) in oracles for t in pair):
-        minus, plus = (model_forces(oracles[temperature_label(t)], positions, box, 0.0) for t in pair)
-        truth = torch.as_tensor((plus - minus) / float(units.beta(pair[1]) - units.beta(pair[0])))
     centring_name, centring = centring_model(models, oracles, oracle_name, reference)
-    y1 = None
-    if bead_energies is not None and centring is not None:
-        y1 = response_targets(positions, forces, box, bead_energies, model_forces(centring, positions, box, 0.0))
-    rows, per_frame_scores = [], {}
-    for name, (model, metadata) in models.items():
-        predicted = thermal_response(model, positions, box)
-        row = {
-            "model": name, "kind": metadata["kind"],
-            "estimator": metadata["spec"].get("estimator", "") if metadata["kind"] in kinds.RESPONSE_KINDS else "",
-            "n_frames": len(positions),
-        }
-        if truth is not None:
-            row.update(rel_rmse=float(targets.relative_rmse(torch.as_tensor(predicted), truth)),
-                       cosine=float(targets.cosine_similarity(torch.as_tensor(predicted), truth)),
-                       truth_rms=float(truth.pow(2).mean().sqrt()), T_minus_K=pair[0], T_plus_K=pair[1])
-        if y1 is not None:
-            score, se, per_frame_scores[name] = response_score(y1, predicted)
-            row.update(score=score, score_se=se, centring_model=centring_name, score_r_loc_nm=SCORE_R_LOC)
-        rows.append(row)
-    if per_frame_scores:
-        best = max(per_frame_scores, key=lambda name: per_frame_scores[name].mean())
+    frames = score_frames(beads_reference, training, energies_reference, score_runs)
+    rows = [{"model": name, "kind": metadata["kind"],
+             "estimator": metadata["spec"].get("estimator", "") if metadata["kind"] in kinds.RESPONSE_KINDS else "",
+             "n_frames": len(frames[0])} for name, (model, metadata) in models.items()]
+    if frames[3] is not None and centring is not None:
+        scores = score_columns(held_out_scores({name: model for name, (model, _) in models.items()}, centring, *frames))
         for row in rows:
-            gap, gap_se = paired_score_difference(per_frame_scores[best], per_frame_scores[row["model"]])
-            row.update(score_below_best=gap, score_below_best_se=gap_se)
+            row.update(scores[row["model"]], centring_model=centring_name, score_r_loc_nm=SCORE_R_LOC)
     return pd.DataFrame(rows, columns=RESPONSE_COLUMNS)
+
+
+def held_out_scores(models, centring, positions, forces, box, bead_energies):
+    """{name: per-frame held-out scores (F,)} of each model's dF/dbeta ({name: model}) against local y1
+    targets on the frames of :func:`score_frames`, centred with the mean force of the model ``centring``."""
+    y1 = response_targets(positions, forces, box, bead_energies, model_forces(centring, positions, box, 0.0))
+    return {name: response_score(y1, thermal_response(model, positions, box))[2] for name, model in models.items()}
 
 
 #: nm: bins of the pair-projected force profile (METHOD.md's 0.02 nm) and its range (at most half the box).

@@ -387,93 +387,55 @@ def _power_of_thousand(ax, values):
     return f"10$^{{{power}}}$ "
 
 
-def _explain_missing_bars(ax, x, values, kinds, relative_rmse):
-    """A note where a model has no bar: its kind has no W1 head (dF/dbeta = 0 by construction, so its
-    cosine is 0/0), its thermal terms came out as zero (relative RMSE exactly 1: the closed-form fit
-    chose "no term"), or the value was not computed."""
-    from matplotlib.transforms import blended_transform_factory
-
-    from thermocg.kinds import HEADS
-
-    at_bar = blended_transform_factory(ax.transData, ax.transAxes)
-    for xi, value, kind, rmse in zip(x, values, kinds, relative_rmse):
-        if not np.isfinite(value):
-            if "W1" not in HEADS.get(kind, ["W1"]):
-                note = "no W1 head:\ndF/d$\\beta$ = 0 by\nconstruction,\ncosine undefined"
-            elif rmse == 1.0:
-                note = "W1 = 0: the data\ndid not determine\nit (no term),\ncosine undefined"
-            else:
-                note = "not computed"
-            ax.text(xi, 0.5, note, transform=at_bar, ha="center", va="center", fontsize=7, color="0.3",
-                    bbox={"boxstyle": "round", "fc": "0.95", "ec": "0.6"})
-
-
 def thermal_response(response_table, png, pdf=None):
-    """Learned dF/dbeta at T0 per model: the held-out score with its +-1 SE error bar (the ranking), then the
-    relative RMSE and cosine against the (noisy) finite-difference truth of fm_oracle.
+    """Learned dF/dbeta at T0 per model, by the held-out score (METHOD.md, "Judging a thermal
+    response"): the score with its +-1 SE error bar, and each model's gap below the best score,
+    paired on the same frames, with its own +-1 SE (the y1 noise both see cancels, so the gap
+    ranks models whose scores' error bars overlap).
 
     ``response_table``: results/metrics/thermal_response.tsv (DataFrame or path). Bars are
-    coloured and hatched by the estimator of the thermal-response target. A panel whose columns
-    are missing or all NaN (no T0 energies or centring model; no oracles on both sides of T0)
-    says 'not run'.
+    coloured and hatched by the estimator of the thermal-response target. Without scores (no T0
+    energies or centring model) the panels say 'not run'.
     """
     from matplotlib.patches import Patch
 
     table = _read(response_table)
-    figure, (ax_score, ax_rmse, ax_cos) = plt.subplots(1, 3, figsize=(18, 4.8), constrained_layout=True)
+    figure, (ax_score, ax_gap) = plt.subplots(1, 2, figsize=(13, 4.8), constrained_layout=True)
     title_score = "Held-out score (higher is better, 0 = predicting zero)"
-    title_rmse, title_cos = "Relative RMSE of dF/d$\\beta$ (lower is better)", "Cosine similarity (higher is better)"
+    title_gap = "Below the best score, paired (0 = the best; lower is better)"
     figure.suptitle("Thermal response dF/d$\\beta$ at T0")
-    if not _has(table, "model"):
-        for ax, title in ((ax_score, title_score), (ax_rmse, title_rmse), (ax_cos, title_cos)):
-            _not_run(ax, "no thermal response rows", title)
+    if not _has(table, "model") or not _finite(table, "score"):
+        why = "no thermal response rows" if not _has(table, "model") else "no T0 per-bead energies or centring model"
+        for ax, title in ((ax_score, title_score), (ax_gap, title_gap)):
+            _not_run(ax, why, title)
         _save(figure, png, pdf)
         return
     estimator = table.get("estimator")
     estimator = estimator.fillna("").astype(str) if estimator is not None else [""] * len(table)
     styles = [ESTIMATOR_STYLE.get(e, ESTIMATOR_STYLE[""]) for e in estimator]
     x = np.arange(len(table))
-    drawn = []
-    if _finite(table, "score"):
-        row = table[np.isfinite(table["score"].astype(float))].iloc[0]
-        _response_bars(ax_score, x, table["score"].astype(float), styles, table.get("score_se"))
-        ax_score.axhline(0.0, color="k", lw=0.8)
-        ax_score.set_title(f"{title_score}\nlocal y1 within {row['score_r_loc_nm']:g} nm on {row['n_frames']:g} held-out "
-                           f"T0 frames,\ncentred with {row['centring_model']}; bars ±1 SE over blocks of frames", fontsize=10)
-        power = _power_of_thousand(ax_score, table["score"].abs() + table.get("score_se", 0.0))
-        ax_score.set_ylabel(f"mean |y1|$^2$ - mean |y1 - dF/d$\\beta$|$^2$ ({power}kJ$^4$ mol$^{{-4}}$ nm$^{{-2}}$)")
-        drawn.append(ax_score)
-    else:
-        _not_run(ax_score, "no T0 per-bead energies or centring model", title_score)
-    if _finite(table, "rel_rmse") and _finite(table, "cosine"):
-        _response_bars(ax_rmse, x, table["rel_rmse"].astype(float), styles)
-        _response_bars(ax_cos, x, table["cosine"].astype(float), styles)
-        ax_rmse.axhline(1.0, color="k", ls=":", lw=1, label="relative RMSE 1 = predicting zero")
-        ax_cos.axhline(0.0, color="k", lw=0.8)
-        ax_cos.set_ylim(min(-0.1, float(table["cosine"].min()) - 0.1), 1.1)
-        _explain_missing_bars(ax_cos, x, table["cosine"].astype(float), table.get("kind", [""] * len(table)),
-                              table["rel_rmse"].astype(float) if "rel_rmse" in table else [np.nan] * len(table))
-        ax_rmse.set(title=title_rmse, ylabel="||learned - truth|| / ||truth||")  # ratios: no unit
-        ax_cos.set(title=title_cos, ylabel="cos(learned, truth)")
-        drawn += [ax_rmse, ax_cos]
-        row = table[np.isfinite(table["truth_rms"].astype(float))].iloc[0]
-        figure.suptitle(f"Thermal response dF/d$\\beta$ at T0; finite-difference truth = (F({row['T_plus_K']:g} K) - "
-                        f"F({row['T_minus_K']:g} K)) / $\\Delta\\beta$ of fm_oracle, rms {row['truth_rms']:.3g} "
-                        "kJ$^2$ mol$^{-2}$ nm$^{-1}$ (mostly noise)")
-    else:
-        for ax, title in ((ax_rmse, title_rmse), (ax_cos, title_cos)):
-            _not_run(ax, "no fm_oracle on both sides of T0", title)
-    for ax in drawn:
+    row = table[np.isfinite(table["score"].astype(float))].iloc[0]
+    unit = "kJ$^4$ mol$^{-4}$ nm$^{-2}$"
+    for ax, column, title, ylabel in (
+        (ax_score, "score", title_score, "mean |y1|$^2$ - mean |y1 - dF/d$\\beta$|$^2$"),
+        (ax_gap, "score_below_best", title_gap, "best score - score"),
+    ):
+        errors = table.get(f"{column}_se")
+        _response_bars(ax, x, table[column].astype(float), styles, errors)
+        ax.axhline(0.0, color="k", lw=0.8)
+        power = _power_of_thousand(ax, table[column].abs() + (errors if errors is not None else 0.0))
+        ax.set(title=title, ylabel=f"{ylabel} ({power}{unit})")
         ax.set_xlim(-0.6, len(x) - 0.4)  # every model's place, also where its bar is missing
         ax.set_xticks(x, table["model"], rotation=30, ha="right")
         ax.set_xlabel("model")
-    if drawn:
-        # below the panels, where it covers no bar: the estimators, and the 'predicting zero' line
-        used = [key for key in ESTIMATOR_STYLE if key in set(estimator)]
-        handles = [Patch(facecolor=ESTIMATOR_STYLE[k][0], hatch=ESTIMATOR_STYLE[k][1], edgecolor="k",
-                         label=ESTIMATOR_STYLE[k][2]) for k in used]
-        handles += ax_rmse.get_legend_handles_labels()[0]
-        figure.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=9)
+    figure.suptitle(f"Thermal response dF/d$\\beta$ at T0: local y1 within {row['score_r_loc_nm']:g} nm on "
+                    f"{row['n_frames']:g} held-out T0 frames, centred with {row['centring_model']}; bars ±1 SE over "
+                    "blocks of frames")
+    # below the panels, where it covers no bar: the estimators
+    used = [key for key in ESTIMATOR_STYLE if key in set(estimator)]
+    handles = [Patch(facecolor=ESTIMATOR_STYLE[k][0], hatch=ESTIMATOR_STYLE[k][1], edgecolor="k",
+                     label=ESTIMATOR_STYLE[k][2]) for k in used]
+    figure.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=9)
     _save(figure, png, pdf)
 
 
@@ -749,7 +711,8 @@ def timings(stages, png, pdf=None):
 
 
 def sweep(table, png, pdf=None):
-    """Parameter sweep: dF/dbeta error, cosine and force RMSE for every combination."""
+    """Parameter sweep: the held-out score of dF/dbeta (+-1 SE), its gap below the best combination
+    (paired, +-1 SE) and the force RMSE at T0, for every combination."""
     table = _read(table)
     labels = [
         f"trf{int(r.order)} {r.estimator}, r_loc {r.r_loc:g} nm, {int(r.n_training_frames)} frames"
@@ -757,16 +720,28 @@ def sweep(table, png, pdf=None):
     ]
     figure, axes = plt.subplots(1, 3, figsize=(15, 1.2 + 0.5 * len(table)), sharey=True, constrained_layout=True)
     colours = ["tab:blue" if e == "local" else "tab:orange" for e in table["estimator"]]
+    unit = "kJ$^4$ mol$^{-4}$ nm$^{-2}$"
     for ax, column, title, xlabel in (
-        (axes[0], "rel_rmse", "dF/d$\\beta$: relative RMSE vs oracle FD (lower is better)", "||learned - truth|| / ||truth||"),
-        (axes[1], "cosine", "dF/d$\\beta$: cosine with oracle FD (higher is better)", "cos(learned, truth)"),
+        (axes[0], "score", "dF/d$\\beta$: held-out score (higher is better)", f"score ({unit})"),
+        (axes[1], "score_below_best", "Below the best score, paired (lower is better)", f"best score - score ({unit})"),
         (axes[2], "force_rmse", "Force RMSE at T0", "force RMSE (kJ mol$^{-1}$ nm$^{-1}$)"),
     ):
-        ax.barh(range(len(table)), table[column], color=colours)
+        errors = table[f"{column}_se"] if f"{column}_se" in table else None
+        ax.barh(range(len(table)), table[column], xerr=errors, capsize=3 if errors is not None else 0, color=colours)
+        reach = np.zeros(len(table)) if errors is None else np.nan_to_num(np.asarray(errors, dtype=float))
+        for row, (value, extra) in enumerate(zip(table[column].astype(float), reach)):
+            text = f"{value:.3g}" if errors is None else f"{value:.3g} ± {extra:.2g}"
+            # right of the bar and its error bar, or of zero for a negative bar (clear of the row labels)
+            ax.annotate(text, (max(value + extra, 0.0), row), xytext=(4, 0), textcoords="offset points",
+                        va="center", fontsize=8)
+        values = table[column].astype(float).to_numpy()
+        low, high = min(0.0, np.nanmin(values - reach)), max(0.0, np.nanmax(values + reach))
+        span = (high - low) or 1.0
+        ax.set_xlim(low - 0.05 * span if low < 0 else 0.0, high + 0.6 * span)  # room for the labels
         ax.set(title=title, xlabel=xlabel)
     axes[0].set_yticks(range(len(table)), labels)
-    axes[1].axvline(0, color="k", lw=0.5)
-    figure.suptitle("Parameter sweep of the thermal response fit (blue: local estimator, orange: global)")
+    axes[0].axvline(0, color="k", lw=0.5)
+    figure.suptitle("Parameter sweep of the thermal response fit (blue: local estimator, orange: global; bars ±1 SE)")
     _save(figure, png, pdf)
 
 

@@ -130,14 +130,3 @@ def finite_difference_second_response(force_plus, force_center, force_minus, tem
 def energy_matching_response(energy_force, mean_force, beta):
     """F_b = (F_E - F) / beta with F_E = -grad E(R), E(R) = <u>_R (energy-matching route)."""
     return (energy_force - mean_force) / beta
-
-
-def relative_rmse(estimate, reference):
-    """sqrt(mean (estimate - reference)^2) / sqrt(mean reference^2) over all elements."""
-    return ((estimate - reference) ** 2).mean().sqrt() / (reference**2).mean().sqrt()
-
-
-def cosine_similarity(estimate, reference):
-    """<estimate, reference> / (|estimate| |reference|) with both flattened to vectors."""
-    estimate, reference = estimate.flatten(), reference.flatten()
-    return (estimate @ reference) / (estimate.norm() * reference.norm())

@@ -53,19 +53,17 @@ def sweep_table():
 SWEEP = Paramspace(sweep_table() if config["sweep"]["table"] else pd.DataFrame({"order": [1]}), filename_params="*")
 
 
-# The sampled temperatures just below and above T0 (or None): their fm_oracle models give the
-# finite-difference truth of the thermal response.
-NEIGHBOURS = thermocg.config.neighbouring_temperatures(config["temperatures"], config["reference_temperature"])
-
-
-def sweep_oracle_files():
-    """The fm_oracle models at the temperatures next to T0: the finite-difference truth."""
+def sweep_centring():
+    """(name, model file) of the mean force that centres the sweep's held-out score targets, as in
+    force_metrics (thermocg.metrics.centring_model): the fm_oracle entry at T0 (fm_ref's file there),
+    else the fm_ref entry; (None, []) without a sweep."""
     if not config["sweep"]["table"]:
-        return []
-    if not ORACLES or NEIGHBOURS is None:
-        raise ValueError("a sweep needs an fm_oracle model and sampled temperatures on both sides of T0")
-    labels = [thermocg.config.temperature_label(t) for t in NEIGHBOURS]
-    return [f"results/models/{ORACLES[0]}/T{label}/model.pt" for label in labels]
+        return None, []
+    if ORACLES:
+        return ORACLES[0], model_file(ORACLES[0], T0)
+    if FM_REF:
+        return FM_REF, f"results/models/{FM_REF}/model.pt"
+    raise ValueError("a sweep needs an fm_oracle or fm_ref entry: its mean force centres the held-out score's targets")
 
 
 def _canonical(value):

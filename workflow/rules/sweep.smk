@@ -1,16 +1,19 @@
 # Stage 9: a parameter sweep of the thermal response fit (order, estimator, r_loc, T0 frames: the stride
 # applies to the force-matched W0 trained with each point and to the thermal terms on it),
-# one fit per row of config["sweep"]["table"], judged against the fm_oracle finite differences.
+# one fit per row of config["sweep"]["table"], judged by the held-out score on the frames and
+# targets of the pipeline's own thermal-response table (force_metrics).
 
 
 rule sweep_fit:
     input:
+        unpack(score_run_inputs),
         beads=f"results/cg/T{T0}/beads.npz",
         energies=f"results/cg/T{T0}/molecule_energies.npz",
-        oracles=sweep_oracle_files(),
+        centring=sweep_centring()[1],
     output:
         model=f"results/sweep/{SWEEP.wildcard_pattern}/model.pt",
         response=f"results/sweep/{SWEEP.wildcard_pattern}/response.tsv",
+        scores=f"results/sweep/{SWEEP.wildcard_pattern}/frame_scores.tsv",
         curve=f"results/sweep/{SWEEP.wildcard_pattern}/learning_curve.tsv",
         w0_model=f"results/sweep/{SWEEP.wildcard_pattern}/w0_model.pt",
         w0_curve=f"results/sweep/{SWEEP.wildcard_pattern}/w0_learning_curve.tsv",
@@ -20,7 +23,7 @@ rule sweep_fit:
         training=settings("training"),
         seed=config["seed"],
         reference_temperature=config["reference_temperature"],
-        neighbours=NEIGHBOURS,
+        centring_model=sweep_centring()[0],
         checkpoint=f"results/sweep/{SWEEP.wildcard_pattern}/training_state.pt",
     threads: config["training"]["threads"]
     log:
@@ -35,7 +38,8 @@ rule sweep_fit:
 
 rule sweep_summary:
     input:
-        expand("results/sweep/{point}/response.tsv", point=SWEEP.instance_patterns),
+        rows=expand("results/sweep/{point}/response.tsv", point=SWEEP.instance_patterns),
+        scores=expand("results/sweep/{point}/frame_scores.tsv", point=SWEEP.instance_patterns),
     output:
         table="results/sweep/summary.tsv",
         figure=report("results/figures/sweep.png", caption="../report/sweep.rst", category="Parameter sweep"),

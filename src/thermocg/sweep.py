@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from thermocg import io, metrics, nn, observables, train
+from thermocg import io, metrics, nn, train
 from thermocg.config import model_spec_with_defaults, temperature_label
 
 
@@ -49,9 +49,10 @@ def fit_point(point, config, beads, energies, centring, score_runs, model_path, 
     n_frames = len(io.load_frames(beads)["time"])
     split = train.split_indices(n_frames, config["training"]["validation_fraction"], config["training"]["test_fraction"],
                                 stride)
-    row = dict(point, kind=spec["kind"], n_training_frames=len(split["train"]), score=float(scores.mean()),
-               score_se=observables.block_standard_error(scores, metrics.SCORE_BLOCKS), score_r_loc_nm=metrics.SCORE_R_LOC,
-               n_score_frames=len(scores), force_rmse=metrics.rmse(metrics.model_forces(model, positions, box, 0.0), forces))
+    own = metrics.score_columns({"point": scores})["point"]  # its score and SE (a gap needs the others)
+    row = dict(point, kind=spec["kind"], n_training_frames=len(split["train"]), score=own["score"],
+               score_se=own["score_se"], score_r_loc_nm=metrics.SCORE_R_LOC, n_score_frames=len(scores),
+               force_rmse=metrics.rmse(metrics.model_forces(model, positions, box, 0.0), forces))
     return pd.DataFrame([row]), scores
 
 

@@ -6,6 +6,7 @@ F_b, 0 for zero, -3 |F_b|^2 for -F_b and 3/4 |F_b|^2 for F_b / 2.
 """
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -175,6 +176,30 @@ def test_response_table_scores_against_the_centring_model(tmp_path):
     with pytest.raises(ValueError, match="frames"):
         metrics.response_table(models, {"300": oracle}, tmp_path / "beads.npz", 300, split,
                                tmp_path / "short.npz", "oracle")
+
+
+def test_sweep_summary_ranks_combinations_by_their_paired_score_gap(tmp_path):
+    # Two combinations scored on the same 40 frames: b's per-frame scores are a's minus 2 plus a
+    # little independent noise, so its gap below a is about 2 with a standard error far below
+    # either score's, whose frame-to-frame spread (shared by both) is large.
+    from thermocg import sweep
+
+    rng = np.random.default_rng(1)
+    shared = rng.normal(10.0, 5.0, size=40)
+    per_frame = {"a": shared, "b": shared - 2.0 + rng.normal(0.0, 0.1, size=40)}
+    rows, scores = [], []
+    for name, values in per_frame.items():
+        rows.append(tmp_path / f"{name}.tsv")
+        io.write_table(rows[-1], pd.DataFrame([{"name": name, "score": values.mean()}]))
+        scores.append(tmp_path / f"{name}_scores.tsv")
+        io.write_table(scores[-1], pd.DataFrame({"score": values}))
+    table = sweep.summarize(rows, scores).set_index("name")
+    assert table.loc["a", "score_below_best"] == 0.0 and table.loc["a", "score_below_best_se"] == 0.0
+    gap, gap_se = metrics.paired_score_difference(per_frame["a"], per_frame["b"])
+    assert table.loc["b", "score_below_best"] == pytest.approx(gap) and gap == pytest.approx(2.0, abs=0.1)
+    assert table.loc["b", "score_below_best_se"] == pytest.approx(gap_se)
+    own = metrics.score_columns({"b": per_frame["b"]})["b"]
+    assert gap_se < 0.1 * own["score_se"]  # the shared spread cancels in the pair
 
 
 @pytest.mark.parametrize("n_frames", [40, 301, 600])

@@ -202,6 +202,19 @@ def test_sweep_summary_ranks_combinations_by_their_paired_score_gap(tmp_path):
     assert gap_se < 0.1 * own["score_se"]  # the shared spread cancels in the pair
 
 
+def test_a_sweep_stride_whose_fit_would_see_the_scored_frames_is_refused(tmp_path):
+    # 600 frames, the main split's test frames from 510 on; stride 17 puts a validation frame at 510
+    from thermocg import sweep
+
+    io.save_frames(tmp_path / "beads.npz", time=0.1 * np.arange(600))
+    config = {"reference_temperature": 300, "training": {"validation_fraction": 0.15, "test_fraction": 0.15,
+                                                         "frame_stride": 3, "response_frame_stride": 1}}
+    point = {"order": 1, "estimator": "local", "r_loc": 0.5, "frame_stride": 17}
+    with pytest.raises(ValueError, match="frame_stride 17 puts validation frames among the held-out test frames"):
+        sweep.fit_point(point, config, tmp_path / "beads.npz", None, None, [], tmp_path / "m.pt", tmp_path / "c.tsv",
+                        tmp_path / "s.pt")
+
+
 @pytest.mark.parametrize("n_frames", [40, 301, 600])
 @pytest.mark.parametrize("stride", [1, 3, 7])
 def test_test_frames_come_after_every_frame_any_fit_saw(n_frames, stride):

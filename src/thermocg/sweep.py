@@ -35,6 +35,14 @@ def fit_point(point, config, beads, energies, centring, score_runs, model_path, 
                                      "r_loc": float(point["r_loc"])})
     varied = copy.deepcopy(config)
     stride = int(point["frame_stride"])
+    n_frames = len(io.load_frames(beads)["time"])
+    training = config["training"]
+    split = train.split_indices(n_frames, training["validation_fraction"], training["test_fraction"], stride)
+    first_scored = metrics.test_indices(n_frames, training)[0]
+    if split["validation"][-1] >= first_scored:  # every combination is scored on the same held-out frames
+        raise ValueError(f"sweep combination {point}: frame_stride {stride} puts validation frames among the "
+                         f"held-out test frames of the main split (from frame {first_scored} of {n_frames}); "
+                         "choose another stride")
     varied["training"].update(frame_stride=stride, response_frame_stride=stride)
     label = temperature_label(config["reference_temperature"])
     w0_path = Path(model_path).with_name("w0_model.pt")
@@ -43,12 +51,9 @@ def fit_point(point, config, beads, energies, centring, score_runs, model_path, 
     train.train_model(point_name(point), spec, varied, {label: beads}, {label: energies},
                       model_path, curve_path, checkpoint_path, threads, w0_model=w0_path)
     model, _ = nn.load_model(model_path)
-    frames = metrics.score_frames(beads, config["training"], energies, score_runs)
+    frames = metrics.score_frames(beads, training, energies, score_runs)
     scores = metrics.held_out_scores({"point": model}, nn.load_model(centring)[0], *frames)["point"]
-    positions, forces, box = metrics.test_frames(beads, config["training"])
-    n_frames = len(io.load_frames(beads)["time"])
-    split = train.split_indices(n_frames, config["training"]["validation_fraction"], config["training"]["test_fraction"],
-                                stride)
+    positions, forces, box = metrics.test_frames(beads, training)
     own = metrics.score_columns({"point": scores})["point"]  # its score and SE (a gap needs the others)
     row = dict(point, kind=spec["kind"], n_training_frames=len(split["train"]), score=own["score"],
                score_se=own["score_se"], score_r_loc_nm=metrics.SCORE_R_LOC, n_score_frames=len(scores),

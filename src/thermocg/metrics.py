@@ -154,7 +154,12 @@ def response_score(y1, predicted):
     y1 = np.asarray(y1, dtype=np.float64)
     residual = y1 - np.asarray(predicted, dtype=np.float64)
     per_frame = (np.sum(y1**2, axis=-1) - np.sum(residual**2, axis=-1)).reshape(len(y1), -1).mean(axis=1)
-    return float(per_frame.mean()), observables.block_standard_error(per_frame, SCORE_BLOCKS), per_frame
+    return (*_mean_and_standard_error(per_frame), per_frame)
+
+
+def _mean_and_standard_error(per_frame):
+    """Mean of per-frame scores and its standard error over SCORE_BLOCKS blocks of consecutive frames."""
+    return float(np.mean(per_frame)), observables.block_standard_error(per_frame, SCORE_BLOCKS)
 
 
 def paired_score_difference(per_frame_a, per_frame_b):
@@ -189,9 +194,8 @@ def score_columns(per_frame_scores):
     columns = {}
     for name, per_frame in per_frame_scores.items():
         gap, gap_se = paired_score_difference(per_frame_scores[best], per_frame)
-        columns[name] = {"score": float(per_frame.mean()),
-                         "score_se": observables.block_standard_error(per_frame, SCORE_BLOCKS),
-                         "score_below_best": gap, "score_below_best_se": gap_se}
+        score, score_se = _mean_and_standard_error(per_frame)
+        columns[name] = {"score": score, "score_se": score_se, "score_below_best": gap, "score_below_best_se": gap_se}
     return columns
 
 

@@ -38,10 +38,10 @@ def fit_point(point, config, beads, energies, centring, score_runs, model_path, 
     n_frames = len(io.load_frames(beads)["time"])
     training = config["training"]
     split = train.split_indices(n_frames, training["validation_fraction"], training["test_fraction"], stride)
-    first_scored = metrics.test_indices(n_frames, training)[0]
-    if split["validation"][-1] >= first_scored:  # every combination is scored on the same held-out frames
+    test = metrics.test_indices(n_frames, training)
+    if split["validation"][-1] >= test[0]:  # every combination is scored on the same held-out frames
         raise ValueError(f"sweep combination {point}: frame_stride {stride} puts validation frames among the "
-                         f"held-out test frames of the main split (from frame {first_scored} of {n_frames}); "
+                         f"held-out test frames of the main split (from frame {test[0]} of {n_frames}); "
                          "choose another stride")
     varied["training"].update(frame_stride=stride, response_frame_stride=stride)
     label = temperature_label(config["reference_temperature"])
@@ -53,7 +53,7 @@ def fit_point(point, config, beads, energies, centring, score_runs, model_path, 
     model, _ = nn.load_model(model_path)
     frames = metrics.score_frames(beads, training, energies, score_runs)
     scores = metrics.held_out_scores({"point": model}, nn.load_model(centring)[0], *frames)["point"]
-    positions, forces, box = metrics.test_frames(beads, training)
+    positions, forces, box = (part[:len(test)] for part in frames[:3])  # the T0 run's test frames come first
     own = metrics.score_columns({"point": scores})["point"]  # its score and SE (a gap needs the others)
     row = dict(point, kind=spec["kind"], n_training_frames=len(split["train"]), score=own["score"],
                score_se=own["score_se"], score_r_loc_nm=metrics.SCORE_R_LOC, n_score_frames=len(scores),

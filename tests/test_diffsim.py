@@ -5,10 +5,11 @@ Lennard-Jones systems in argon-like units (sigma 0.34 nm, epsilon 0.9977 kJ/mol,
 
 import mdtraj
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from thermocg import observables
+from thermocg import diffsim, observables
 from thermocg.diffsim import (
     SmoothObservables, Target, learning_rates, make_target, refine, select_parameters, window_loss,
 )
@@ -240,6 +241,88 @@ def test_refine_records_how_far_the_parameters_moved_and_returns_the_mean_of_the
     assert potential.sigma.item() == pytest.approx(history.sigma.iloc[2:].mean(), rel=1e-12)
 
 
+class FailAtStep(BlowUpGuard):
+    """Reports a blow-up the first time it sees a simulation at ``step``."""
+
+    def __init__(self, step, **limits):
+        super().__init__(**limits)
+        self.step, self.failed = step, False
+
+    def check(self, sim):
+        if sim.step == self.step and not self.failed:
+            self.failed = True
+            return "pretend blow-up"
+        return super().check(sim)
+
+
+class Killed(Exception):
+    """Stands for the job being killed in the middle of a window."""
+
+
+def refine_killed_after(iterations, monkeypatch, *args, **kwargs):
+    """refine(*args, **kwargs), killed while it runs the window after ``iterations`` iterations."""
+    windows = {"run": 0}
+    one_window = diffsim._Refinement.one_window
+
+    def counted(self):
+        if windows["run"] == iterations:
+            raise Killed
+        windows["run"] += 1
+        return one_window(self)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(diffsim._Refinement, "one_window", counted)
+        with pytest.raises(Killed):
+            refine(*args, **kwargs)
+
+
+def small_network():
+    nn = pytest.importorskip("thermocg.nn")
+    torch.manual_seed(0)
+    return nn.CGModel(n_features=8, n_sensitivities=4, n_dense_layers=1, cutoff=0.5, sensitivity_soft_max=0.45,
+                      dtype="float64")
+
+
+def test_a_killed_refinement_resumes_from_its_checkpoint_bit_for_bit(tmp_path, monkeypatch, caplog):
+    """The network's W0 and W1 heads refined at two temperatures, with a blow-up restart and the
+    mean of the last iterates: stopped after two of five iterations and run again with the same
+    checkpoint, it ends with the parameters and loss curve of a run that never stopped."""
+    positions, box = lattice(64, 0.8)  # 64 beads at water-like spacing (0.3 nm)
+    positions, box = positions * 0.3 / SIGMA * 0.93, box * 0.3 / SIGMA * 0.93
+    g = SmoothObservables(rdf_bin_width=0.01, rdf_smearing=0.01, adf_r_shell=0.4, adf_smearing_deg=3.0)
+    targets = [make_target(positions[None], box, t, observables=g) for t in (300.0, 400.0)]
+    options = dict(params=["heads.W0.*", "heads.W1.*"], n_iterations=5, average_last=2, window=6, sample_every=2,
+                   warmup_steps=4, dt=0.002, reference_temperature=300.0, lambda_adf=1.0, observables=g,
+                   lr={"heads.W0.*": 1e-2, "heads.W1.*": 1e-3}, skin=0.05, dtype=torch.float64, device="cpu")
+
+    def guard():  # one pretended blow-up, at the end of the third window (after the second's checkpoint)
+        return FailAtStep(4 + 3 * 6, min_distance=0.05, max_temperature_factor=10.0)
+
+    model = small_network()
+    _, history = refine(model, targets, guard=guard(), **options)
+    assert list(history.restarts) == [0, 0, 1, 1, 1]
+
+    checkpoint = tmp_path / "refine_state.pt"
+    refine_killed_after(2, monkeypatch, small_network(), targets, guard=guard(), checkpoint=checkpoint, **options)
+    assert checkpoint.exists()
+    resumed = small_network()  # the job starts again from its input file
+    with caplog.at_level("INFO", logger="thermocg.diffsim"):
+        _, resumed_history = refine(resumed, targets, guard=guard(), checkpoint=checkpoint, **options)
+    assert "after iteration 2 of 5" in caplog.text
+    for (name, p), q in zip(model.named_parameters(), resumed.parameters()):
+        assert torch.equal(p, q), name
+    same = history.columns.drop("seconds")
+    pd.testing.assert_frame_equal(resumed_history[same], history[same])
+
+    # a checkpoint made with other settings is set aside, not resumed
+    checkpoint.unlink()  # refine() leaves it to its caller, who saves the result first
+    refine_killed_after(2, monkeypatch, small_network(), targets, guard=guard(), checkpoint=checkpoint, **options)
+    other = dict(options, lr={"heads.W0.*": 2e-2, "heads.W1.*": 1e-3})
+    _, other_history = refine(small_network(), targets, guard=guard(), checkpoint=checkpoint, **other)
+    assert checkpoint.with_name(checkpoint.name + ".stale").exists()
+    assert len(other_history) == 5 and other_history.loss.iloc[0] == history.loss.iloc[0]
+
+
 @pytest.mark.parametrize("params, lr", [(["heads.W1.*"], 1e-2), (["heads.W0.*", "heads.W1.*"], {"heads.W0.*": 1e-3, "heads.W1.*": 1e-2})])
 def test_refine_accepts_the_nn_model_with_only_the_chosen_heads_trainable(params, lr):
     nn = pytest.importorskip("thermocg.nn")
@@ -276,15 +359,19 @@ def test_the_rule_refines_and_makes_its_targets_with_the_configured_smearing(tmp
     io.save_frames(tmp_path / "beads.npz", positions=positions[None], box=box, masses=np.full(64, 18.015))
     seen = {}
 
-    def record(potential, targets, *, observables, **options):
-        seen["refined"], seen["targets"] = observables, targets
+    def record(potential, targets, *, observables, inputs, **options):
+        seen["refined"], seen["targets"], seen["inputs"] = observables, targets, inputs
         return potential, pd.DataFrame({"iteration": [0]})
 
     monkeypatch.setattr(diffsim, "refine", record)
     settings = dict(config.load(REPO / "config" / "config.yaml")["diffsim"], rdf_smearing=0.007,
                     adf_smearing=3.0)
+    checkpoint = tmp_path / "refine_state.pt"
+    checkpoint.write_bytes(b"what the refinement left")
     diffsim.refine_model_file(tmp_path / "model.pt", [tmp_path / "beads.npz"], [350.0], 300.0, settings,
-                              tmp_path / "out.pt", tmp_path / "curve.tsv")
+                              tmp_path / "out.pt", tmp_path / "curve.tsv", checkpoint=checkpoint)
+    assert (tmp_path / "out.pt").exists() and not checkpoint.exists()  # outputs written: a rerun refines again
+    assert set(seen["inputs"]) == {"model", "beads_0"}
     smooth = seen["refined"]
     assert (smooth.rdf_smearing, smooth.adf_smearing_deg) == (0.007, 3.0)
     expected = make_target(positions[None], box, 350.0, observables=smooth)

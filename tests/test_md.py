@@ -339,6 +339,34 @@ def test_resume_after_a_crash_equals_the_uninterrupted_run(tmp_path):
     assert_same_run(read_run(tmp_path / "whole"), read_run(tmp_path / "crashed"))
 
 
+def test_an_exact_state_continues_on_its_own_neighbour_list_where_a_rebuild_would_not():
+    """DiffSim's windows continue without the rebuild run_md makes at each checkpoint: a state saved
+    with exact=True carries the forces and the neighbour list as they are, so a simulation loaded from
+    it (a job resumed in another process) goes on bit for bit; rebuilt, the network's sums run over
+    the pairs in another order and differ in the last bits."""
+    nn = pytest.importorskip("thermocg.nn")
+    positions, box = lj_box(4, 0.845)  # 256 beads 0.38 nm apart
+
+    def simulation():
+        torch.manual_seed(0)
+        model = nn.CGModel(n_features=8, n_sensitivities=4, n_dense_layers=1, cutoff=0.6, sensitivity_soft_max=0.55,
+                           dtype="float64")
+        return Simulation(model, positions, box, 300.0, masses=18.0, dt=0.002, friction=5.0, skin=0.1, seed=1,
+                          dtype=torch.float64, device="cpu")
+
+    original = simulation()
+    original.run(300)
+    exact, plain = original.state_dict(exact=True), original.state_dict()
+    continued, rebuilt = simulation(), simulation()
+    continued.load_state_dict(exact)
+    rebuilt.load_state_dict(plain)
+    for sim in (original, continued, rebuilt):
+        sim.run(200)
+    assert torch.equal(continued.positions, original.positions) and torch.equal(continued.forces, original.forces)
+    assert continued.force_field.neighbor_list.n_builds == original.force_field.neighbor_list.n_builds
+    assert not torch.equal(rebuilt.positions, original.positions)
+
+
 def rewrite_checkpoint(path, **changes):
     """Change entries of an MD checkpoint, keeping its fingerprint."""
     header, payload = checkpoints.read(path)

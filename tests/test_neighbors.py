@@ -153,3 +153,25 @@ def test_widths_counted_on_the_host_are_the_layouts_own(full_list):
     given = pair_layout(i, j, len(positions), True, *neighbors.widths())
     for name in ("slot_first", "slot_second"):
         assert torch.equal(getattr(given, name), getattr(measured, name))
+
+
+def test_a_saved_list_comes_back_with_its_pairs_and_bookkeeping():
+    """state_dict/load_state_dict (DiffSim's checkpoints): the loaded list returns the saved pairs in
+    their order at positions where a new list would list others, and rebuilds when the saved one
+    would; an empty (invalidated) list comes back empty."""
+    positions, box = random_beads(), torch.as_tensor(BOX)
+    saved = NeighborList(0.5, skin=0.1)
+    saved(positions, box)
+    moved = positions + 0.02 * torch.ones_like(positions) * torch.tensor([1.0, -1.0, 0.5], dtype=positions.dtype)
+    loaded = NeighborList(0.5, skin=0.1)
+    loaded.load_state_dict(saved.state_dict(), positions.device)
+    for ours, theirs in zip(saved(moved, box), loaded(moved, box)):
+        assert torch.equal(ours, theirs)
+    assert not torch.equal(NeighborList(0.5, skin=0.1)(moved, box)[0], saved(moved, box)[0])
+    assert loaded.n_builds == saved.n_builds == 1 and loaded.widths() == saved.widths()
+    far = positions + 0.06  # beyond half the skin: both rebuild
+    assert torch.equal(saved(far, box)[0], loaded(far, box)[0]) and loaded.n_builds == 2
+    saved.invalidate()
+    empty = NeighborList(0.5, skin=0.1)
+    empty.load_state_dict(saved.state_dict(), positions.device)
+    assert empty.n_builds == 2 and torch.equal(empty(far, box)[0], saved(far, box)[0])

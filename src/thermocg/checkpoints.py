@@ -1,4 +1,4 @@
-"""Checkpoints bound to what produced them (sampling, training, CG MD).
+"""Checkpoints bound to what produced them (sampling, training, CG MD, DiffSim).
 
 A checkpoint file is one header line of JSON after a magic line, then the payload bytes (an
 ``np.savez`` or ``torch.save`` archive). The header holds the payload's SHA-256 and the
@@ -19,6 +19,8 @@ import logging
 import os
 from io import BytesIO
 from pathlib import Path
+
+import numpy as np
 
 from thermocg import io
 
@@ -41,6 +43,18 @@ def file_hash(paths):
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
+    return digest.hexdigest()
+
+
+def array_digest(*values):
+    """SHA-256 of arrays (numpy, torch or None) as float64, for a fingerprint's settings."""
+    digest = hashlib.sha256()
+    for value in values:
+        if value is None:
+            digest.update(b"none")
+        else:
+            value = value.detach().cpu().numpy() if hasattr(value, "detach") else value
+            digest.update(np.ascontiguousarray(value, dtype=np.float64).tobytes())
     return digest.hexdigest()
 
 

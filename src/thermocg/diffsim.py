@@ -34,12 +34,14 @@ import fnmatch
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from thermocg import checkpoints
 from thermocg.io import write_table
 from thermocg.md import BlowUpError, BlowUpGuard, Simulation, baoab_step, default_device
 from thermocg.pair import smooth_switch
@@ -313,7 +315,8 @@ def window_loss(sim, g_target, *, observables, window, sample_every, p_target=No
 def refine(potential, targets, *, params=None, n_iterations=50, window=200, sample_every=10, warmup_steps=None,
            dt=0.002, friction=1.0, masses=WATER_MASS, reference_temperature=None, lambda_adf=1.0,
            observables=None, lr=1e-3, lr_decay=1.0, betas=(0.9, 0.999), max_grad_norm=1.0, average_last=0,
-           skin=0.1, seed=0, dtype=torch.float32, device=None, guard=None, max_restarts=5, history_path=None):
+           skin=0.1, seed=0, dtype=torch.float32, device=None, guard=None, max_restarts=5, history_path=None,
+           checkpoint=None, inputs=None):
     """Refine ``potential`` in place so that its simulated RDF/ADF match ``targets`` (list of Target).
 
     Each iteration runs one differentiable window of ``window`` BAOAB steps per temperature
@@ -342,6 +345,12 @@ def refine(potential, targets, *, params=None, n_iterations=50, window=200, samp
     relative_change of the refined parameters from their start, kinetic temperatures, averaged: whether
     the window's parameters enter the returned mean, seconds); written as TSV to ``history_path``
     after every iteration.
+
+    ``checkpoint``: a file written after every iteration (parameters, optimiser, the simulations'
+    states with their neighbour lists and random streams, the loss curve so far). A call that finds
+    one made with the same settings, targets, starting parameters and ``inputs`` (name -> file, see
+    :mod:`thermocg.checkpoints`) continues from it, bit for bit on CPU as if never stopped; the
+    caller removes it once it has saved the result.
     """
     if window % sample_every:
         raise ValueError("window must be a multiple of sample_every")
@@ -352,14 +361,39 @@ def refine(potential, targets, *, params=None, n_iterations=50, window=200, samp
     flags = {name: p.requires_grad for name, p in potential.named_parameters()}
     for _, p in potential.named_parameters():
         p.requires_grad_(id(p) in chosen_ids)
+    warmup_steps = window if warmup_steps is None else warmup_steps
+    observables, guard = observables or SmoothObservables(), guard or BlowUpGuard()
+    fingerprint = None
+    if checkpoint is not None:
+        fingerprint = checkpoints.fingerprint({
+            "parameters": [name for name, _ in chosen], "n_iterations": n_iterations, "window": window,
+            "sample_every": sample_every, "warmup_steps": warmup_steps, "dt": dt, "friction": friction,
+            "reference_temperature": reference_temperature, "lambda_adf": lambda_adf,
+            "observables": asdict(observables), "lr": lr, "lr_decay": lr_decay, "betas": list(betas),
+            "max_grad_norm": max_grad_norm, "average_last": average_last, "skin": skin, "seed": seed,
+            "dtype": str(dtype), "guard": asdict(guard), "max_restarts": max_restarts,
+            "masses": checkpoints.array_digest(masses),
+            "targets": [[t.temperature, checkpoints.array_digest(t.positions, t.box, t.rdf_r, t.rdf_g, t.adf_theta,
+                                                                 t.adf_p)] for t in targets],
+            "start": checkpoints.array_digest(*(p for p in potential.state_dict().values())),
+        }, inputs)
     try:
-        run = _Refinement(potential, targets, chosen, window=window, sample_every=sample_every,
-                          warmup_steps=window if warmup_steps is None else warmup_steps, dt=dt, friction=friction,
-                          masses=masses, reference_temperature=reference_temperature, lambda_adf=lambda_adf,
-                          observables=observables or SmoothObservables(), lr=lr, lr_decay=lr_decay, betas=betas,
+        run = _Refinement(potential, targets, chosen, window=window, sample_every=sample_every, dt=dt,
+                          friction=friction, masses=masses, reference_temperature=reference_temperature,
+                          lambda_adf=lambda_adf, observables=observables, lr=lr, lr_decay=lr_decay, betas=betas,
                           max_grad_norm=max_grad_norm, skin=skin, seed=seed, dtype=dtype, device=device,
-                          guard=guard or BlowUpGuard(), max_restarts=max_restarts, history_path=history_path)
-        history = run.iterate(n_iterations, average_last)
+                          guard=guard, max_restarts=max_restarts, history_path=history_path)
+        saved = checkpoints.load(checkpoint, fingerprint) if checkpoint is not None else None
+        if saved is None:
+            run.warm_up(warmup_steps)
+        else:
+            run.load_state_dict(torch.load(saved, map_location=run.sims[0].device, weights_only=True))
+            log.info("resumed DiffSim from %s after iteration %d of %d", checkpoint, run.iteration, n_iterations)
+
+        def save(state):
+            checkpoints.save(checkpoint, fingerprint, lambda handle: torch.save(state, handle))
+
+        history = run.iterate(n_iterations, average_last, save if checkpoint is not None else None)
     finally:
         for name, p in potential.named_parameters():
             p.requires_grad_(flags[name])
@@ -369,7 +403,7 @@ def refine(potential, targets, *, params=None, n_iterations=50, window=200, samp
 class _Refinement:
     """The state of one refine() call: simulations, optimiser, last good snapshot, history rows."""
 
-    def __init__(self, potential, targets, chosen, *, window, sample_every, warmup_steps, dt, friction, masses,
+    def __init__(self, potential, targets, chosen, *, window, sample_every, dt, friction, masses,
                  reference_temperature, lambda_adf, observables, lr, lr_decay, betas, max_grad_norm, skin, seed,
                  dtype, device, guard, max_restarts, history_path):
         self.window, self.sample_every, self.lambda_adf = window, sample_every, lambda_adf
@@ -385,10 +419,6 @@ class _Refinement:
             sim = Simulation(potential, target.positions, target.box, target.temperature, masses=masses, dt=dt,
                              friction=friction, reference_temperature=reference_temperature, skin=skin,
                              seed=seed + k, dtype=dtype, device=device)
-            sim.run(warmup_steps)
-            reason = guard.check(sim)
-            if reason is not None:
-                raise BlowUpError(sim.step, f"{label} warm-up: {reason}")
             as_t = lambda a: torch.as_tensor(a, device=sim.device).to(dtype)  # noqa: E731
             g_target = as_t(_interpolate(rdf_centres(observables.rdf_edges(target.box)), target.rdf_r, target.rdf_g))
             p_target = None
@@ -403,6 +433,36 @@ class _Refinement:
                                           betas=tuple(betas))
         self.base_rates = [group["lr"] for group in self.optimizer.param_groups]
         self.lr_factor, self.restarts, self.rows = 1.0, 0, []
+        self.iteration, self.good = 0, None
+        self.averages = [torch.zeros_like(p) for p in self.parameters]
+
+    def warm_up(self, steps):
+        """Plain steps from each start frame; the state after them is the first good one."""
+        for temperature in self.temperatures:
+            temperature.sim.run(steps)
+            reason = self.guard.check(temperature.sim)
+            if reason is not None:
+                raise BlowUpError(temperature.sim.step, f"{temperature.label} warm-up: {reason}")
+        self.good = self.snapshot()
+
+    def state_dict(self):
+        """Everything the next iterations depend on (a checkpoint's payload)."""
+        return {
+            "iteration": self.iteration, "parameters": [p.detach() for p in self.parameters],
+            "optimizer": self.optimizer.state_dict(), "lr_factor": self.lr_factor, "restarts": self.restarts,
+            "rows": self.rows, "averages": self.averages, "good": self.good,
+            "simulations": [_tensors(sim.state_dict(exact=True)) for sim in self.sims],
+        }
+
+    def load_state_dict(self, state):
+        with torch.no_grad():
+            for p, saved in zip(self.parameters, state["parameters"]):
+                p.copy_(saved)
+        self.optimizer.load_state_dict(state["optimizer"])
+        for sim, saved in zip(self.sims, state["simulations"]):
+            sim.load_state_dict(saved)
+        self.iteration, self.lr_factor, self.restarts = int(state["iteration"]), state["lr_factor"], state["restarts"]
+        self.rows, self.averages, self.good = state["rows"], state["averages"], state["good"]
 
     def snapshot(self):
         return {
@@ -466,16 +526,14 @@ class _Refinement:
             row[f"T_kin_{temperature.label}"] = sim.kinetic_temperature()
         return {"loss": total, **row, "grad_norm": grad_norm}, None
 
-    def iterate(self, n_iterations, average_last):
-        good = self.snapshot()
-        averages = [torch.zeros_like(p) for p in self.parameters]
-        iteration = 0
-        while iteration < n_iterations:
-            clock = time.perf_counter()
+    def iterate(self, n_iterations, average_last, save=None):
+        """Iterations from ``self.iteration`` to ``n_iterations``; ``save(state_dict)`` after each."""
+        while self.iteration < n_iterations:
+            iteration, clock = self.iteration, time.perf_counter()
             row, failure = self.one_window()
             if failure is not None:
                 self.restarts += 1
-                self.restore(good)
+                self.restore(self.good)
                 if self.restarts > self.max_restarts:
                     raise BlowUpError(iteration, f"DiffSim gave up after {self.max_restarts} restarts: {failure}")
                 self.lr_factor *= 0.5
@@ -491,9 +549,9 @@ class _Refinement:
             row["relative_change"] = self.relative_change()
             row["averaged"] = iteration >= n_iterations - average_last  # never with average_last = 0
             if row["averaged"]:
-                for average, p in zip(averages, self.parameters):
+                for average, p in zip(self.averages, self.parameters):
                     average += p.detach() / average_last
-            good = self.snapshot()  # parameters that just ran cleanly, and the states they reached
+            self.good = self.snapshot()  # parameters that just ran cleanly, and the states they reached
             self.optimizer.step()
             row["seconds"] = time.perf_counter() - clock
             self.rows.append(row)
@@ -505,22 +563,35 @@ class _Refinement:
             if self.history_path is not None:
                 write_table(self.history_path, pd.DataFrame(self.rows),
                             comment="DiffSim loss curve (thermocg.diffsim.refine)")
-            iteration += 1
-            self.set_rates(iteration)
+            self.iteration = iteration + 1
+            self.set_rates(self.iteration)
+            if save is not None:
+                save(self.state_dict())
         if average_last:
             with torch.no_grad():
-                for average, p in zip(averages, self.parameters):
+                for average, p in zip(self.averages, self.parameters):
                     p.copy_(average)
         return pd.DataFrame(self.rows)
 
 
+def _tensors(tree):
+    """numpy arrays and scalars in a nested dict as tensors (what torch.load(weights_only=True) reads)."""
+    if isinstance(tree, dict):
+        return {key: _tensors(value) for key, value in tree.items()}
+    if isinstance(tree, (np.ndarray, np.generic)):
+        return torch.as_tensor(tree)
+    return tree
+
+
 def refine_model_file(model_path, beads_paths, temperatures, reference_temperature, settings, model_out, curve_out,
-                      seed=0, threads=1):
+                      seed=0, threads=1, checkpoint=None):
     """The refine_diffsim rule: refine a saved model against the mapped FG frames of ``temperatures``.
 
     Targets are built from every mapped FG frame of each temperature with the same smeared
     estimator the refinement uses (its smearing from ``settings``, the config's ``diffsim``
     section). Writes the refined model (name ``<model>_diffsim``, same file format) and the loss curve.
+    ``checkpoint``: written after every iteration, resumed by a rerun with the same settings and
+    input files (see :func:`refine`), removed once the outputs are written.
     """
     from thermocg import io, nn
 
@@ -542,8 +613,12 @@ def refine_model_file(model_path, beads_paths, temperatures, reference_temperatu
         masses=masses, reference_temperature=reference_temperature, lambda_adf=settings["lambda_adf"],
         observables=smooth, lr=settings["learning_rate"], max_grad_norm=settings["max_grad_norm"],
         average_last=settings["average_last"], seed=seed, dtype=next(model.parameters()).dtype, history_path=curve_out,
+        checkpoint=checkpoint,
+        inputs={"model": model_path, **{f"beads_{k}": path for k, path in enumerate(beads_paths)}},
     )
     metadata = dict(metadata, name=f"{metadata['name']}_diffsim", refined_from=metadata["name"], diffsim=settings,
                     trained_at_K=sorted(set(metadata["trained_at_K"]) | {float(t) for t in temperatures}))
     nn.save_model(model_out, refined, metadata)
+    if checkpoint is not None:
+        Path(checkpoint).unlink(missing_ok=True)  # outputs written: a rerun must refine again
     return refined, history

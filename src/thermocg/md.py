@@ -24,7 +24,6 @@ same pair list, hence the same floating-point sums, as the uninterrupted run: on
 trajectory is bit-identical.
 """
 
-import hashlib
 import logging
 import math
 import time
@@ -103,6 +102,11 @@ class ForceField:
         """Force a neighbour-list rebuild at these positions (used at checkpoints)."""
         self.neighbor_list.invalidate()
         return self.pairs(positions)
+
+    def load_neighbor_list(self, state):
+        """Continue with a neighbour list saved by its ``state_dict()`` (the pair layout is redone)."""
+        self.neighbor_list.load_state_dict(state, self.box.device)
+        self._layout, self._layout_build = None, None
 
     def _pair_layout(self, i, j, n_beads):
         """The potential's layout of the current list, computed once per neighbour-list build."""
@@ -300,15 +304,22 @@ class Simulation:
         return (self.masses * self.velocities).sum(0).double().cpu().numpy()
 
     # --- checkpoints --------------------------------------------------------------------------
-    def state_dict(self):
-        """Everything needed to continue bit-identically (numpy arrays, on CPU)."""
-        return {
+    def state_dict(self, exact=False):
+        """Everything needed to continue bit-identically (numpy arrays, on CPU), if the loaded run
+        rebuilds its neighbour list and forces, as :func:`run_md` does at every checkpoint.
+        ``exact=True`` adds the forces, the energy and the neighbour list as they are (the list as
+        a dict of host tensors), for a run that continues without that rebuild (DiffSim's windows)."""
+        state = {
             "positions": self.positions.cpu().numpy(),
             "velocities": self.velocities.cpu().numpy(),
             "step": np.int64(self.step),
             "rng_state": self.generator.get_state().cpu().numpy(),
             "device": self.device.type,
         }
+        if exact:
+            state.update(forces=self.forces.detach().cpu().numpy(), energy=self.energy.detach().cpu().numpy(),
+                         neighbor_list=self.force_field.neighbor_list.state_dict())
+        return state
 
     def load_state_dict(self, state):
         self.positions = torch.as_tensor(state["positions"], device=self.device).to(self.dtype)
@@ -324,7 +335,12 @@ class Simulation:
             self.generator.manual_seed(self.seed * 1_000_003 + self.step)
             log.warning("checkpoint written on %s, resuming on %s: new random stream from step %d "
                         "(not bit-identical to an uninterrupted run)", saved_device, self.device.type, self.step)
-        self.refresh()
+        if "neighbor_list" not in state:
+            self.refresh()
+            return
+        self.forces = torch.as_tensor(state["forces"], device=self.device)
+        self.energy = torch.as_tensor(state["energy"], device=self.device)
+        self.force_field.load_neighbor_list(state["neighbor_list"])
 
 
 # --- trajectory output ----------------------------------------------------------------------------
@@ -352,18 +368,6 @@ def write_outputs(trajectory, topology, thermo, start, box, frames, rows):
     write_pdb(topology, start, box)
     table = pd.DataFrame(np.asarray(rows, dtype=np.float64).reshape(-1, len(THERMO_COLUMNS)), columns=THERMO_COLUMNS)
     write_table(thermo, table.astype({"step": np.int64}), comment="thermo log of thermocg.md; units in the column names")
-
-
-def _digest(*values):
-    """SHA-256 of arrays (numpy, torch or None), for a checkpoint's fingerprint."""
-    digest = hashlib.sha256()
-    for value in values:
-        if value is None:
-            digest.update(b"none")
-        else:
-            value = value.detach().cpu().numpy() if torch.is_tensor(value) else value
-            digest.update(np.ascontiguousarray(value, dtype=np.float64).tobytes())
-    return digest.hexdigest()
 
 
 def last_good_path(trajectory):
@@ -430,7 +434,7 @@ def run_md(potential, positions, box, temperature, n_steps, *, trajectory, topol
         "temperature": sim.temperature, "reference_temperature": sim.reference_temperature, "n_steps": int(n_steps),
         "dt": sim.dt, "friction": sim.friction, "integrator": integrator, "frame_interval": frame_interval,
         "report_interval": report_interval, "checkpoint_interval": checkpoint_interval, "skin": skin, "seed": sim.seed,
-        "dtype": str(dtype), "guard": asdict(guard), "start": _digest(positions, box, masses, velocities),
+        "dtype": str(dtype), "guard": asdict(guard), "start": checkpoints.array_digest(positions, box, masses, velocities),
         # only when set, so that checkpoints of runs without it keep their fingerprint
         **({"equilibration_steps": int(equilibration_steps)} if equilibration_steps else {}),
     }, inputs)

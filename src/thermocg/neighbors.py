@@ -92,6 +92,36 @@ class NeighborList:
             first = second = first + second
         return max(int(first.max(initial=0)), 1), max(int(second.max(initial=0)), 1)
 
+    def state_dict(self):
+        """The current list and its bookkeeping as host tensors and numbers: with
+        :meth:`load_state_dict` a continued run sees the same pairs in the same order, and so makes
+        the same floating-point sums, as one that never stopped (a rebuild would not)."""
+        if self._pairs is None:
+            return {"built": False, "n_builds": self.n_builds, "bound_factor": self.bound_factor}
+        i, j, n_beads = self._host_half_list
+        return {
+            "built": True, "pairs": [t.cpu() for t in self._pairs], "reference": self._reference.cpu(),
+            "box": self._box.cpu(), "half_list": [torch.from_numpy(i), torch.from_numpy(j)], "n_beads": n_beads,
+            "largest_move": self._largest_move.cpu(), "unchecked_calls": self._unchecked_calls,
+            "n_builds": self.n_builds, "n_checks": self.n_checks, "n_late": self.n_late,
+            "bound_factor": self.bound_factor,
+        }
+
+    def load_state_dict(self, state, device):
+        """Continue with a list saved by :meth:`state_dict`, its tensors moved to ``device``."""
+        self.n_builds, self.bound_factor = int(state["n_builds"]), float(state["bound_factor"])
+        if not state["built"]:
+            self.invalidate()
+            return
+        self._pairs = tuple(torch.as_tensor(t).to(device) for t in state["pairs"])
+        self._reference = torch.as_tensor(state["reference"]).to(device)
+        self._box = torch.as_tensor(state["box"]).to(device)
+        i, j = (torch.as_tensor(t).numpy() for t in state["half_list"])
+        self._host_half_list = (i, j, int(state["n_beads"]))
+        self._largest_move = torch.as_tensor(state["largest_move"]).to(device)
+        self._unchecked_calls = int(state["unchecked_calls"])
+        self.n_checks, self.n_late = int(state["n_checks"]), int(state["n_late"])
+
     def invalidate(self):
         """Drop the cached list: the next call rebuilds it (counters and bound_factor are kept)."""
         self._pairs = None

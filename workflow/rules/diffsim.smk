@@ -13,6 +13,7 @@ rule refine_diffsim:
         diffsim=settings("diffsim", leave_out=["models", "threads"]),
         seed=config["seed"],
         reference_temperature=config["reference_temperature"],
+        checkpoint="results/models/{model}_diffsim/refine_state.pt",
     wildcard_constraints:
         model=_choice(config["diffsim"]["models"]),
     threads: config["diffsim"]["threads"]

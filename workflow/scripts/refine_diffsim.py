@@ -7,5 +7,5 @@ params = snakemake.params
 diffsim.refine_model_file(
     snakemake.input.model, list(snakemake.input.beads), params.diffsim["temperatures"], params.reference_temperature,
     params.diffsim, snakemake.output.model, snakemake.output.curve,
-    seed=params.seed, threads=snakemake.threads,
+    seed=params.seed, threads=snakemake.threads, checkpoint=params.checkpoint,
 )

@@ -577,7 +577,7 @@ def learning_curves(curves, png, pdf=None):
     trf2; thermocg.response): the fraction of each head's target variance that it explains on frames
     its fit did not see (cross-validated: 1 - MSE / MSE of "no term"; the targets are noise-dominated, so W1 and W2
     explain little even when right) against the ridge strength, with the standard error of its
-    difference to "no term", a star at the ridge chosen.
+    difference to "no term", a star at the ridge chosen (:func:`thermocg.response.solve_ridge`).
 
     ``curves``: {(model, T or None): learning_curve.tsv path or DataFrame} (fm_oracle: one curve per
     T). A curve with an ``epoch`` column is a network's, one with ``relative_ridge`` a closed-form
@@ -587,7 +587,7 @@ def learning_curves(curves, png, pdf=None):
     from matplotlib.ticker import MaxNLocator
 
     figure, (ax_epochs, ax_ridge) = plt.subplots(1, 2, figsize=(14, 5), constrained_layout=True)
-    title_epochs, title_ridge = "Networks: validation force loss", "Closed-form thermal terms: choice of the ridge"
+    title_epochs, title_ridge = "Networks: validation force loss", "Closed-form terms on fm_ref's network: choice of the ridge"
     tables = {key: _read(curve) for key, curve in curves.items()}
     tables = {key: table for key, table in sorted(tables.items(), key=lambda item: (item[0][0], float(item[0][1] or 0)))
               if len(table)}
@@ -639,8 +639,8 @@ def learning_curves(curves, png, pdf=None):
     else:
         _not_run(ax_ridge, "no closed-form fit", title_ridge)
     handles = ax_epochs.get_legend_handles_labels()[0] + ax_ridge.get_legend_handles_labels()[0]
-    handles.append(Line2D([], [], marker="*", color="k", ms=11, ls="", label="kept: lowest loss (networks);\n"
-                          "strongest ridge within 1 SE of the best (thermal terms)"))
+    handles.append(Line2D([], [], marker="*", color="k", ms=11, ls="", label="kept: lowest loss (networks); least\n"
+                          "cross-validated error, if 2 SE below no term (closed form)"))
     if trained or closed_form:
         figure.legend(handles=handles, loc="outside right upper", fontsize=8)
     figure.suptitle("Fitting: validation errors on held-out frames of the training temperatures")

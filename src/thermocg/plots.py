@@ -269,8 +269,8 @@ def transferability(table, png, pdf=None):
 
     ``table``: :func:`thermocg.transfer.transferability_table` output (DataFrame or TSV path).
     Filled markers: the model was trained at that temperature; open: extrapolation. The grey band
-    in the top row is the FG noise floor (``eps_*_floor``), and error bars the spread over seeds or
-    replicas (``eps_*_spread``), where the table has them.
+    in the top row is the FG noise floor (``eps_*_floor``), and error bars the spread of eps over the two
+    halves of each CG run (``eps_*_spread``), where the table has them.
     """
     table = _read(table)
     figure, axes = plt.subplots(3, 2, figsize=(12, 12.5), constrained_layout=True)
@@ -623,7 +623,7 @@ def learning_curves(curves, png, pdf=None):
                               1.0 - chosen["cross_validation_mse"].astype(float) / reference, "*", color=colour, ms=13,
                               mec="k", mew=0.5)
             else:  # "no term" was chosen: mark it at the strongest ridge's end of the axis
-                ax_ridge.annotate(f"{head}: no term", (x.max(), float(y.iloc[-1])), color=colour, fontsize=8,
+                ax_ridge.annotate(f"{head}: no term", (x.max(), float(y[x.idxmax()])), color=colour, fontsize=8,
                                   xytext=(4, 0), textcoords="offset points", va="center")
     if ax_epochs.lines:
         ax_epochs.set(title=title_epochs, xlabel="epoch", ylabel="relative MSE of the mean force")

@@ -1,5 +1,5 @@
-# Stage 5: how well each fitted model reproduces forces and their temperature derivative
-# (against oracle finite differences and by its held-out score at T0).
+# Stage 5: how well each fitted model reproduces forces and their temperature derivative (by its
+# held-out score at T0, and the radial profile of dF/dbeta against the FG forces' finite difference).
 
 
 rule force_metrics:

@@ -19,7 +19,7 @@ Measured (medians over repeats, after a warm-up):
 Potentials come from factories (name -> callable returning a potential), so more can be added:
 "lj_water" (a water-like Lennard-Jones, sigma 0.29 nm, epsilon 2.0 kJ/mol, cutoff 0.6 nm: the
 pair-only case), "nn" (thermocg.nn.CGModel with 128 features, cutoff 0.6 nm) and "nn_default" (the
-network of config/config.yaml, 32 features, with trf2's W0/W1/W2 heads: what the pipeline runs).
+network of config/config.yaml (64 features since 318f49c, 32 before), with trf2's W0/W1/W2 heads: what the pipeline runs).
 
     python benchmarks/bench_md.py [--potentials lj_water nn_default nn] [--skins 0.1 0.2] [--threads 2] [--device cpu]
 

@@ -5,7 +5,7 @@ Langevin at the CG time step (default 8 fs, the pipeline's cgmd.timestep, which 
 within run-to-run noise of 2 fs: benchmarks/bench_timestep.py; the larger step is part of the win)
 with each potential:
 
-- nn_default: the default config's network (config/config.yaml: 32 features, 1 interaction layer,
+- nn_default: the default config's network (config/config.yaml: 64 features since 318f49c, 32 before; 1 interaction layer,
   r_c 0.6 nm, with the W0/W1/W2 heads of trf2);
 - nn: the larger network of bench_nn.py and config/paper.yaml's width (128 features, 1 layer);
 - lj_water: pair-only, a water-like Lennard-Jones (bench_md.py).

@@ -52,6 +52,14 @@ def test_simulate_writes_a_trajectory_of_the_production(ideal_gas, tmp_path):
     assert abs(thermo["T_kin_K"].mean() - 300.0) < 15.0
 
 
+def test_a_run_away_from_t0_is_thermostatted_at_its_own_temperature(ideal_gas, tmp_path):
+    """At T = 360 K with T0 = 300 K the beads' kinetic temperature is T's (a thermostat or start
+    velocities at T0 would be 60 K off; the tolerance is the 300 K test's)."""
+    outputs = outputs_in(tmp_path)
+    cgmd.simulate(ideal_gas / "model.pt", ideal_gas / "beads.npz", 360.0, 300.0, SETTINGS, 5.0, outputs, seed=3)
+    assert abs(io.read_table(outputs["thermo"])["T_kin_K"].mean() - 360.0) < 15.0
+
+
 @pytest.mark.slow
 def test_friction_fit_recovers_the_free_diffusion_law(ideal_gas):
     """Ideal gas under Langevin: D = k_B T / (m gamma), so the trial runs and the constant law

@@ -58,6 +58,13 @@ def test_numbers_in_exponent_notation_without_a_point_are_numbers():
 def test_nested_command_line_values_reach_the_workflow(tmp_path):
     result = run_snakemake(tmp_path, "--dry-run", "--config", "fg={production: 25.0}", "cgmd={production: 12}")
     assert re.search(r"^total\s+\d+$", result.stdout + result.stderr, flags=re.MULTILINE)
+    # a nested value changes the plan (no model refined: no DiffSim job), the rest of its section kept
+    assert "refine_diffsim" in result.stdout
+    result = run_snakemake(tmp_path, "--dry-run", "--config", "diffsim={models: []}")
+    assert "refine_diffsim" not in result.stdout and re.search(r"^total\s+\d+$", result.stdout, flags=re.MULTILINE)
+    # and a bad one is refused with its key
+    result = run_snakemake(tmp_path, "--dry-run", "--config", "cgmd={production: abc}", check=False)
+    assert result.returncode != 0 and "'cgmd.production' = 'abc'" in result.stdout + result.stderr
 
 
 def changed(path, value):

@@ -387,7 +387,8 @@ def test_diffsim_recovers_lennard_jones_from_its_own_rdf():
     """Target: RDF of shifted-force LJ(epsilon, sigma), 256 beads, rho* = 0.845, T* = 0.75, cutoff
     2 sigma (200 frames over 10 tau). Start: epsilon + 20%, sigma - 20%. 80 iterations of 50-step
     windows (10 frames each), Adam with per-parameter step sizes decaying 2% per iteration, the
-    parameters averaged over the last 40 windows. Both come back within 5%.
+    parameters averaged over the last 40 windows. epsilon comes back within 5%, sigma within 2%
+    (five times the largest deviation seen: the core that sets g(r) determines it well).
 
     Seen over 8 runs (refinement seeds 0-5 and two other target seeds): epsilon within 2.9%
     (standard deviation 1.9%), sigma within 0.4%. Why this set-up: in a dense liquid g(r) is set
@@ -409,7 +410,7 @@ def test_diffsim_recovers_lennard_jones_from_its_own_rdf():
                         lr={"epsilon": 0.03, "sigma": 0.004}, lr_decay=0.98, max_grad_norm=1e9, average_last=40,
                         skin=0.2 * SIGMA, dtype=torch.float64, device="cpu", seed=0)
     assert potential.epsilon.item() == pytest.approx(EPSILON, rel=0.05)
-    assert potential.sigma.item() == pytest.approx(SIGMA, rel=0.05)
+    assert potential.sigma.item() == pytest.approx(SIGMA, rel=0.02)
     assert history.loss.iloc[-10:].mean() < 0.05 * history.loss.iloc[:5].mean()
 
 
@@ -421,3 +422,8 @@ def test_target_interpolates_onto_the_refinement_bins():
 
     centres = rdf_centres(COARSE.rdf_edges(box))
     assert np.allclose(_interpolate(centres, target.rdf_r, target.rdf_g), centres / 10.0)
+    # beyond the target's range: no pairs below it, the last value (g -> 1) above it
+    assert list(_interpolate([-1.0, 20.0], [0.0, 10.0], [0.3, 1.0])) == [0.0, 1.0]
+    made = make_target(positions[None], box, 300.0, observables=COARSE, with_adf=False)
+    np.testing.assert_array_equal(made.rdf_r, centres)
+    np.testing.assert_array_equal(_interpolate(centres, made.rdf_r, made.rdf_g), made.rdf_g)

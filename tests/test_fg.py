@@ -67,8 +67,21 @@ def test_outputs_are_consistent_and_readable(tmp_path):
     trajectory = mdtraj.load(str(paths["traj.dcd"]), top=str(paths["top.pdb"]))
     assert trajectory.n_frames == 6 and trajectory.n_residues == 100
     np.testing.assert_allclose(trajectory.xyz, frames["positions"], atol=1e-5)
-    # Forces are the potential's: a rigid water's net force is (almost) unaffected by constraints,
-    # and the net force on the whole box vanishes (Newton's third law; PME is not exact, so loosely).
+    # Forces and energies are the potential's, in kJ/mol and kJ/(mol nm): recomputed from the saved
+    # system at the saved positions (a scale or unit error, or another step's forces, would differ).
+    import openmm
+
+    system = openmm.XmlSerializer.deserialize(paths["system.xml"].read_text())
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("CPU"),
+                             {"Threads": "1"})
+    for k in (0, 5):
+        context.setPositions(frames["positions"][k])
+        state = context.getState(getForces=True, getEnergy=True)
+        forces = state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
+        np.testing.assert_allclose(frames["forces"][k], forces, rtol=0, atol=1e-3 * np.abs(forces).max())
+        energy = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+        assert frames["potential_energy"][k] == pytest.approx(energy, rel=1e-4)
+    # and the net force on the whole box vanishes (Newton's third law; PME is not exact, so loosely)
     total = frames["forces"].sum(axis=1)
     assert np.abs(total).max() < 1e-2 * np.abs(frames["forces"]).max() * np.sqrt(300)
 

@@ -307,6 +307,15 @@ def test_diffusion(tmp_path, synthetic, drawn):
     figure = drawn[-1]["figure"]  # one legend beside the panels, none on a panel's curves
     assert len(figure.legends) == 1 and not any(ax.get_legend() for ax in figure.axes)
     assert not any(panel["ylabel"].endswith("(1)") for panel in drawn[-1]["panels"])
+    # each model's line is its D_cg (in 1e-5 cm^2/s) and D_cg / D_fg, the FG line D_fg, at every T
+    table = synthetic["table"].sort_values("T_K")
+    ax_d, ax_ratio = figure.axes[:2]
+    for ax, values in ((ax_d, 1e3 * table["D_cg"]), (ax_ratio, table["D_cg"] / table["D_fg"])):
+        for model in table["model"].unique():
+            (line,) = [line for line in ax.get_lines() if line.get_label() == model]
+            np.testing.assert_allclose(line.get_ydata(), values[table["model"] == model], rtol=1e-12)
+    (fg,) = [line for line in ax_d.get_lines() if line.get_label() == "FG (atomistic)"]
+    np.testing.assert_allclose(fg.get_ydata(), 1e3 * table.groupby("T_K")["D_fg"].first(), rtol=1e-12)
     plots.diffusion(synthetic["table"].assign(D_cg=np.nan), tmp_path / "b.png", tmp_path / "b.pdf")
     check_readable(drawn[-1], expect_not_run=2)
 

@@ -199,7 +199,8 @@ def test_thermal_pair_heads_start_at_zero_so_the_model_starts_as_its_w0():
     pairs = NeighborList(CUTOFF)(positions, torch.full((3,), BOX, dtype=torch.float64))
     at_t0 = nn.energy_and_forces(model, positions, *pairs, 0.0)
     far = nn.energy_and_forces(model, positions, *pairs, -0.23)
-    assert torch.equal(at_t0[1], far[1])
+    assert all(bool((model.heads[name].coefficients == 0).all()) for name in ("W1", "W2"))
+    assert torch.equal(at_t0[0], far[0]) and torch.equal(at_t0[1], far[1])
 
 
 def test_pair_head_energy_from_four_coefficients_per_pair_equals_its_basis_expansion():

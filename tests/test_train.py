@@ -12,7 +12,7 @@ from thermocg import io, nn, train, units
 from thermocg.neighbors import NeighborList
 from conftest import REPO
 
-N_BEADS, LENGTH = 48, 1.4  # nm
+N_BEADS, LENGTH, MIN_DISTANCE = 48, 1.4, 0.22  # nm
 
 
 def soft_pair_forces(positions, length, strength=50.0, sigma=0.3):
@@ -25,12 +25,27 @@ def soft_pair_forces(positions, length, strength=50.0, sigma=0.3):
     return (magnitude[..., None] * d).sum(axis=1)
 
 
+def spread_beads(rng, n_beads, length, min_distance):
+    """Uniform random beads no closer than ``min_distance`` (random sequential addition, minimum image).
+
+    Closer pairs than the sensitivities' range (from 0.22 nm) would carry forces that no CG network
+    of this size can represent, and liquid configurations have none."""
+    placed = []
+    while len(placed) < n_beads:
+        trial = rng.uniform(0, length, 3)
+        d = np.asarray(placed).reshape(-1, 3) - trial
+        d -= length * np.round(d / length)
+        if not placed or np.sqrt((d**2).sum(-1)).min() >= min_distance:
+            placed.append(trial)
+    return np.asarray(placed)
+
+
 @pytest.fixture(scope="module")
 def synthetic_beads(tmp_path_factory):
     """Frames of random beads whose 'mapped' forces come from a known pair potential, plus noise."""
     rng = np.random.default_rng(0)
     n_frames = 40
-    positions = rng.uniform(0, LENGTH, size=(n_frames, N_BEADS, 3))
+    positions = np.stack([spread_beads(rng, N_BEADS, LENGTH, MIN_DISTANCE) for _ in range(n_frames)])
     clean = np.stack([soft_pair_forces(p, LENGTH) for p in positions])
     noisy = clean + rng.normal(scale=0.2 * clean.std(), size=clean.shape)
     path = tmp_path_factory.mktemp("beads") / "beads.npz"
@@ -69,6 +84,19 @@ def test_force_matching_learns_a_known_pair_force(synthetic_beads, tmp_path):
     assert curve["train_force"].iloc[-1] < 0.5 * curve["train_force"].iloc[0]
     assert curve["validation_force"].min() < 0.3
     loaded, metadata = nn.load_model(tmp_path / "m.pt")
+    # against the known noise-free forces on the validation frames (a fit that had learned half the
+    # force, or a mis-scaled one, would be at 0.25 or more; the noise alone is at 0.04)
+    data = io.load_frames(path)
+    training = config["training"]
+    validation = train.split_indices(len(data["positions"]), training["validation_fraction"],
+                                     training["test_fraction"], training["frame_stride"])["validation"]
+    neighbors, box = NeighborList(loaded.cutoff), torch.full((3,), LENGTH, dtype=torch.float64)
+    predicted = np.stack([nn.energy_and_forces(loaded, torch.as_tensor(data["positions"][k]),
+                                               *neighbors(torch.as_tensor(data["positions"][k]), box), 0.0)[1].numpy()
+                          for k in validation])
+    relative_error = np.mean((predicted - clean[validation]) ** 2) / np.mean(clean[validation] ** 2)
+    print(f"relative MSE against the noise-free forces: {relative_error:.4f}")
+    assert relative_error < 0.1
     assert metadata["kind"] == "fm_ref" and metadata["T0_K"] == config["reference_temperature"]
     assert len(metadata["data_sha256"]) == 64 and metadata["units"]["energy"] == "kJ/mol"
     assert not (tmp_path / "s.pt").exists(), "the checkpoint is removed once the model is saved"

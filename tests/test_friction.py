@@ -262,20 +262,36 @@ def test_the_dynamics_rows_of_the_configured_law_are_the_cg_md_runs(tmp_path):
     assert "results/cgmd/trf1/T450/trajectory.dcd" in inputs[1] and "results/cgmd/trf1/friction.json" in inputs[1]
 
 
-def test_dynamics_figure(tmp_path):
+def test_dynamics_figure(tmp_path, monkeypatch):
     import pandas as pd
 
     from thermocg import plots
 
-    rows = [{"model": "trf2", "law": law, "temperature_K": t, "gamma_per_ps": g, "D_FG": 0.002, "D_FG_error": 1e-4,
-             "D_CG": 0.002 * r, "D_CG_error": 1e-4, "ratio": r, "ratio_error": 0.05, "stable": True}
+    rows = [{"model": "trf2", "law": law, "temperature_K": t, "gamma_per_ps": g * t / 300, "D_FG": 0.002,
+             "D_FG_error": 1e-4, "D_CG": 0.002 * r * t / 300, "D_CG_error": 1e-4, "ratio": r * t / 300,
+             "ratio_error": 0.05, "stable": True}
             for law, g, r in (("constant", 26.0, 0.5), ("oracle", 10.0, 1.0)) for t in (300.0, 450.0)]
     lag = np.linspace(0, 1, 11)
-    vacf = pd.DataFrame({"lag_ps": lag, "vacf": np.exp(-5 * lag)})
-    plots.plot_dynamics(pd.DataFrame(rows), {"300": vacf, "450": vacf},
-                        {("trf2", law, t): vacf for law in ("constant", "oracle") for t in ("300", "450")},
-                        tmp_path / "d.png", tmp_path / "d.pdf")
+    vacf = {t: pd.DataFrame({"lag_ps": lag, "vacf": np.exp(-rate * lag)}) for t, rate in (("300", 5.0), ("450", 8.0))}
+    cg_vacf = {("trf2", law, t): pd.DataFrame({"lag_ps": lag, "vacf": np.exp(-(k + 2) * 3.0 * lag)})
+               for k, law in enumerate(("constant", "oracle")) for t in ("300", "450")}
+    saved = []
+    save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda figure, png, pdf=None: (saved.append(figure), save(figure, png, pdf)))
+    plots.plot_dynamics(pd.DataFrame(rows), vacf, cg_vacf, tmp_path / "d.png", tmp_path / "d.pdf")
     assert (tmp_path / "d.png").stat().st_size > 0 and (tmp_path / "d.pdf").exists()
+    # what is drawn is the table's: the ratio and gamma per law against T, and each law's VACFs
+    ratio_ax, gamma_ax, *vacf_axes = [ax for ax in saved[0].axes if ax.get_visible()]
+    for law, g, r in (("constant", 26.0, 0.5), ("oracle", 10.0, 1.0)):
+        (ratio,) = [c for c in ratio_ax.containers if c.get_label() == f"trf2: {law}"]
+        np.testing.assert_allclose(np.asarray(ratio.lines[0].get_ydata(), dtype=float), [r, r * 1.5])
+        (gamma,) = [line for line in gamma_ax.get_lines() if line.get_label() == law]
+        np.testing.assert_allclose(np.asarray(gamma.get_ydata(), dtype=float), [g, g * 1.5])
+    for k, ax in enumerate(vacf_axes):
+        fg_lines = [line for line in ax.get_lines() if line.get_label().startswith("FG")]
+        cg_lines = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+        np.testing.assert_allclose(fg_lines[1].get_ydata(), vacf["450"]["vacf"])
+        np.testing.assert_allclose(cg_lines[0].get_ydata(), cg_vacf[("trf2", ("constant", "oracle")[k], "300")]["vacf"])
 
 
 def test_a_blow_up_in_a_trial_run_gives_no_friction_there(tmp_path):

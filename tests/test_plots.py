@@ -90,6 +90,16 @@ def test_rdf_adf_overlays(tmp_path, synthetic, drawn):
     assert len(drawn[-1]["panels"]) == 2 * len(TEMPERATURES)
     figure = drawn[-1]["figure"]  # one legend beside the panels, none on a panel's curves
     assert len(figure.legends) == 1 and not any(ax.get_legend() for ax in figure.axes)
+    # each column draws its own temperature's files: the FG profile and every model's CG one
+    n = len(TEMPERATURES)
+    for column, t in enumerate(TEMPERATURES):
+        for row, (name, y) in enumerate((("rdf_com", "g"), ("adf", "p_per_deg"))):
+            lines = {line.get_label(): line for line in figure.axes[row * n + column].get_lines()}
+            fg = io.read_table(synthetic["fg"] / f"T{t}" / f"{name}.tsv")
+            np.testing.assert_array_equal(lines["FG (atomistic)"].get_ydata(), fg[y])
+            for model in MODELS:
+                cg = io.read_table(transfer.cg_run_directory(synthetic["cg"], model, str(t)) / f"{name}.tsv")
+                np.testing.assert_array_equal(lines[model].get_ydata(), cg[y])
     # a temperature without FG observables, and no temperatures at all
     plots.rdf_adf_overlays(synthetic["fg"], synthetic["cg"], MODELS, [300, 999], tmp_path / "b.png", tmp_path / "b.pdf")
     check_readable(drawn[-1], expect_not_run=2)
@@ -216,6 +226,14 @@ def test_force_errors(tmp_path, drawn):
     plots.force_errors(forces_table(), tmp_path / "a.png", tmp_path / "a.pdf")
     check_written(tmp_path, "a")
     check_readable(drawn[-1])
+    # each model's RMSE and its ratio to the oracle's at the same T
+    table = forces_table().sort_values("T_K")
+    ax_rmse, ax_ratio = drawn[-1]["figure"].axes[:2]
+    for model in set(table["model"]) - {"fm_oracle"}:
+        rows = table[table["model"] == model]
+        for ax, values in ((ax_rmse, rows["force_rmse"]), (ax_ratio, rows["force_rmse"] / rows["force_rmse_oracle"])):
+            (line,) = [line for line in ax.get_lines() if line.get_label() == model]
+            np.testing.assert_allclose(line.get_ydata(), values, rtol=1e-12)
     plots.force_errors(forces_table().assign(force_rmse_oracle=np.nan), tmp_path / "b.png", tmp_path / "b.pdf")
     check_readable(drawn[-1], expect_not_run=1)
     plots.force_errors(tmp_path / "missing.tsv", tmp_path / "c.png", tmp_path / "c.pdf")

@@ -104,6 +104,9 @@ def test_md_from_a_lattice_then_observables(results, tmp_path, capsys):
     assert np.allclose(msd.lag_ps, 0.04 * np.arange(11))
     for name in ("rdf_com", "adf"):
         assert len(io.read_table(tmp_path / "obs" / f"{name}.tsv")) > 10
+    written = sorted(path.name for path in (tmp_path / "obs").glob("*.tsv"))  # and the message names them all
+    assert written == ["adf.tsv", "adf_halves.tsv", "msd.tsv", "rdf_com.tsv", "rdf_halves.tsv"]
+    assert all(name in out for name in written)
 
     # without run.json the frame interval must be given
     (run / "run.json").rename(tmp_path / "elsewhere.json")

@@ -300,7 +300,7 @@ def command_observables(args):
     print(f"{keep.sum()} frames, {span:g} ps: D = {summary['diffusion']['D_nm2_per_ps']:.4g} nm^2/ps "
           f"(MSD fit {fit[0]:g}-{fit[1]:g} ps); RDF peak g = {summary['rdf_first_peak']['g']:.3f} at "
           f"{summary['rdf_first_peak']['r_nm']:.3f} nm; ADF peak at {summary['adf_peak_deg']:.0f} deg; "
-          f"tables rdf_com.tsv, adf.tsv, msd.tsv and summary.json in {out}")
+          f"tables {', '.join(f'{name}.tsv' for name in tables)} and summary.json in {out}")
 
 
 # --- export -------------------------------------------------------------------------------------

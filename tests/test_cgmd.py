@@ -258,7 +258,7 @@ def test_a_blow_up_in_the_friction_fit_is_recorded(ideal_gas, tmp_path):
 def test_a_damaged_beads_file_is_reported_with_its_path(ideal_gas, tmp_path):
     damaged = tmp_path / "beads.npz"
     damaged.write_bytes((ideal_gas / "beads.npz").read_bytes()[:-100])
-    with pytest.raises(io.DamagedFileError, match=f"{damaged} is damaged.*snakemake -R {damaged}"):
+    with pytest.raises(io.DamagedFileError, match=f"{damaged} is damaged.*snakemake --cores 1 -R {damaged}"):
         cgmd.simulate(ideal_gas / "model.pt", damaged, 300.0, 300.0, SHORT, 5.0, outputs_in(tmp_path), seed=3)
 
 

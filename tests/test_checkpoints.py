@@ -64,7 +64,7 @@ def test_a_damaged_frame_file_names_its_path_and_the_fix(tmp_path, damage):
     else:
         data = data[:-50]
     path.write_bytes(bytes(data))
-    with pytest.raises(io.DamagedFileError, match=f"{path} is damaged or truncated .*snakemake -R {path}"):
+    with pytest.raises(io.DamagedFileError, match=f"{path} is damaged or truncated .*snakemake --cores 1 -R {path}"):
         io.load_frames(path)
 
 

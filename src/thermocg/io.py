@@ -57,7 +57,7 @@ class DamagedFileError(OSError):
     @classmethod
     def of(cls, path, error):
         return cls(f"{path} is damaged or truncated ({error}); remake it by rerunning the job that wrote it: "
-                   f"snakemake -R {path}")
+                   f"snakemake --cores 1 -R {path}")
 
 
 def atomic_write(path, write):

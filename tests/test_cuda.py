@@ -80,8 +80,8 @@ def test_cuda_diffsim_window_loss_and_gradient_match_cpu():
         sim = Simulation(potential, positions, box, 300.0, dt=0.004, integrator="nve", seed=0, dtype=torch.float64,
                          device=device, velocities=results[0][2] if results else None)
         n_bins = len(observables.rdf_edges(box)) - 1
-        loss, _ = window_loss(sim, torch.ones(n_bins, dtype=torch.float64, device=device), observables=observables,
-                              window=20, sample_every=5)
+        loss, _, _ = window_loss(sim, torch.ones(n_bins, dtype=torch.float64, device=device), observables=observables,
+                                 window=20, sample_every=5)
         loss.backward()
         results.append((loss.item(), torch.stack([potential.epsilon.grad, potential.sigma.grad]).cpu(),
                         sim.velocities.cpu()))

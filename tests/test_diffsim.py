@@ -115,7 +115,7 @@ def test_diffsim_gradient_matches_finite_differences():
         sim.positions, sim.velocities = start.positions.clone(), start.velocities.clone()
         sim.generator.set_state(start.generator.get_state())
         sim.refresh()
-        value, _ = window_loss(sim, g_target, observables=observables_, window=30, sample_every=3,
+        value, _, _ = window_loss(sim, g_target, observables=observables_, window=30, sample_every=3,
                                   p_target=p_target, lambda_adf=100.0)
         if backward:
             value.backward()

@@ -302,14 +302,18 @@ def simulate_window(sim, *, observables, window, sample_every, with_adf=False):
 
 def window_loss(sim, g_target, *, observables, window, sample_every, p_target=None, lambda_adf=0.0):
     """METHOD.md's loss sum_bins (g - g_target)^2 [+ lambda_adf sum_bins (p - p_target)^2] of one
-    differentiable window (see :func:`simulate_window`); returns (loss, end state)."""
-    with_adf = p_target is not None and lambda_adf > 0
+    differentiable window (see :func:`simulate_window`; the ADF term where ``p_target`` is given).
+
+    Returns (loss, {"rdf": its RDF term[, "adf": its ADF term before lambda_adf]}, end state).
+    """
     g, p, end = simulate_window(sim, observables=observables, window=window, sample_every=sample_every,
-                                with_adf=with_adf)
-    loss = ((g - g_target) ** 2).sum()
-    if with_adf:
-        loss = loss + lambda_adf * ((p - p_target) ** 2).sum()
-    return loss, end
+                                with_adf=p_target is not None)
+    terms = {"rdf": ((g - g_target) ** 2).sum()}
+    loss = terms["rdf"]
+    if p is not None:
+        terms["adf"] = ((p - p_target) ** 2).sum()
+        loss = loss + lambda_adf * terms["adf"]
+    return loss, terms, end
 
 
 def refine(potential, targets, *, params=None, n_iterations=50, window=200, sample_every=10, warmup_steps=None,
@@ -497,17 +501,13 @@ class _Refinement:
         for temperature in self.temperatures:
             sim = temperature.sim
             try:
-                g, p, end = simulate_window(sim, observables=self.observables, window=self.window,
-                                            sample_every=self.sample_every, with_adf=temperature.p_target is not None)
+                loss, terms, end = window_loss(sim, temperature.g_target, observables=self.observables,
+                                               window=self.window, sample_every=self.sample_every,
+                                               p_target=temperature.p_target, lambda_adf=self.lambda_adf)
             except (RuntimeError, ValueError) as error:  # e.g. the neighbour list on exploded positions
                 return row, f"{temperature.label}: {error}"
-            loss_rdf = ((g - temperature.g_target) ** 2).sum()
-            row[f"loss_rdf_{temperature.label}"] = loss_rdf.item()
-            loss = loss_rdf
-            if p is not None:
-                loss_adf = ((p - temperature.p_target) ** 2).sum()
-                row[f"loss_adf_{temperature.label}"] = loss_adf.item()
-                loss = loss + self.lambda_adf * loss_adf
+            for term, value in terms.items():
+                row[f"loss_{term}_{temperature.label}"] = value.item()
             if not torch.isfinite(loss):
                 return row, f"{temperature.label}: non-finite loss"
             loss.backward()  # one temperature at a time: only one window's graph in memory

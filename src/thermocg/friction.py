@@ -142,6 +142,13 @@ def entropy_scaled_diffusion(temperature, reference_temperature, reference_diffu
 
 
 # --- per-temperature fit from the 1/D line -------------------------------------------------------------
+def _inverse_diffusion_line(trials):
+    """(gamma_0, D_0, slope) of the line 1/D = 1/D_0 + slope (gamma - gamma_0) through two trial runs,
+    [{"friction_per_ps", "D_nm2_per_ps"}, ...] at one temperature, from the lower friction's run."""
+    (g0, d0), (g1, d1) = sorted((t["friction_per_ps"], t["D_nm2_per_ps"]) for t in trials)
+    return g0, d0, (1.0 / d1 - 1.0 / d0) / (g1 - g0)
+
+
 def friction_for_diffusion(trials, target_diffusion, minimum=MINIMUM_FRICTION):
     """gamma (1/ps) at which the line 1/D = a + b gamma through two trial runs gives ``target``.
 
@@ -149,26 +156,24 @@ def friction_for_diffusion(trials, target_diffusion, minimum=MINIMUM_FRICTION):
     k_B T / (m (gamma + gamma_int)) makes 1/D close to linear in gamma. Returns (gamma, fitted
     value before the floor ``minimum``).
     """
-    (g0, d0), (g1, d1) = sorted((t["friction_per_ps"], t["D_nm2_per_ps"]) for t in trials)
-    slope = (1.0 / d1 - 1.0 / d0) / (g1 - g0)
+    g0, d0, slope = _inverse_diffusion_line(trials)
     if slope <= 0:
-        raise RuntimeError(f"1/D does not grow with friction ({d0:.4g} at {g0:g}/ps, {d1:.4g} at {g1:g}/ps): "
-                           "trial runs too short or too noisy; lengthen cgmd.friction_fit_time")
+        d1 = max(trials, key=lambda t: t["friction_per_ps"])
+        raise RuntimeError(f"1/D does not grow with friction ({d0:.4g} at {g0:g}/ps, {d1['D_nm2_per_ps']:.4g} at "
+                           f"{d1['friction_per_ps']:g}/ps): trial runs too short or too noisy; lengthen "
+                           "cgmd.friction_fit_time")
     gamma = g0 + (1.0 / target_diffusion - 1.0 / d0) / slope
     return float(max(gamma, minimum)), float(gamma)
 
 
 def intrinsic_diffusion(trials):
     """D_0 = D at zero friction on the 1/D line (k_B T / (m gamma_int)): the model's own caging."""
-    (g0, d0), (g1, d1) = sorted((t["friction_per_ps"], t["D_nm2_per_ps"]) for t in trials)
-    slope = (1.0 / d1 - 1.0 / d0) / (g1 - g0)
-    return float(1.0 / (1.0 / d0 - slope * g0))
+    return diffusion_for_friction(trials, 0.0)
 
 
 def diffusion_for_friction(trials, friction):
     """D on the 1/D line through two trial runs at this friction (the interpolation of the fit)."""
-    (g0, d0), (g1, d1) = sorted((t["friction_per_ps"], t["D_nm2_per_ps"]) for t in trials)
-    slope = (1.0 / d1 - 1.0 / d0) / (g1 - g0)
+    g0, d0, slope = _inverse_diffusion_line(trials)
     return float(1.0 / (1.0 / d0 + slope * (friction - g0)))
 
 

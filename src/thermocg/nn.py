@@ -657,19 +657,6 @@ class CGModel(torch.nn.Module):
         config["dtype"] = str(self.dtype_reference.dtype).removeprefix("torch.")
         return config
 
-    def head_parameters(self, name: str) -> list:
-        """Parameters that only head ``name`` uses (its read-outs, and its trunk if separate)."""
-        params = list(self.heads[name].parameters())
-        if self.trunk_of[name] != "shared":
-            params += list(self.trunks[self.trunk_of[name]].parameters())
-        return params
-
-    def set_head_offset(self, name: str, per_bead_energy: float) -> None:
-        """Shift head ``name`` so that its per-bead output moves by ``per_bead_energy`` (e.g. a mean u_J)."""
-        head = self.heads[name]
-        with torch.no_grad():
-            head.readouts[0].bias += per_bead_energy / head.scale
-
     @torch.jit.export
     def pair_layout(
         self, i: Tensor, j: Tensor, n_beads: int, width_first: Optional[int] = None, width_second: Optional[int] = None

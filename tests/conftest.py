@@ -99,3 +99,28 @@ def tiny_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("tiny")
     run_snakemake(workdir, "--cores", "2", "--configfile", str(REPO / "config" / "test.yaml"))
     return workdir
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """Record, for every figure thermocg.plots saves, its panels' titles, labels, texts and whether it has a legend."""
+    from thermocg import plots
+
+    figures = []
+    save = plots._save
+
+    def recording_save(figure, png, pdf=None):
+        figures.append({
+            "figure": figure,  # closed, but its axes, lines and legends can still be read
+            "suptitle": figure._suptitle.get_text() if figure._suptitle else "",
+            "legend": any(ax.get_legend() for ax in figure.axes) or bool(figure.legends),
+            "panels": [{
+                "title": ax.get_title(), "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(),
+                "texts": " ".join(t.get_text() for t in ax.texts),
+                "has_data": bool(ax.lines or ax.patches),
+            } for ax in figure.axes],
+        })
+        save(figure, png, pdf)
+
+    monkeypatch.setattr(plots, "_save", recording_save)
+    return figures

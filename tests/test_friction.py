@@ -262,7 +262,7 @@ def test_the_dynamics_rows_of_the_configured_law_are_the_cg_md_runs(tmp_path):
     assert "results/cgmd/trf1/T450/trajectory.dcd" in inputs[1] and "results/cgmd/trf1/friction.json" in inputs[1]
 
 
-def test_dynamics_figure(tmp_path, monkeypatch):
+def test_dynamics_figure(tmp_path, drawn):
     import pandas as pd
 
     from thermocg import plots
@@ -275,13 +275,10 @@ def test_dynamics_figure(tmp_path, monkeypatch):
     vacf = {t: pd.DataFrame({"lag_ps": lag, "vacf": np.exp(-rate * lag)}) for t, rate in (("300", 5.0), ("450", 8.0))}
     cg_vacf = {("trf2", law, t): pd.DataFrame({"lag_ps": lag, "vacf": np.exp(-(k + 2) * 3.0 * lag)})
                for k, law in enumerate(("constant", "oracle")) for t in ("300", "450")}
-    saved = []
-    save = plots._save
-    monkeypatch.setattr(plots, "_save", lambda figure, png, pdf=None: (saved.append(figure), save(figure, png, pdf)))
     plots.plot_dynamics(pd.DataFrame(rows), vacf, cg_vacf, tmp_path / "d.png", tmp_path / "d.pdf")
     assert (tmp_path / "d.png").stat().st_size > 0 and (tmp_path / "d.pdf").exists()
     # what is drawn is the table's: the ratio and gamma per law against T, and each law's VACFs
-    ratio_ax, gamma_ax, *vacf_axes = [ax for ax in saved[0].axes if ax.get_visible()]
+    ratio_ax, gamma_ax, *vacf_axes = [ax for ax in drawn[-1]["figure"].axes if ax.get_visible()]
     for law, g, r in (("constant", 26.0, 0.5), ("oracle", 10.0, 1.0)):
         (ratio,) = [c for c in ratio_ax.containers if c.get_label() == f"trf2: {law}"]
         np.testing.assert_allclose(np.asarray(ratio.lines[0].get_ydata(), dtype=float), [r, r * 1.5])

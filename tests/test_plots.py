@@ -12,29 +12,6 @@ from test_transfer import MODELS, TEMPERATURES, forces_table, write_results
 from thermocg import io, metrics, plots, transfer
 
 
-@pytest.fixture
-def drawn(monkeypatch):
-    """Record, for every figure saved, its panels' titles, labels, texts and whether it has a legend."""
-    figures = []
-    save = plots._save
-
-    def recording_save(figure, png, pdf=None):
-        figures.append({
-            "figure": figure,  # closed, but its axes, lines and legends can still be read
-            "suptitle": figure._suptitle.get_text() if figure._suptitle else "",
-            "legend": any(ax.get_legend() for ax in figure.axes) or bool(figure.legends),
-            "panels": [{
-                "title": ax.get_title(), "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(),
-                "texts": " ".join(t.get_text() for t in ax.texts),
-                "has_data": bool(ax.lines or ax.patches),
-            } for ax in figure.axes],
-        })
-        save(figure, png, pdf)
-
-    monkeypatch.setattr(plots, "_save", recording_save)
-    return figures
-
-
 def check_written(tmp_path, name, min_png_bytes=20_000):
     png, pdf = tmp_path / f"{name}.png", tmp_path / f"{name}.pdf"
     assert png.stat().st_size > min_png_bytes and png.read_bytes()[:4] == b"\x89PNG"

@@ -70,6 +70,16 @@ def test_adf_known_angles_and_normalisation():
     assert p.max() == pytest.approx(1.0)
 
 
+def test_adf_bins_a_width_that_does_not_divide_180_evenly_and_normalises_on_them():
+    rng = np.random.default_rng(5)
+    positions = rng.uniform(0, 2.0, size=(2, 300, 3))
+    theta, p = observables.adf(positions, np.full((2, 3), 2.0), r_shell=0.4, bin_width_deg=7.0)
+    width = 180.0 / 26  # 7 deg rounded to the nearest divisor of 180
+    np.testing.assert_allclose(np.diff(theta), width)
+    assert theta[0] == pytest.approx(width / 2) and theta[-1] == pytest.approx(180 - width / 2)
+    assert np.sum(p) * width == pytest.approx(1.0)
+
+
 def test_adf_of_ideal_gas_is_sine_shaped():
     rng = np.random.default_rng(3)
     positions = rng.uniform(0, 2.0, size=(10, 600, 3))

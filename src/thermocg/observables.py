@@ -62,10 +62,13 @@ def rdf(positions, box, bin_width=0.002, r_max=None):
 def adf(positions, box, r_shell=0.33, bin_width_deg=1.0):
     """Angular distribution of J-I-K angles for J, K within ``r_shell`` of I.
 
-    Returns (theta bin centres in degrees, p(theta) in 1/deg with sum(p) * bin_width = 1).
+    Returns (theta bin centres in degrees, p(theta) in 1/deg with sum(p) * width = 1). The bins
+    split 0-180 deg evenly: their width is ``bin_width_deg`` rounded to the nearest divisor of 180.
     """
     positions, box = np.asarray(positions, dtype=np.float64), np.asarray(box, dtype=np.float64)
-    edges = np.linspace(0.0, 180.0, int(round(180.0 / bin_width_deg)) + 1)
+    n_bins = max(1, int(round(180.0 / bin_width_deg)))
+    width = 180.0 / n_bins
+    edges = np.linspace(0.0, 180.0, n_bins + 1)
     counts = np.zeros(len(edges) - 1)
     for frame, lengths in zip(positions, box):
         i, j, vectors = _half_pairs(frame, lengths, r_shell)
@@ -76,7 +79,7 @@ def adf(positions, box, r_shell=0.33, bin_width_deg=1.0):
     total = counts.sum()
     if total == 0:
         raise ValueError(f"no triplets within r_shell = {r_shell} nm: is the shell too small?")
-    return 0.5 * (edges[1:] + edges[:-1]), counts / (total * bin_width_deg)
+    return 0.5 * (edges[1:] + edges[:-1]), counts / (total * width)
 
 
 def _triplet_angles(centre, vectors, n_particles):

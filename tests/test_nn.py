@@ -386,8 +386,23 @@ def test_reduced_expansion_is_the_series_of_beta_w():
     em = small_model(heads=("W0", "e"), energy_matching_beta0=beta0, expansion="reduced", reference_beta=beta0)
     energies = em.per_bead_energies(positions, *pairs(positions))
     w0, e = (energies["prior"] + energies["W0"]).sum(), energies["e"].sum()
-    expected = (beta0 * w0 + dbeta * (e + energies["prior"].sum())) / (beta0 + dbeta)
+    expected = (beta0 * w0 + dbeta * e) / (beta0 + dbeta)
     torch.testing.assert_close(em(positions, *pairs(positions), torch.tensor(dbeta, dtype=torch.float64)), expected)
+
+
+@pytest.mark.parametrize("expansion", ["beta", "reduced"])
+def test_energy_matching_gives_the_learned_mean_energy_as_d_beta_w_d_beta(expansion):
+    # METHOD.md: d(beta W)/dbeta = <u>_R = E at beta0, W including the prior, so that
+    # F_b = (F_E - F)/beta0 with F the model's whole mean force
+    beta0 = 0.4
+    em = small_model(heads=("W0", "e"), energy_matching_beta0=beta0, expansion=expansion, reference_beta=beta0)
+    positions = lattice_positions()
+    energies = em.per_bead_energies(positions, *pairs(positions))
+    assert energies["prior"].abs().sum() > 1.0  # the lattice reaches into the prior
+    dbeta = torch.tensor(0.0, dtype=torch.float64, requires_grad=True)
+    beta_w = (beta0 + dbeta) * em(positions, *pairs(positions), dbeta)
+    (derivative,) = torch.autograd.grad(beta_w, dbeta)
+    torch.testing.assert_close(derivative, energies["e"].sum().detach())
 
 
 def test_batched_frames_with_per_bead_dbeta_match_single_frames():

@@ -715,7 +715,10 @@ class CGModel(torch.nn.Module):
         if "W2" in energies:
             per_bead = per_bead + c2 * energies["W2"]
         if self.energy_matching:
-            per_bead = per_bead + c1 * (energies["e"] - energies["W0"]) / self.energy_matching_beta0
+            # W1 = (E - W(beta0)) / beta0, W(beta0) = prior + W0: then d(beta W)/dbeta = E at beta0 and
+            # F_b = (F_E - F) / beta0 with F the model's whole mean force (METHOD.md)
+            at_t0 = energies["prior"] + energies["W0"]
+            per_bead = per_bead + c1 * (energies["e"] - at_t0) / self.energy_matching_beta0
         return per_bead.sum()
 
     def forward(

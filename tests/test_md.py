@@ -367,6 +367,33 @@ def test_an_exact_state_continues_on_its_own_neighbour_list_where_a_rebuild_woul
     assert not torch.equal(rebuilt.positions, original.positions)
 
 
+def test_a_state_keeps_how_cautiously_the_neighbour_list_plans_its_checks():
+    """After a late call the list checks more often (its bound_factor grows). A run resumed from a
+    checkpoint must plan with the same factor: with a smaller one it can make a late call that the
+    run never stopped does not, rebuild at another step, and sum in another order."""
+    nn = pytest.importorskip("thermocg.nn")
+    positions, box = lj_box(4, 0.845)
+
+    def simulation():
+        torch.manual_seed(0)
+        model = nn.CGModel(n_features=8, n_sensitivities=4, n_dense_layers=1, cutoff=0.6, sensitivity_soft_max=0.55,
+                           dtype="float64")
+        return Simulation(model, positions, box, 300.0, masses=18.0, dt=0.002, friction=5.0, skin=0.1, seed=1,
+                          dtype=torch.float64, device="cpu")
+
+    original = simulation()
+    original.run(100)
+    original.force_field.neighbor_list.bound_factor = 64.0  # as after six late calls
+    state = original.state_dict()
+    original.refresh()  # what run_md does at a checkpoint
+    resumed = simulation()
+    resumed.load_state_dict(state)
+    for sim in (original, resumed):
+        sim.run(300)
+    assert resumed.force_field.neighbor_list.bound_factor == 64.0
+    assert torch.equal(resumed.positions, original.positions)
+
+
 def rewrite_checkpoint(path, **changes):
     """Change entries of an MD checkpoint, keeping its fingerprint."""
     header, payload = checkpoints.read(path)

@@ -315,6 +315,9 @@ class Simulation:
             "step": np.int64(self.step),
             "rng_state": self.generator.get_state().cpu().numpy(),
             "device": self.device.type,
+            # how cautiously the list plans its checks (grown by late calls): planning with less, a
+            # resumed run can make a late call that the run never stopped does not, and rebuild elsewhere
+            "neighbor_bound_factor": np.float64(self.force_field.neighbor_list.bound_factor),
         }
         if exact:
             state.update(forces=self.forces.detach().cpu().numpy(), energy=self.energy.detach().cpu().numpy(),
@@ -336,6 +339,8 @@ class Simulation:
             log.warning("checkpoint written on %s, resuming on %s: new random stream from step %d "
                         "(not bit-identical to an uninterrupted run)", saved_device, self.device.type, self.step)
         if "neighbor_list" not in state:
+            if "neighbor_bound_factor" in state:  # absent from checkpoints written before it was kept
+                self.force_field.neighbor_list.bound_factor = float(state["neighbor_bound_factor"])
             self.refresh()
             return
         self.forces = torch.as_tensor(state["forces"], device=self.device)

@@ -19,12 +19,13 @@ Laws (``cgmd.friction_law`` in the config; each states what it uses):
   is then fitted at T so that D_CG(T) = D_pred(T).
 - ``rescaling``: a constant dynamical rescaling factor. The CG model's own friction gamma_int(T)
   (the caging by its mean force, the intercept of the 1/D line: D_0(T) = k_B T / (m gamma_int(T)))
-  carries the temperature dependence: D_pred(T) = D_FG(T0) D_0(T) / D_0(T0), which is the same as
-  gamma(T) = gamma(T0) gamma_int(T) / gamma_int(T0). Uses D_FG(T0) and the CG model at every T.
+  carries the temperature dependence: D_pred(T) = D_FG(T0) D_0(T) / D_0(T0), and gamma(T) is read off
+  the line at T (were its slope m / (k_B T), that would be gamma(T0) gamma_int(T) / gamma_int(T0)).
+  Uses D_FG(T0) and the CG model at every T.
 - ``force_acf``: gamma from the autocorrelation of the FG force fluctuation about the mean force,
   dF = f - F(R), at T0 (Kirkwood / Mori-Zwanzig in the Markovian limit):
-  gamma = beta / (3 m) max_t integral_0^t <dF(0) . dF(s)> ds (the first plateau of the running
-  integral), held constant at every T (a static thermal response does not give the temperature
+  gamma = beta / (3 m) max_t integral_0^t <dF(0) . dF(s)> ds, t up to a maximum lag (the plateau of
+  the running integral), held constant at every T (a static thermal response does not give the temperature
   dependence of a time correlation).
 
 Every estimator here is a plain function of arrays (nm, ps, amu, kJ/mol, K).
@@ -76,8 +77,8 @@ def friction_from_force_autocorrelation(fluctuation, dt, temperature, mass, t_ma
     """gamma (1/ps) from the force fluctuation about the mean force, with a block standard error.
 
     fluctuation (F, N, 3) kJ/mol/nm: f - F(R) on each bead, frames dt ps apart; mass in amu.
-    gamma(t) = beta / (3 m) integral_0^t <dF(0) . dF(s)> ds; returned at the first maximum of the
-    running integral within t_max ps (the plateau: in the true dynamics the integral decays to 0 at
+    gamma(t) = beta / (3 m) integral_0^t <dF(0) . dF(s)> ds; returned where the running integral is
+    largest within t_max ps (the plateau: in the true dynamics the integral decays to 0 at
     long times, since the bead's own momentum change is bounded, so its maximum is the estimate).
     The error is the spread over ``n_blocks`` time blocks, each evaluated at the same lag.
     """

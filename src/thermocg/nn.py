@@ -534,7 +534,7 @@ class CGModel(torch.nn.Module):
       norm_eps: the eps under the tensor-norm square roots (hippynn's cusp regulariser).
       dtype: "float32" or "float64".
       energy_matching_beta0 (mol/kJ): for the energy-matching model (em): with heads W0 and e, the
-        first-order term is W1 = (E - W0) / beta0, E = sum_J e_J, so F_b = (F_E - F) / beta0
+        first-order term is W1 = (E - W_prior - W0) / beta0, E = sum_J e_J, so F_b = (F_E - F) / beta0
         (METHOD.md, energy-entropy view). None for every other model.
       expansion: how W1 = dW/dbeta and W2 = d2W/dbeta2 (at beta0) extrapolate to another beta:
         "beta": the Taylor series of W in dbeta, W0 + dbeta W1 + dbeta^2 W2 / 2 (METHOD.md);

@@ -8,7 +8,7 @@ Network training (force matching; every term a relative MSE):
 Closed-form fits on fm_ref's frozen W0 (same T0 frames; thermocg.response):
 
     em                 + e      per-bead energies e_J against the FG shares u_J
-                                (E(R) = sum_J e_J; F_b = (F_E - F)/beta0, so W1 = (E - W0)/beta0)
+                                (E(R) = sum_J e_J; F_b = (F_E - F)/beta0, so W1 = (E - W_prior - W0)/beta0)
     trf1               + e, W1  first-order thermal response targets y1 (global or local)
     trf2               + W2     and second-order targets y2
 

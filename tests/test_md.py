@@ -339,13 +339,10 @@ def test_resume_after_a_crash_equals_the_uninterrupted_run(tmp_path):
     assert_same_run(read_run(tmp_path / "whole"), read_run(tmp_path / "crashed"))
 
 
-def test_an_exact_state_continues_on_its_own_neighbour_list_where_a_rebuild_would_not():
-    """DiffSim's windows continue without the rebuild run_md makes at each checkpoint: a state saved
-    with exact=True carries the forces and the neighbour list as they are, so a simulation loaded from
-    it (a job resumed in another process) goes on bit for bit; rebuilt, the network's sums run over
-    the pairs in another order and differ in the last bits."""
+def network_simulation():
+    """A maker of identical small-network simulations of 256 beads 0.38 nm apart (skips without torch's nn)."""
     nn = pytest.importorskip("thermocg.nn")
-    positions, box = lj_box(4, 0.845)  # 256 beads 0.38 nm apart
+    positions, box = lj_box(4, 0.845)
 
     def simulation():
         torch.manual_seed(0)
@@ -353,6 +350,16 @@ def test_an_exact_state_continues_on_its_own_neighbour_list_where_a_rebuild_woul
                            dtype="float64")
         return Simulation(model, positions, box, 300.0, masses=18.0, dt=0.002, friction=5.0, skin=0.1, seed=1,
                           dtype=torch.float64, device="cpu")
+
+    return simulation
+
+
+def test_an_exact_state_continues_on_its_own_neighbour_list_where_a_rebuild_would_not():
+    """DiffSim's windows continue without the rebuild run_md makes at each checkpoint: a state saved
+    with exact=True carries the forces and the neighbour list as they are, so a simulation loaded from
+    it (a job resumed in another process) goes on bit for bit; rebuilt, the network's sums run over
+    the pairs in another order and differ in the last bits."""
+    simulation = network_simulation()
 
     original = simulation()
     original.run(300)
@@ -371,15 +378,7 @@ def test_a_state_keeps_how_cautiously_the_neighbour_list_plans_its_checks():
     """After a late call the list checks more often (its bound_factor grows). A run resumed from a
     checkpoint must plan with the same factor: with a smaller one it can make a late call that the
     run never stopped does not, rebuild at another step, and sum in another order."""
-    nn = pytest.importorskip("thermocg.nn")
-    positions, box = lj_box(4, 0.845)
-
-    def simulation():
-        torch.manual_seed(0)
-        model = nn.CGModel(n_features=8, n_sensitivities=4, n_dense_layers=1, cutoff=0.6, sensitivity_soft_max=0.55,
-                           dtype="float64")
-        return Simulation(model, positions, box, 300.0, masses=18.0, dt=0.002, friction=5.0, skin=0.1, seed=1,
-                          dtype=torch.float64, device="cpu")
+    simulation = network_simulation()
 
     original = simulation()
     original.run(100)

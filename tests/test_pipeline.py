@@ -56,6 +56,20 @@ def rule_priorities():
     return priorities
 
 
+def test_every_fg_sampling_rule_has_its_own_random_stream():
+    """The FG runs at one temperature (main, score, fine) differ only by their replica, which enters the
+    seed (thermocg.fg.SamplingSettings.run_seed): two rules with the same one would draw the same start
+    and noise (the fine run repeated the main run's first picoseconds until it had its own)."""
+    replicas = {}
+    for path in (REPO / "workflow/rules").glob("*.smk"):
+        for name, body in re.findall(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)*)", path.read_text(), flags=re.MULTILINE):
+            if "scripts/sample_fg.py" in body:
+                found = re.search(r"replica=(\d+)", body)
+                replicas[name] = int(found.group(1)) if found else 0
+    assert set(replicas) == {"sample_fg", "sample_fg_score", "sample_fg_fine"}
+    assert len(set(replicas.values())) == len(replicas), replicas
+
+
 def test_no_job_waits_behind_a_job_it_feeds(tmp_path):
     """Snakemake starts the ready job of the highest priority: a rule of lower priority than one downstream
     of it would hold that one back while other ready jobs run (the T0 chain to DiffSim waited 4 minutes

@@ -4,7 +4,8 @@
 
 rule sample_fg_fine:
     # a short FG run with frames every dynamics.fine_frame_interval: the VACF, and the force
-    # autocorrelation of the force_acf law (at T0)
+    # autocorrelation of the force_acf law (at T0); replica 2: its own seed, not the main run's
+    # stream (it would repeat the main run's start and first picoseconds)
     output:
         frames="results/fg/T{T}/fine/frames.npz",
         trajectory=temp("results/fg/T{T}/fine/trajectory.dcd"),
@@ -15,7 +16,7 @@ rule sample_fg_fine:
         water=settings("water"),
         fg=dict(settings("fg", leave_out=FG_RUN_LENGTHS), equilibration=config["dynamics"]["fine_equilibration"],
                 production=config["dynamics"]["fine_production"],
-                frame_interval=config["dynamics"]["fine_frame_interval"]),
+                frame_interval=config["dynamics"]["fine_frame_interval"], replica=2),
         seed=config["seed"],
         state="results/fg/T{T}/fine/sampling_state.npz",
     threads: config["fg"]["threads"]

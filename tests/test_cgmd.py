@@ -280,6 +280,18 @@ def test_dynamics_run_gives_the_free_langevin_diffusion_and_vacf(ideal_gas):
     assert unstable["stable"] is False and len(empty) == 0
 
 
+def test_the_trial_and_dynamics_runs_compute_on_the_threads_their_job_has(ideal_gas, monkeypatch):
+    """friction_lines and dynamics_cg reserve cgmd.threads: their runs must use them, not one thread."""
+    counts = []
+    monkeypatch.setattr(cgmd.torch, "set_num_threads", counts.append)
+    short = dict(SETTINGS, equilibration=0.04, friction_fit_time=0.2, friction_fit_start=0.04, friction_fit_end=0.2)
+    cgmd.friction_lines({"300": ideal_gas / "model.pt"}, {"300": ideal_gas / "beads.npz"}, [300.0], 300.0, short,
+                        seed=4, threads=3)
+    cgmd.dynamics_run(ideal_gas / "model.pt", ideal_gas / "beads.npz", 300.0, 300.0, short, 5.0, (0.04, 0.2), seed=5,
+                      production=0.2, threads=3)
+    assert counts == [3, 3, 3]  # two trial runs, one dynamics run
+
+
 def test_a_cg_md_run_recording_every_step_gives_the_same_observables_and_its_dynamics_row(ideal_gas, tmp_path):
     """The default's dynamics rows of its own friction law are its CG MD runs, recorded every step
     (workflow rule dynamics_of_cgmd): their observables are those of the run recording every frame

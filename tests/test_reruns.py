@@ -100,7 +100,10 @@ AFTER_TRF1 = {"response_systems": 1, "fit": 1, "cgmd": 2, "observables_cg": 2, "
     ([("models.trf1.r_loc", 0.45)], AFTER_TRF1),
     # r_loc of a model that does not use it (global estimator) refits nothing
     ([("models.trf1_global.r_loc", 0.45)], {}),
-], ids=["no-numbers", "learning-rate", "fg-production", "cgmd-friction", "trf1-r_loc", "unused-r_loc"])
+    # the settings of friction laws that no record here uses (the tiny friction is a constant)
+    ([("cgmd.entropy_alpha", 0.7), ("cgmd.force_acf_max_lag", 1.0)], {}),
+], ids=["no-numbers", "learning-rate", "fg-production", "cgmd-friction", "trf1-r_loc", "unused-r_loc",
+        "unused-law-settings"])
 def test_a_config_change_reruns_exactly_what_it_affects(finished, changes, expected):
     assert planned_jobs(finished, changed(*changes)) == expected
 

@@ -142,20 +142,21 @@ def simulate_or_record_blow_up(model_path, beads_path, temperature, reference_te
     return {"stable": True, "temperature_K": float(temperature), **summary}
 
 
-def measure_diffusion(model_path, beads_path, temperature, reference_temperature, settings, friction, fit_window, seed):
+def measure_diffusion(model_path, beads_path, temperature, reference_temperature, settings, friction, fit_window, seed,
+                      threads=1):
     """D (nm^2/ps) of a short run at this friction (the trial runs of the friction fit)."""
     trial = dict(settings, production=settings["friction_fit_time"])
     with tempfile.TemporaryDirectory() as tmp:
         outputs = {name: Path(tmp) / name for name in ("trajectory.dcd", "topology.pdb", "thermo.tsv", "checkpoint.npz")}
         simulate(model_path, beads_path, temperature, reference_temperature, trial, friction,
                  {"trajectory": outputs["trajectory.dcd"], "topology": outputs["topology.pdb"],
-                  "thermo": outputs["thermo.tsv"], "checkpoint": outputs["checkpoint.npz"]}, seed)
+                  "thermo": outputs["thermo.tsv"], "checkpoint": outputs["checkpoint.npz"]}, seed, threads)
         beads = observables.trajectory_beads(outputs["trajectory.dcd"], outputs["topology.pdb"], trial, temperature)
     lag, msd = observables.msd(beads["positions"], beads["box"], beads["time"])
     return observables.diffusion_coefficient(lag, msd, *fit_window)["D_nm2_per_ps"]
 
 
-def trial_diffusion(model_path, beads_path, temperature, reference_temperature, settings, seed):
+def trial_diffusion(model_path, beads_path, temperature, reference_temperature, settings, seed, threads=1):
     """The trial runs at one temperature: [{"friction_per_ps", "D_nm2_per_ps"}] (the 1/D line).
 
     Raises :class:`thermocg.md.BlowUpError` if a trial run blows up.
@@ -164,13 +165,13 @@ def trial_diffusion(model_path, beads_path, temperature, reference_temperature, 
     trials = []
     for gamma in sorted(settings["friction_trials"]):
         diffusion = measure_diffusion(model_path, beads_path, temperature, reference_temperature, settings, gamma,
-                                      window, seed)
+                                      window, seed, threads)
         log.info("%g K, friction %.3g/ps: D = %.4g nm^2/ps", temperature, gamma, diffusion)
         trials.append({"friction_per_ps": float(gamma), "D_nm2_per_ps": float(diffusion)})
     return trials
 
 
-def friction_lines(models, beads, temperatures, reference_temperature, settings, seed):
+def friction_lines(models, beads, temperatures, reference_temperature, settings, seed, threads=1):
     """Trial runs at each temperature (``models``, ``beads``: {T: path}); returns a record.
 
     A blow-up at a temperature is a result: that temperature's entry then has ``stable`` false
@@ -181,7 +182,7 @@ def friction_lines(models, beads, temperatures, reference_temperature, settings,
         key = f"{float(temperature):g}"
         try:
             lines[key] = {"stable": True, "trials": trial_diffusion(models[key], beads[key], float(temperature),
-                                                                    reference_temperature, settings, seed)}
+                                                                    reference_temperature, settings, seed, threads)}
         except md.BlowUpError as error:
             log.error("unstable at %g K in a trial run: %s", temperature, error)
             lines[key] = {"stable": False, "reason": f"blew up at step {error.step}: {error.reason}"}
@@ -200,7 +201,7 @@ def read_friction(path, temperature=None):
 
 
 def dynamics_run(model_path, beads_path, temperature, reference_temperature, settings, friction_per_ps, fit_window,
-                 seed, production, vacf_max_lag=1.0, n_groups=8):
+                 seed, production, vacf_max_lag=1.0, n_groups=8, threads=1):
     """D with its error and the bead VACF of one run at this friction (rule dynamics_cg).
 
     The CG MD run of :func:`simulate_or_record_blow_up` for ``production`` ps with frames every step
@@ -211,7 +212,7 @@ def dynamics_run(model_path, beads_path, temperature, reference_temperature, set
         outputs = {name: Path(tmp) / file for name, file in (("trajectory", "t.dcd"), ("topology", "t.pdb"),
                                                               ("thermo", "thermo.tsv"), ("checkpoint", "c.npz"))}
         status = simulate_or_record_blow_up(model_path, beads_path, temperature, reference_temperature, run,
-                                            friction_per_ps, outputs, seed, frames_every_step=True)
+                                            friction_per_ps, outputs, seed, threads, frames_every_step=True)
         return dynamics_of_run(status, outputs["trajectory"], outputs["topology"], run, friction_per_ps, fit_window,
                                vacf_max_lag, n_groups)
 

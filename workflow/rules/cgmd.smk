@@ -33,10 +33,9 @@ rule fit_friction:
         friction="results/cgmd/{model}/friction.json",
     params:
         friction_law=FRICTION_LAW,
-        settings=friction_params(),
+        settings=friction_params(FRICTION_LAW),
     wildcard_constraints:
         model=_choice(SIMULATED),
-    threads: config["cgmd"]["threads"]
     log:
         "logs/cgmd/{model}/fit_friction.log",
     benchmark:

@@ -56,7 +56,7 @@ rule friction_law:
         friction="results/dynamics/{model}/{law}/friction.json",
     params:
         friction_law=None,
-        settings=friction_params(),
+        settings=friction_params(None),
     wildcard_constraints:
         model=_choice(DYNAMICS_MODELS),
         law=_choice(DYNAMICS_LAWS),

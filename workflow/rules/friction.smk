@@ -47,11 +47,22 @@ def friction_inputs(law):
     return inputs
 
 
-def friction_params():
-    """Param: the config values a friction record depends on besides its files."""
-    return {"friction": config["cgmd"]["friction"], "temperatures": config["temperatures"],
-            "reference_temperature": config["reference_temperature"],
-            "law": settings("cgmd", ["entropy_alpha", "entropy_heat_capacity", "force_acf_max_lag"])}
+#: The cgmd settings each friction law reads besides its files (workflow/scripts/fit_friction.py).
+LAW_SETTINGS = {"entropy": ["entropy_alpha", "entropy_heat_capacity"], "force_acf": ["force_acf_max_lag"]}
+
+
+def friction_params(law):
+    """Param: the config values a friction record of ``law`` (None: the rule's law wildcard) depends on
+    besides its files; of the laws' own settings only its law's, so that a change of another law's
+    does not refit it (and rerun every CG MD run after it)."""
+
+    def params(wildcards):
+        chosen = wildcards.get("law", law) if config["cgmd"]["friction"] == "fit" else None
+        return {"friction": config["cgmd"]["friction"], "temperatures": config["temperatures"],
+                "reference_temperature": config["reference_temperature"],
+                "law": _canonical({key: config["cgmd"][key] for key in LAW_SETTINGS.get(chosen, [])})}
+
+    return params
 
 
 #: The dynamics rows of the pipeline's own friction law are its CG MD runs (same friction, start and seed),

@@ -9,7 +9,7 @@ gamma = cgmd.read_friction(snakemake.input.friction, temperature)
 summary, vacf = cgmd.dynamics_run(
     snakemake.input.model, snakemake.input.beads, temperature, params.reference_temperature, params.cgmd, gamma,
     (params.observables["msd_fit_start"], params.observables["msd_fit_end"]), params.seed,
-    params.dynamics["production"], params.dynamics["vacf_max_lag"], params.dynamics["error_groups"])
+    params.dynamics["production"], params.dynamics["vacf_max_lag"], params.dynamics["error_groups"], snakemake.threads)
 summary.update(model=snakemake.wildcards.model, law=snakemake.wildcards.law, temperature_K=temperature)
 io.write_json(snakemake.output.summary, summary)
 io.write_table(snakemake.output.vacf, vacf)

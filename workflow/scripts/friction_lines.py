@@ -9,6 +9,6 @@ labels = [str(t) for t in params.temperatures]
 keys = [f"{float(t):g}" for t in labels]
 record = cgmd.friction_lines(dict(zip(keys, snakemake.input.models)), dict(zip(keys, snakemake.input.beads)),
                              [float(t) for t in labels], trials["reference_temperature"], trials["cgmd"],
-                             trials["seed"])
+                             trials["seed"], snakemake.threads)
 io.write_json(snakemake.output.lines, record)
 log.info("trial runs: %s", record["lines"])

@@ -24,9 +24,9 @@ Laws (``cgmd.friction_law`` in the config; each states what it uses):
   Uses D_FG(T0) and the CG model at every T.
 - ``force_acf``: gamma from the autocorrelation of the FG force fluctuation about the mean force,
   dF = f - F(R), at T0 (Kirkwood / Mori-Zwanzig in the Markovian limit):
-  gamma = beta / (3 m) max_t integral_0^t <dF(0) . dF(s)> ds, t up to a maximum lag (the plateau of
-  the running integral), held constant at every T (a static thermal response does not give the temperature
-  dependence of a time correlation).
+  gamma = beta / (3 m) max_t integral_0^t <dF(0) . dF(s)> ds, t up to a maximum lag (the plateau
+  of the running integral), held constant at every T (a static thermal response does not give the
+  temperature dependence of a time correlation).
 
 Every estimator here is a plain function of arrays (nm, ps, amu, kJ/mol, K).
 """

@@ -61,6 +61,8 @@ rule cgmd:
         # what one run's numbers depend on (its friction, gamma(T) of cgmd.friction_law, comes from the friction file)
         # checkpoint_interval too: the neighbour list is rebuilt at every checkpoint (thermocg.md)
         cgmd=settings("cgmd", ["timestep", "equilibration", "production", "frame_interval", "skin", "checkpoint_interval"]),
+        # one seed for every model and temperature, on purpose: at a temperature all models start from
+        # the same mapped FG frame with the same random stream, so their runs differ by the model only
         seed=config["seed"],
         reference_temperature=config["reference_temperature"],
         frames_every_step=lambda wildcards: records_every_step(wildcards.model, wildcards.T),

@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 
 import mdtraj
 import numpy as np
@@ -135,6 +136,32 @@ def test_tiny_pipeline_outputs_are_sane(tiny_run, temperature):
     assert np.sum(adf["p_per_deg"]) == pytest.approx(1.0)
     assert (results / f"benchmarks/fg/T{temperature}/sample_fg.tsv").exists()
     assert "production at" in (tiny_run / f"logs/fg/T{temperature}/sample_fg.log").read_text()
+
+
+@pytest.mark.slow
+def test_tiny_pipeline_fits_its_friction_under_each_law_with_that_laws_settings(tiny_run, tmp_path):
+    """cgmd.friction: fit, short trial runs: each law's record is made and carries its own settings
+    (the params give a record only its law's: workflow/rules/friction.smk)."""
+    workdir = tmp_path / "tiny"
+    shutil.copytree(tiny_run, workdir, symlinks=True)
+    config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    config["cgmd"].update(friction="fit", friction_fit_time=1.0, friction_fit_start=0.2, friction_fit_end=0.8,
+                          entropy_alpha=0.7, force_acf_max_lag=0.3)
+    config["dynamics"] = dict(config.get("dynamics", {}), fine_equilibration=1.0, fine_production=1.0)
+    records = {}
+    for law in ("constant", "entropy", "force_acf"):
+        path = workdir / f"{law}.yaml"
+        path.write_text(yaml.safe_dump(dict(config, cgmd=dict(config["cgmd"], friction_law=law))))
+        run_snakemake(workdir, "results/cgmd/fm_ref/friction.json", "--cores", "2", "--configfile", str(path))
+        records[law] = json.loads((workdir / "results/cgmd/fm_ref/friction.json").read_text())
+    temperatures = {f"{t:g}" for t in config["temperatures"]}
+    for law, record in records.items():
+        assert record["law"] == law and set(record["friction_by_temperature"]) == temperatures
+    for law in ("constant", "entropy"):  # at T0 the friction at which the T0 line gives D_FG(T0)
+        assert records[law]["friction_by_temperature"]["300"] == records[law]["friction_T0_per_ps"]
+    assert len(set(records["constant"]["friction_by_temperature"].values())) == 1
+    assert records["entropy"]["entropy"]["alpha"] == 0.7
+    assert 0 < records["force_acf"]["force_acf"]["plateau_lag_ps"] <= 0.3
 
 
 @pytest.mark.slow

@@ -27,10 +27,12 @@ else:
     lines = json.loads(open(snakemake.input.lines).read())
     fg_paths = snakemake.input.get("fg", [snakemake.input.fg_reference])
     fg_diffusion = dict(diffusion(path) for path in ([fg_paths] if isinstance(fg_paths, str) else fg_paths))
-    extra = {}
+    extra, law_settings = {}, {}  # the params hold only this law's own settings (friction.smk, LAW_SETTINGS)
     if law == "entropy":
         beads = io.load_frames(snakemake.input.beads_reference)
         extra = {"fg_energy": beads["potential_energy"], "n_molecules": beads["positions"].shape[1]}
+        law_settings = {"alpha": settings["law"]["entropy_alpha"],
+                        "heat_capacity_form": settings["law"]["entropy_heat_capacity"]}
     if law == "force_acf":
         # Only this law evaluates the model: the other laws' jobs skip importing torch (3 s each).
         from thermocg import metrics, nn
@@ -44,8 +46,6 @@ else:
         log.info("force autocorrelation at T0: gamma %.3g +- %.2g /ps (plateau at %.3g ps)",
                  extra["force_acf"]["friction_per_ps"], extra["force_acf"]["error_per_ps"],
                  extra["force_acf"]["plateau_lag_ps"])
-    law_settings = {"alpha": settings["law"]["entropy_alpha"],
-                    "heat_capacity_form": settings["law"]["entropy_heat_capacity"]}
     record = friction.friction_law(law, temperatures, t0, lines, fg_diffusion, law_settings, **extra)
 record["units"] = {"friction_per_ps": "1/ps", "D_nm2_per_ps": "nm^2/ps", "mass": f"amu ({units.WATER_MASS} per bead)"}
 io.write_json(snakemake.output.friction, record)

@@ -77,12 +77,33 @@ def test_no_job_waits_behind_a_job_it_feeds(tmp_path):
     for its mapping behind the oracles' fits before the mapping got the chain's priority)."""
     priorities = rule_priorities()
     assert priorities["refine_diffsim"] > priorities["fit_oracle"] > priorities["cgmd"] == 0
-    graph = run_snakemake(tmp_path, "--rulegraph", "--configfile", str(REPO / "config" / "config.yaml")).stdout
-    names = dict(re.findall(r"^\s*(\d+)\[label = \"(\w+)\"", graph, flags=re.MULTILINE))
-    edges = [(names[a], names[b]) for a, b in re.findall(r"^\s*(\d+) -> (\d+)$", graph, flags=re.MULTILINE)]
-    assert {"map_cg", "fit", "refine_diffsim", "cgmd"} <= set(names.values()) and edges
+    edges = default_rule_edges(tmp_path)
+    assert {"map_cg", "fit", "refine_diffsim", "cgmd"} <= {rule for edge in edges for rule in edge}
     inverted = [(up, down) for up, down in edges if priorities[up] < priorities[down]]
     assert not inverted, inverted
+
+
+def default_rule_edges(workdir):
+    """(upstream rule, downstream rule) of every edge of the default config's rule graph."""
+    graph = run_snakemake(workdir, "--rulegraph", "--configfile", str(REPO / "config" / "config.yaml")).stdout
+    names = dict(re.findall(r"^\s*(\d+)\[label = \"(\w+)\"", graph, flags=re.MULTILINE))
+    edges = [(names[a], names[b]) for a, b in re.findall(r"^\s*(\d+) -> (\d+)$", graph, flags=re.MULTILINE)]
+    assert edges, graph[-2000:]
+    return edges
+
+
+def test_a_structural_setting_reaches_no_friction_and_no_cg_md(tmp_path):
+    """The default's fitted friction reads the FG diffusion of rule diffusion_fg: nothing downstream of the
+    FG structure (RDF, ADF settings) refits a friction or reruns a CG MD run (before, a new RDF bin width
+    reran 101 jobs, every CG MD run among them)."""
+    edges = default_rule_edges(tmp_path)
+    downstream, frontier = set(), {"observables_fg"}
+    while frontier:
+        frontier = {down for up, down in edges if up in frontier} - downstream
+        downstream |= frontier
+    assert {"transferability", "figures"} <= downstream
+    assert not downstream & {"fit_friction", "friction_law", "cgmd", "dynamics_cg"}, downstream
+    assert ("diffusion_fg", "fit_friction") in edges
 
 
 def test_paper_config_dry_run(tmp_path):

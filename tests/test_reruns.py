@@ -31,8 +31,12 @@ AFTER_TRAINING = {
     "cgmd": 19, "observables_cg": 19, "transferability": 1, "figures": 1, "all": 1,
 }  # the tiny config's friction is a constant: its record depends on no model
 # What a change of the atomistic sampling reruns: everything (energies: at T0 only).
-EVERYTHING = {**AFTER_TRAINING, "sample_fg": 3, "map_cg": 3, "energies_per_molecule": 1, "observables_fg": 3,
-              "plot_fg_observables": 1, "fit_friction": 8}  # the friction record reads the FG diffusion at T0
+EVERYTHING = {**AFTER_TRAINING, "sample_fg": 3, "map_cg": 3, "energies_per_molecule": 1, "diffusion_fg": 3,
+              "observables_fg": 3, "plot_fg_observables": 1}
+# What a change of a structural observable's setting reruns: the FG and CG observables and what reads
+# them; no friction record (a fitted one reads only the FG diffusion) and so no CG MD.
+AFTER_STRUCTURE = {"observables_fg": 3, "observables_cg": 19, "plot_fg_observables": 1, "transferability": 1,
+                   "figures": 1, "all": 1}
 
 
 def test_no_script_reads_the_config():
@@ -102,8 +106,9 @@ AFTER_TRF1 = {"response_systems": 1, "fit": 1, "cgmd": 2, "observables_cg": 2, "
     ([("models.trf1_global.r_loc", 0.45)], {}),
     # the settings of friction laws that no record here uses (the tiny friction is a constant)
     ([("cgmd.entropy_alpha", 0.7), ("cgmd.force_acf_max_lag", 1.0)], {}),
+    ([("observables.rdf_bin_width", 0.004), ("observables.adf_shell", 0.32)], AFTER_STRUCTURE),
 ], ids=["no-numbers", "learning-rate", "fg-production", "cgmd-friction", "trf1-r_loc", "unused-r_loc",
-        "unused-law-settings"])
+        "unused-law-settings", "structure-settings"])
 def test_a_config_change_reruns_exactly_what_it_affects(finished, changes, expected):
     assert planned_jobs(finished, changed(*changes)) == expected
 

@@ -7,6 +7,7 @@ positions (F, N, 3), box (F, 3) orthorhombic edge lengths.
 - :func:`adf`: p(theta) of the angle J-I-K for J, K within 0.33 nm of I, in 1/deg.
 - :func:`msd` and :func:`diffusion_coefficient`: Einstein relation on unwrapped positions.
 - :func:`energy_statistics`: mean, spread and block standard error of the potential energy.
+- :func:`structure` and :func:`self_diffusion`: one trajectory's tables and summary, both in :func:`compute_all`.
 """
 
 import logging
@@ -231,40 +232,58 @@ def empty_tables():
     return {name: pd.DataFrame(columns=columns) for name, columns in TABLE_COLUMNS.items()}
 
 
-def compute_all(beads, settings, oxygen_positions=None):
-    """Every observable of one temperature's bead trajectory, as tables and a summary dict.
+#: The ``observables`` settings of each part: the FG rules split along them, so that a change of one
+#: part's settings reruns only what uses that part (the friction fit reads only the diffusion).
+STRUCTURE_SETTINGS = ("rdf_bin_width", "adf_shell", "adf_bin_width")
+DIFFUSION_SETTINGS = ("msd_fit_start", "msd_fit_end")
 
-    ``beads`` is a CG frame dict (see :mod:`thermocg.io`); ``settings`` the config's
-    ``observables`` section; ``oxygen_positions`` (F, N, 3), when given, adds the O-O RDF.
+
+def structure(beads, settings, oxygen_positions=None):
+    """The structural observables of one temperature's bead trajectory, as tables (RDF, ADF and
+    their halves; the O-O RDF when ``oxygen_positions`` (F, N, 3) is given) and a summary dict
+    (temperature, sizes, units, and the potential energy when the beads carry it).
+
+    ``beads`` is a CG frame dict (see :mod:`thermocg.io`); ``settings`` holds STRUCTURE_SETTINGS.
     """
     import pandas as pd
 
-    positions, box, time = beads["positions"], beads["box"], beads["time"]
+    positions, box = beads["positions"], beads["box"]
     r, g = rdf(positions, box, settings["rdf_bin_width"])
     theta, p = adf(positions, box, settings["adf_shell"], settings["adf_bin_width"])
-    lag, msd_values = msd(positions, box, time)
-    tables = {
-        name: pd.DataFrame(dict(zip(TABLE_COLUMNS[name], values)))
-        for name, values in (("rdf_com", (r, g)), ("adf", (theta, p)), ("msd", (lag, msd_values)))
-    }
+    tables = {"rdf_com": pd.DataFrame({"r_nm": r, "g": g}), "adf": pd.DataFrame({"theta_deg": theta, "p_per_deg": p})}
     for name, values in halves(positions, box, settings).items():
         tables[name] = pd.DataFrame(dict(zip(TABLE_COLUMNS[name], values)))
     if oxygen_positions is not None:
         r_oo, g_oo = rdf(oxygen_positions, box, settings["rdf_bin_width"])
         tables["rdf_oo"] = pd.DataFrame({"r_nm": r_oo, "g": g_oo})
-    diffusion = diffusion_coefficient(lag, msd_values, settings["msd_fit_start"], settings["msd_fit_end"])
-    groups = diffusion_with_error(positions, box, time, settings["msd_fit_start"], settings["msd_fit_end"])
-    diffusion.update(D_error_nm2_per_ps=groups["D_error_nm2_per_ps"], n_groups=groups["n_groups"])
     summary = {
         "temperature_K": float(beads["temperature"]),
         "n_beads": int(positions.shape[1]),
         "n_frames": int(positions.shape[0]),
-        "diffusion": {k: float(v) for k, v in diffusion.items()},
         "units": {"D_nm2_per_ps": "nm^2/ps (x1000 = 1e-5 cm^2/s)", "energy": "kJ/mol", "r": "nm", "theta": "deg", "p": "1/deg"},
     }
     if "potential_energy" in beads:
         statistics = energy_statistics(beads["potential_energy"], positions.shape[1])
         summary["potential_energy"] = {k: float(v) for k, v in statistics.items()}
+    return tables, summary
+
+
+def self_diffusion(beads, settings):
+    """(MSD table, diffusion dict) of one temperature's bead trajectory: D (nm^2/ps) from the Einstein
+    fit over the settings' window (DIFFUSION_SETTINGS), its error over groups of beads, the window."""
+    import pandas as pd
+
+    positions, box, time = beads["positions"], beads["box"], beads["time"]
+    lag, msd_values = msd(positions, box, time)
+    diffusion = diffusion_with_error(positions, box, time, settings["msd_fit_start"], settings["msd_fit_end"])
+    return pd.DataFrame({"lag_ps": lag, "msd_nm2": msd_values}), {k: float(v) for k, v in diffusion.items()}
+
+
+def compute_all(beads, settings, oxygen_positions=None):
+    """Every observable of one temperature's bead trajectory: :func:`structure`'s tables and summary,
+    with the MSD table and the summary's "diffusion" from :func:`self_diffusion`."""
+    tables, summary = structure(beads, settings, oxygen_positions)
+    tables["msd"], summary["diffusion"] = self_diffusion(beads, settings)
     return tables, summary
 
 

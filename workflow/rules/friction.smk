@@ -27,16 +27,16 @@ def lines_model(model):
 
 def friction_inputs(law):
     """Input function of a friction record of ``law``: only the data the law may use (T0 data,
-    except the oracle, which sees the FG diffusion at every temperature)."""
+    except the oracle, which sees the FG diffusion at every temperature); none for a constant friction."""
 
     def inputs(wildcards):
-        files = {"fg_reference": f"results/observables/fg/T{T0}/summary.json"}
         if config["cgmd"]["friction"] != "fit":
-            return files
-        files["lines"] = f"results/cgmd/{lines_model(wildcards.model)}/friction_lines.json"
+            return {}
+        files = {"fg_reference": f"results/observables/fg/T{T0}/diffusion.json",
+                 "lines": f"results/cgmd/{lines_model(wildcards.model)}/friction_lines.json"}
         chosen = wildcards.get("law", law)
         if chosen == "oracle":
-            files["fg"] = expand("results/observables/fg/T{T}/summary.json", T=TEMPERATURES)
+            files["fg"] = expand("results/observables/fg/T{T}/diffusion.json", T=TEMPERATURES)
         if chosen == "entropy":
             files["beads_reference"] = f"results/cg/T{T0}/beads.npz"  # its FG potential energies
         if chosen == "force_acf":

@@ -231,7 +231,8 @@ def test_the_configured_law_is_the_one_cgmd_uses(tmp_path, law):
         return block[block.index("input:"):].splitlines()[0]
 
     fit = inputs("fit_friction")
-    assert ("results/observables/fg/T320/summary.json" in fit) == (law == "oracle")
+    assert ("results/observables/fg/T320/diffusion.json" in fit) == (law == "oracle")
+    assert "results/observables/fg/T300/diffusion.json" in fit and "summary.json" not in fit  # the diffusion alone
     assert ("results/cg/T300/beads.npz" in fit) == (law == "entropy")
     assert ("results/fg/T300/fine/frames.npz" in fit) == (law == "force_acf")
     # trial runs at T0 only are fm_ref's: trf1 has its force field there (t0_twin in workflow/rules/common.smk)

@@ -136,6 +136,23 @@ def test_transferability_marks_runs_that_blew_up(tmp_path, synthetic, drawn):
     assert any("blew up" in text.get_text() for text in legend.get_texts())
 
 
+def test_diffusion_and_diffsim_panels_mark_runs_that_blew_up(tmp_path, synthetic, drawn):
+    """A blown-up run has no D and no eps: an x at the top edge of every panel that would draw it."""
+    table = synthetic["table"].copy()
+    blown = (table["model"] == "mtfm_diffsim") & (table["T_K"] == 360.0)
+    table.loc[blown, ["D_cg", "eps_g", "eps_a", "eps_g_spread", "eps_a_spread"]] = np.nan
+    table["stable"] = ~blown
+    plots.diffusion(table, tmp_path / "a.png", tmp_path / "a.pdf")
+    plots.diffsim_curves({}, table, tmp_path / "b.png", tmp_path / "b.pdf")
+    diffusion, diffsim = (drawn[-2]["figure"], drawn[-1]["figure"])
+    for ax in diffusion.axes[:2] + diffsim.axes[1:3]:  # D and D ratio; eps_g and eps_a
+        crosses = [line for line in ax.lines if line.get_marker() == "x"]
+        assert len(crosses) == 1 and list(crosses[0].get_xdata()) == [360.0], ax.get_title()
+    for figure in (diffusion, diffsim):
+        (legend,) = figure.legends
+        assert any("blew up" in text.get_text() for text in legend.get_texts())
+
+
 def test_dynamics_marks_runs_that_blew_up(tmp_path, drawn):
     """A run without D (it blew up) is an x on the top edge of the D ratio panel, in its law's colour."""
     rows = [{"model": "trf1", "law": law, "temperature_K": t, "gamma_per_ps": 20.0, "D_FG": 0.002, "D_FG_error": 1e-4,

@@ -329,7 +329,7 @@ def force_errors(forces_table, png, pdf=None):
         oracle = table.groupby("T_K")["force_rmse_oracle"].first().dropna() if "force_rmse_oracle" in table else []
         _lines_by_model(ax_rmse, models, "force_rmse")
         if len(oracle):
-            ax_rmse.plot(oracle.index, oracle.values, "k--", lw=2, label="fm_oracle (noise floor)")
+            ax_rmse.plot(oracle.index, oracle.values, "k--", lw=2, label="fm_oracle (fitted at each T)")
         ax_rmse.set(title=title_rmse, xlabel="T (K)", ylabel="force RMSE (kJ/(mol nm))")
         _legend_with_markers(ax_rmse, outside=True)  # one legend for both panels, covering neither
         if len(oracle) and len(models):
@@ -464,7 +464,7 @@ def radial_response(radial_table, png, pdf=None):
     ax_profile.plot(truth["r_nm"], truth["response"], color="k", lw=2, label="FG (truth), band ±2 SE")
     summary = radial_summary(table).set_index("model")
     spread = table[table["model"] != "FG"].groupby("r_nm")["error_se"].max()
-    ax_error.fill_between(spread.index, -2 * spread, 2 * spread, color="0.8", label="±2 SE of the difference")
+    ax_error.fill_between(spread.index, -2 * spread, 2 * spread, color="0.8", label="±2 SE of the difference (largest over the models)")
     for name, rows in table[table["model"] != "FG"].groupby("model", sort=False):
         colour, style = _model_style(name)
         seen = {float(t) for t in str(rows["trained_at"].iloc[0]).split(",") if t} & {first["T_minus_K"], first["T_plus_K"]}
@@ -500,6 +500,7 @@ def diffusion(table, png, pdf=None):
         _legend_with_markers(ax_d, unstable=len(_unstable_rows(table)) > 0, outside=True)  # covers no curve
         ratio = cg.assign(D_ratio=cg["D_cg"] / cg["D_fg"])
         _lines_by_model(ax_ratio, ratio[np.isfinite(ratio["D_ratio"])], "D_ratio")
+        _mark_unstable(ax_ratio, table)
         ax_ratio.axhline(1.0, color="k", ls="--", lw=1)
         ax_ratio.set(title=title_ratio, xlabel="T (K)", ylabel="D$_{CG}$ / D$_{FG}$")
     figure.suptitle("Dynamics: CG Langevin diffusion against the atomistic reference")
@@ -562,11 +563,13 @@ def diffsim_curves(curve_paths, table, png, pdf=None, lambda_adf=1.0):
             continue
         selected = table[table["model"].isin(pairs + [f"{p}_diffsim" for p in pairs])]
         _lines_by_model(ax, selected, column, spread=f"{column}_spread")
+        _mark_unstable(ax, selected)
         if _has(table, f"{column}_floor"):
             _noise_floor(ax, table, f"{column}_floor")
         ax.set(title=title, xlabel="T (K)", ylabel=ylabel)
     if pairs:  # one legend beside the two panels, covering neither
-        _legend_with_markers(axes[2], outside=True)
+        unstable = table[table["model"].isin(pairs + [f"{p}_diffsim" for p in pairs])]
+        _legend_with_markers(axes[2], unstable=len(_unstable_rows(unstable)) > 0, outside=True)
     figure.suptitle("Differentiable-simulation refinement against the FG structure")
     _save(figure, png, pdf)
 

@@ -87,6 +87,17 @@ def changed(path, value):
         (("water", "n_molecules"), 100, "must exceed twice 'water.cutoff' = 0.9 nm"),
         (("reference_temperature",), 310, "'reference_temperature' = 310: must be one of"),
         (("fg", "frame_interval"), 0.003, "whole multiple of 'fg.timestep'"),
+        # repeats: one training temperature twice gives mtfm no temperature change to learn from
+        (("models", "mtfm", "temperatures"), [300, 300.0], "'models.mtfm.temperatures' = [300, 300.0]: must be a list without repeats"),
+        (("diffsim", "temperatures"), [250, 250], "'diffsim.temperatures' = [250, 250]: must be a list without repeats"),
+        (("cgmd", "friction_trials"), [5.0, 5.0], "'cgmd.friction_trials' = [5.0, 5.0]: must be a list without repeats"),
+        # limits that depend on other keys, which a job would otherwise meet after the FG sampling and the fits
+        (("network", "cutoff"), 0.9, "'network.cutoff' = 0.9 nm and 'cgmd.skin' = 0.15 nm: the CG neighbour list"),
+        (("network", "prior"), {"onset_radius": 0.65}, "'network.prior.onset_radius' = 0.65 nm: must be <= 'network.cutoff'"),
+        (("models", "trf1"), {"kind": "trf1", "response": "radial", "r_min": 0.7}, "'models.trf1.r_min' = 0.7 nm: must be below"),
+        (("fg", "reference_production"), 5.0, "'observables.msd_fit_end' = 10.0 ps: need start < end <= 'fg.reference_production'"),
+        (("fg", "score_production"), 0.1, "'fg.score_production' = 0.1 ps: must hold at least 2 frames"),
+        (("dynamics", "models"), ["trf9"], "'dynamics.models' names 'trf9': must be one of the simulated models"),
     ],
 )
 def test_bad_values_name_the_key_and_the_allowed_range(path, value, expected):
@@ -123,6 +134,7 @@ def test_model_names_of_letters_digits_and_underscores_are_accepted():
     good = copy.deepcopy(DEFAULT)
     good["models"] = {"Trf2_local_05": {"kind": "trf2"}, "oracle": {"kind": "fm_oracle"}, "fm_oracle": {"kind": "fm_ref"}}
     good["diffsim"]["models"] = ["Trf2_local_05"]
+    good["dynamics"]["models"] = ["Trf2_local_05_diffsim"]
     assert list(config.check(good)["models"]) == ["Trf2_local_05", "oracle", "fm_oracle"]
 
 
@@ -216,3 +228,43 @@ def test_diffsim_cannot_average_more_iterations_than_it_makes():
         config.check(bad)
     bad["diffsim"]["average_last"] -= 1
     assert config.check(bad)["diffsim"]["average_last"] == bad["diffsim"]["iterations"]
+
+
+def test_a_partial_mapping_keeps_the_defaults_of_its_other_keys():
+    partial = changed(("network", "prior"), {"strength": 2.0})
+    partial["network"]["head_scales"] = {"W1": 50.0}
+    checked = config.check(partial)["network"]
+    assert checked["prior"] == {"strength": 2.0, "onset_radius": 0.27, "decay_length": 0.014}
+    assert checked["head_scales"] == {"W1": 50.0, "W2": 100.0, "e": 10.0}
+
+
+def test_whole_numbers_written_as_floats_become_integers_where_the_key_is_an_integer():
+    """JSON schema counts 7.0 as an integer; seeds, box sizes and epoch counts need Python ints."""
+    checked = config.check(changed(("seed",), 7.0) | {"water": dict(DEFAULT["water"], n_molecules=256.0)})
+    assert checked["seed"] == 7 and isinstance(checked["seed"], int)
+    assert isinstance(checked["water"]["n_molecules"], int)
+    assert isinstance(config.check(changed(("fg", "production"), 30))["fg"]["production"], int)  # a number stays as given
+    with pytest.raises(config.ConfigError, match="'seed' = 7.5: must be of type integer"):
+        config.check(changed(("seed",), 7.5))
+
+
+def test_the_shipped_sweep_tables_are_valid():
+    for name in ("sweep.tsv", "sweep_test.tsv"):
+        table = config.read_sweep_table(REPO / "config" / name, config.load(REPO / "config" / "config.yaml"))
+        assert list(table.columns) == list(config.SWEEP_COLUMNS) and len(table)
+
+
+def test_a_bad_sweep_table_names_each_bad_row(tmp_path):
+    """Rows that a fit would reject late, or read wrongly without a word ("Local" as the global estimator,
+    a stride of 1.5 as 1, a repeated row as one job and two table rows), stop the workflow at load."""
+    path = tmp_path / "sweep.tsv"
+    path.write_text("order\testimator\tr_loc\tframe_stride\n1\tlocal\t0.35\t3\n3\tLocal\t-0.1\t1.5\n1\tlocal\t0.350\t3\n")
+    with pytest.raises(config.ConfigError) as error:
+        config.read_sweep_table(path, DEFAULT)
+    for expected in ("line 3: order = 3: must be 1 or 2", "line 3: estimator = 'Local': must be local or global",
+                     "line 3: r_loc = -0.1: must be a length in nm between 0 and half the box",
+                     "line 3: frame_stride = 1.5: must be a whole number >= 1", "lines [4] repeat an earlier combination"):
+        assert expected in str(error.value)
+    path.write_text("order,estimator,r_loc,frame_stride\n1,local,0.35,3\n")  # commas, not tabs
+    with pytest.raises(config.ConfigError, match="the columns must be .* separated by tabs"):
+        config.read_sweep_table(path, DEFAULT)

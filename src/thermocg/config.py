@@ -8,6 +8,7 @@ checks a JSON schema cannot express (box versus cutoff, T0 among the temperature
 
 import copy
 import fnmatch
+import numbers
 import re
 from pathlib import Path
 
@@ -117,6 +118,9 @@ def _read_command_line_text(value, schema):
         return value
     if isinstance(value, list) and isinstance(schema.get("items"), dict):
         return [_read_command_line_text(item, schema["items"]) for item in value]
+    if isinstance(value, float) and value.is_integer() and "integer" in _schema_types(schema) \
+            and "number" not in _schema_types(schema):
+        return int(value)  # 128.0 for an integer key: JSON schema counts it as one, range() and seeds do not
     if isinstance(value, str):
         if "number" in _schema_types(schema) and _EXPONENT_NUMBER.fullmatch(value.strip()):
             return float(value)
@@ -173,17 +177,26 @@ def _physics_problems(config):
             f"config key 'fg.frame_interval' = {fg['frame_interval']} ps: must be a whole multiple "
             f"of 'fg.timestep' = {fg['timestep']} ps"
         )
-    if fg["production"] < 2 * fg["frame_interval"]:
-        problems.append(f"config key 'fg.production' = {fg['production']} ps: must hold at least 2 frames")
-    if not obs["msd_fit_start"] < obs["msd_fit_end"] <= fg["production"]:
-        problems.append(
-            f"config keys 'observables.msd_fit_start' = {obs['msd_fit_start']} ps and "
-            f"'observables.msd_fit_end' = {obs['msd_fit_end']} ps: need start < end <= "
-            f"'fg.production' = {fg['production']} ps"
-        )
+    for key in ("production", "reference_production", "score_production"):
+        if fg[key] is not None and fg[key] < 2 * fg["frame_interval"]:
+            problems.append(f"config key 'fg.{key}' = {fg[key]} ps: must hold at least 2 frames")
+    for key in ("production", "reference_production"):  # the FG diffusion is fitted on these runs
+        if fg[key] is not None and not obs["msd_fit_start"] < obs["msd_fit_end"] <= fg[key]:
+            problems.append(
+                f"config keys 'observables.msd_fit_start' = {obs['msd_fit_start']} ps and "
+                f"'observables.msd_fit_end' = {obs['msd_fit_end']} ps: need start < end <= "
+                f"'fg.{key}' = {fg[key]} ps"
+            )
     network = config["network"]
     if box <= 2 * network["cutoff"]:
         problems.append(f"config key 'network.cutoff' = {network['cutoff']} nm: must be below half the box, {box / 2:.3f} nm")
+    skin = config["cgmd"]["skin"]
+    if 2 * network["cutoff"] < box <= 2 * (network["cutoff"] + skin):
+        problems.append(f"config keys 'network.cutoff' = {network['cutoff']} nm and 'cgmd.skin' = {skin} nm: the CG "
+                        f"neighbour list needs cutoff + skin below half the box, {box / 2:.3f} nm")
+    if network["prior"]["onset_radius"] > network["cutoff"]:
+        problems.append(f"config key 'network.prior.onset_radius' = {network['prior']['onset_radius']} nm: must be "
+                        f"<= 'network.cutoff' = {network['cutoff']} nm")
     if not network["sensitivity_soft_min"] < network["sensitivity_soft_max"] < network["cutoff"]:
         problems.append(
             "config keys 'network.sensitivity_soft_min' < 'network.sensitivity_soft_max' < 'network.cutoff' must hold"
@@ -198,6 +211,9 @@ def _physics_problems(config):
                 )
         if spec["kind"] in kinds.RESPONSE_KINDS and spec["estimator"] == "local" and box <= 2 * spec["r_loc"]:
             problems.append(f"config key 'models.{name}.r_loc' = {spec['r_loc']} nm: must be below half the box")
+        if spec["kind"] in kinds.RESPONSE_KINDS and spec["response"] == "radial" and spec["r_min"] >= network["cutoff"]:
+            problems.append(f"config key 'models.{name}.r_min' = {spec['r_min']} nm: must be below 'network.cutoff' = "
+                            f"{network['cutoff']} nm (the radial terms end there)")
     cg = config["cgmd"]
     steps_per_frame = cg["frame_interval"] / cg["timestep"]
     if abs(steps_per_frame - round(steps_per_frame)) > 1e-6 or round(steps_per_frame) < 1:
@@ -237,6 +253,10 @@ def _physics_problems(config):
     for name in config["diffsim"]["models"]:
         if name not in fitted:
             problems.append(f"config key 'diffsim.models' names '{name}': must be one of the fitted models {fitted}")
+    simulated = list(config["models"]) + [f"{name}_diffsim" for name in config["diffsim"]["models"] if name in fitted]
+    for name in config["dynamics"]["models"]:
+        if name not in simulated:
+            problems.append(f"config key 'dynamics.models' names '{name}': must be one of the simulated models {simulated}")
     rates, refined = config["diffsim"]["learning_rate"], config["diffsim"]["parameters"]
     if isinstance(rates, dict) and config["diffsim"]["models"]:
         # a rate pattern that neither matches nor is matched by any refined pattern can select no
@@ -250,6 +270,38 @@ def _physics_problems(config):
                 "or a rate for each of the first's patterns too)"
             )
     return problems
+
+
+#: The columns of a sweep table (config key sweep.table), one row per combination.
+SWEEP_COLUMNS = ("order", "estimator", "r_loc", "frame_stride")
+
+
+def read_sweep_table(path, config):
+    """The sweep table at ``path`` (tab-separated, SWEEP_COLUMNS), every row checked against what a
+    fit accepts; raise ConfigError naming each bad row (by its line in the file) and value."""
+    import pandas as pd
+
+    table = pd.read_csv(path, sep="\t")
+    if sorted(table.columns) != sorted(SWEEP_COLUMNS):
+        raise ConfigError(f"sweep table {path}: the columns must be {list(SWEEP_COLUMNS)}, separated by tabs; "
+                          f"found {list(table.columns)}")
+    half_box = box_length(config) / 2
+    problems = []
+    for line, row in zip(range(2, len(table) + 2), table.itertuples(index=False)):  # line 1 is the header
+        if row.order not in (1, 2):
+            problems.append(f"line {line}: order = {row.order!r}: must be 1 or 2")
+        if row.estimator not in ("local", "global"):
+            problems.append(f"line {line}: estimator = {row.estimator!r}: must be local or global")
+        if not (isinstance(row.r_loc, numbers.Real) and 0 < row.r_loc < half_box):
+            problems.append(f"line {line}: r_loc = {row.r_loc!r}: must be a length in nm between 0 and half the box, {half_box:.3f}")
+        if not (isinstance(row.frame_stride, numbers.Real) and float(row.frame_stride).is_integer() and row.frame_stride >= 1):
+            problems.append(f"line {line}: frame_stride = {row.frame_stride!r}: must be a whole number >= 1")
+    repeated = [line for line, again in zip(range(2, len(table) + 2), table.duplicated()) if again]
+    if repeated:
+        problems.append(f"lines {repeated} repeat an earlier combination")
+    if problems:
+        raise ConfigError(f"sweep table {path}:\n  " + "\n  ".join(problems))
+    return table
 
 
 def neighbouring_temperatures(temperatures, reference):
@@ -311,7 +363,7 @@ def schema_markdown():
             if sub.get("type") == "object" and "properties" in sub and prefix:
                 out += rows(sub, f"{prefix}{key}.")
             elif sub.get("type") != "object":
-                default = sub.get("default", "required")
+                default = sub.get("default", "required" if key in node.get("required", []) else "none")
                 out.append(f"| `{prefix}{key}` | {sub.get('description', '')} | {_allowed(sub)} | {default} |")
         return out
 

@@ -47,7 +47,7 @@ def sweep_table():
     if table is None:
         return None
     path = Path(table) if Path(table).exists() else Path(workflow.basedir) / table
-    return pd.read_csv(path, sep="\t")
+    return thermocg.config.read_sweep_table(path, config)
 
 
 SWEEP = Paramspace(sweep_table() if config["sweep"]["table"] else pd.DataFrame({"order": [1]}), filename_params="*")

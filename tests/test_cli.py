@@ -75,6 +75,26 @@ def test_info_refuses_what_is_not_a_model_file(results, tmp_path, capsys):
     assert "is not a thermocg.nn.CGModel/1 file" in fails(capsys, "info", tmp_path / "other.pt")
     (tmp_path / "broken.pt").write_bytes(b"PK\x03\x04 not a zip")
     assert "damaged or truncated" in fails(capsys, "info", tmp_path / "broken.pt")
+    # files of another kind are called so, not damaged: a table, a folder, a bead archive
+    (tmp_path / "table.tsv").write_text("model\tforce_rmse\ntrf2\t41.25\n")
+    assert "table.tsv is not a thermocg.nn.CGModel/1 file" in fails(capsys, "info", tmp_path / "table.tsv")
+    assert "is a folder, not a thermocg.nn.CGModel/1 file" in fails(capsys, "info", tmp_path)
+    io.save_frames(tmp_path / "beads.npz", positions=np.zeros((1, 2, 3)), box=np.ones((1, 3)))
+    assert "is a zip archive of" in fails(capsys, "info", tmp_path / "beads.npz")
+
+
+def test_info_of_an_oracle_file_shows_its_own_temperature_only(results, tmp_path, capsys):
+    """fm_oracle files are one per temperature, all named fm_oracle in the metrics table."""
+    model, _ = nn.load_model(model_file(results))
+    oracle = tmp_path / "results" / "models" / "fm_oracle" / "T340" / "model.pt"
+    nn.save_model(oracle, model, {"name": "fm_oracle", "kind": "fm_oracle", "T0_K": 340.0, "trained_at_K": [340.0]})
+    rows = [{"model": "fm_oracle", "kind": "fm_oracle", "T_K": t, "trained_at": f"{t:g}", "force_rmse": r, "n_frames": 4}
+            for t, r in ((300.0, 40.5), (340.0, 44.75))]
+    io.write_table(tmp_path / "results" / "metrics" / "forces.tsv", pd.DataFrame(rows))
+    out = thermocg(capsys, "info", oracle)
+    assert "force_rmse=44.75" in out and "force_rmse=40.5" not in out
+    io.write_table(tmp_path / "results" / "metrics" / "forces.tsv", pd.DataFrame(rows[:1]))
+    assert "no row for fm_oracle in " in thermocg(capsys, "info", oracle)
 
 
 def test_md_from_a_lattice_then_observables(results, tmp_path, capsys):
@@ -115,6 +135,10 @@ def test_md_from_a_lattice_then_observables(results, tmp_path, capsys):
     out = thermocg(capsys, "observables", run / "trajectory.dcd", "--top", run / "topology.pdb", "-o", tmp_path / "obs2",
                    "--frame-interval", 0.04, "--skip", 0.08, "--msd-fit", 0.04, 0.2)
     assert out.startswith("9 frames, 0.32 ps")
+    assert json.loads((tmp_path / "obs2" / "summary.json").read_text())["temperature_K"] is None  # no NaN in JSON
+    thermocg(capsys, "observables", run / "trajectory.dcd", "--top", run / "topology.pdb", "-o", tmp_path / "obs3",
+             "--run", tmp_path / "elsewhere.json")  # no --temperature: the run record's
+    assert json.loads((tmp_path / "obs3" / "summary.json").read_text())["temperature_K"] == 330.0
 
 
 def test_md_keeps_the_equilibration_out_of_the_trajectory(results, tmp_path, capsys):
@@ -176,6 +200,28 @@ def test_md_refuses_bad_input(results, tmp_path, capsys):
     nn.save_model(tmp_path / "no_t0.pt", bare, {"name": "old"})
     assert "stores no T0: give --reference-temperature" in fails(
         capsys, "md", tmp_path / "no_t0.pt", "-T", 300, "--density", 0.997, "--n-beads", 125, "-o", tmp_path / "x", *RUN)
+    assert "--reference-temperature must be > 0 K, got 0.0" in fails(
+        capsys, "md", model, "-T", 300, "--reference-temperature", 0, "--density", 0.997, "--n-beads", 125,
+        "-o", tmp_path / "x", *RUN)
+    io.save_frames(tmp_path / "frames.npz", positions=np.zeros((1, 6, 3)), box=np.full((1, 3), 3.0),
+                   molecule_index=np.repeat(np.arange(2), 3))  # an atomistic archive (thermocg.fg)
+    assert "holds atoms, not beads" in fails(capsys, "md", model, "-T", 300, "--start", tmp_path / "frames.npz",
+                                             "-o", tmp_path / "x", *RUN)
+
+
+def test_observables_refuses_an_atomistic_trajectory_and_unreadable_input(tmp_path, capsys):
+    topology = mdtraj.Topology()
+    residue = topology.add_residue("HOH", topology.add_chain())
+    for name, element in (("O", "oxygen"), ("H1", "hydrogen"), ("H2", "hydrogen")):
+        topology.add_atom(name, getattr(mdtraj.element, element), residue)
+    xyz = np.array([[[1.0, 1.0, 1.0], [1.1, 1.0, 1.0], [1.0, 1.1, 1.0]]] * 4)
+    mdtraj.Trajectory(xyz, topology, unitcell_lengths=np.full((4, 3), 3.0),
+                      unitcell_angles=np.full((4, 3), 90.0)).save_pdb(str(tmp_path / "water.pdb"))
+    assert "has residues of several atoms" in fails(capsys, "observables", tmp_path / "water.pdb", "--top",
+                                                    tmp_path / "water.pdb", "-o", tmp_path / "obs", "--frame-interval", 1)
+    (tmp_path / "thermo.tsv").write_text("time_ps\n0\n")
+    assert "cannot read" in fails(capsys, "observables", tmp_path / "thermo.tsv", "--top", tmp_path / "water.pdb",
+                                  "-o", tmp_path / "obs", "--frame-interval", 1)
 
 
 def test_export_writes_a_file_checked_against_thermocg(results, tmp_path, capsys):
@@ -201,3 +247,12 @@ def test_the_console_script_is_installed(results):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["kind"] == "trf2"
+
+
+def test_a_start_archive_of_ones_own_needs_no_units_entry(tmp_path):
+    """thermocg's archives carry a units entry; a user's np.savez of positions and box is read as nm all the same."""
+    positions = np.random.default_rng(1).uniform(0, 2.0, (1, 8, 3))
+    np.savez(tmp_path / "mine.npz", positions=positions, box=np.full((1, 3), 2.0))
+    start, box, masses, _ = cli.start_frame(tmp_path / "mine.npz", -1, units.WATER_MASS)
+    np.testing.assert_array_equal(start, positions[0])
+    assert np.allclose(box, 2.0) and np.allclose(masses, units.WATER_MASS)

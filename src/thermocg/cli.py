@@ -84,8 +84,9 @@ def describe(model_path, metrics_path=None):
     if metrics_path is not None:
         table = io.read_table(existing(metrics_path))
         rows = table[table["model"] == metadata.get("name")] if "model" in table else table.iloc[0:0]
-        if len(rows):
-            metrics[str(metrics_path)] = rows.drop(columns=[c for c in ("model", "kind") if c in rows]).to_dict("records")
+        if metadata.get("kind") == "fm_oracle" and "T_K" in rows:  # one file per temperature: only its own rows
+            rows = rows[rows["T_K"].isin(metadata.get("trained_at_K") or [])]
+        metrics[str(metrics_path)] = rows.drop(columns=[c for c in ("model", "kind") if c in rows]).to_dict("records")
     description["metrics"] = metrics
     return description
 
@@ -116,7 +117,7 @@ def command_info(args):
     if not description["metrics"]:
         lines.append(("metrics", "none found (give --metrics results/metrics/forces.tsv)"))
     for source, rows in description["metrics"].items():
-        lines.append(("metrics", f"from {source}"))
+        lines.append(("metrics", f"from {source}" if rows else f"no row for {description['name']} in {source}"))
         for row in rows if isinstance(rows, list) else [rows]:
             lines.append(("", ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())))
     for key, value in lines:
@@ -153,6 +154,8 @@ def start_frame(path, frame, mass):
             fail(f"{path}: {error}")
         if "positions" not in beads or "box" not in beads:
             fail(f"{path} is not a bead archive (needs positions and box)")
+        if "molecule_index" in beads:  # an atomistic frame archive (results/fg/T<T>/frames.npz)
+            fail(f"{path} holds atoms, not beads: start from its bead archive, results/cg/T<T>/beads.npz")
         n_frames = len(beads["positions"])
         if not -n_frames <= frame < n_frames:
             fail(f"{path} has {n_frames} frames; --frame {frame} is out of range")
@@ -200,6 +203,8 @@ def command_md(args):
     t0 = args.reference_temperature if args.reference_temperature is not None else metadata.get("T0_K")
     if t0 is None:
         fail(f"{args.model} stores no T0: give --reference-temperature (K)")
+    if t0 <= 0:
+        fail(f"--reference-temperature must be > 0 K, got {t0}")
     if args.temperature <= 0:
         fail(f"--temperature must be > 0 K, got {args.temperature}")
     if args.start is not None:
@@ -252,17 +257,18 @@ def command_md(args):
 
 # --- observables --------------------------------------------------------------------------------
 def trajectory_times(trajectory, n_frames, frame_interval, record_path):
-    """Frame times (ps): from --frame-interval, else from the run record that ``thermocg md`` wrote."""
+    """(frame times (ps), the run record's temperature (K) or None): the times from --frame-interval, else
+    from the run record that ``thermocg md`` wrote."""
     if frame_interval is not None:
         if frame_interval <= 0:
             fail(f"--frame-interval must be > 0 ps, got {frame_interval}")
-        return frame_interval * np.arange(n_frames)
+        return frame_interval * np.arange(n_frames), None
     record_path = Path(record_path) if record_path else Path(trajectory).parent / RUN_RECORD
     if not record_path.exists():
         fail(f"DCD stores no times: give --frame-interval (ps) or --run (the {RUN_RECORD} thermocg md wrote; "
              f"{record_path} does not exist)")
     record = json.loads(record_path.read_text())
-    return record["first_frame_time_ps"] + record["frame_interval_ps"] * np.arange(n_frames)
+    return record["first_frame_time_ps"] + record["frame_interval_ps"] * np.arange(n_frames), record.get("temperature_K")
 
 
 def command_observables(args):
@@ -271,15 +277,22 @@ def command_observables(args):
     from thermocg import io, observables
 
     trajectory = existing(args.trajectory)
-    frames = mdtraj.load(str(trajectory), top=str(existing(args.top)))
+    try:
+        frames = mdtraj.load(str(trajectory), top=str(existing(args.top)))
+    except (OSError, ValueError, IndexError) as error:
+        fail(f"cannot read {trajectory} with the topology {args.top}: {error}")
     if frames.unitcell_lengths is None:
         fail(f"{trajectory} has no box")
-    time = trajectory_times(trajectory, frames.n_frames, args.frame_interval, args.run_record)
+    if any(residue.n_atoms > 1 for residue in frames.topology.residues):
+        fail(f"{args.top} has residues of several atoms: observables takes a bead trajectory (one atom per "
+             "residue, as thermocg md and the pipeline's CG MD write); map an atomistic one to beads first")
+    time, recorded_temperature = trajectory_times(trajectory, frames.n_frames, args.frame_interval, args.run_record)
+    temperature = args.temperature if args.temperature is not None else recorded_temperature
     keep = time >= time[0] + args.skip - 1e-9
     if keep.sum() < 3:
         fail(f"only {keep.sum()} frames after --skip {args.skip} ps: need at least 3")
     beads = {"positions": frames.xyz[keep].astype(np.float64), "box": frames.unitcell_lengths[keep].astype(np.float64),
-             "time": time[keep], "temperature": np.float64(args.temperature if args.temperature is not None else np.nan)}
+             "time": time[keep], "temperature": np.float64(np.nan if temperature is None else temperature)}
     span = beads["time"][-1] - beads["time"][0]
     fit = args.msd_fit or (0.1 * span, 0.5 * span)
     settings = {"rdf_bin_width": args.rdf_bin, "adf_shell": args.adf_shell, "adf_bin_width": args.adf_bin,
@@ -296,6 +309,7 @@ def command_observables(args):
     summary["rdf_first_peak"] = {"r_nm": float(tables["rdf_com"]["r_nm"][peak]), "g": float(tables["rdf_com"]["g"][peak])}
     summary["adf_peak_deg"] = float(tables["adf"]["theta_deg"][tables["adf"]["p_per_deg"].idxmax()])
     summary["time_span_ps"] = float(span)
+    summary["temperature_K"] = temperature  # None (JSON null) where neither --temperature nor the run record gives it
     io.write_json(out / "summary.json", summary)
     print(f"{keep.sum()} frames, {span:g} ps: D = {summary['diffusion']['D_nm2_per_ps']:.4g} nm^2/ps "
           f"(MSD fit {fit[0]:g}-{fit[1]:g} ps); RDF peak g = {summary['rdf_first_peak']['g']:.3f} at "
@@ -312,7 +326,7 @@ def command_export(args):
     model, metadata = load_model_file(args.model)
     try:
         info = export.export_model(args.model, args.output, args.reference_temperature)
-    except ValueError as error:
+    except (ValueError, OSError) as error:
         fail(str(error))
     # check the file against thermocg's own engine on a lattice at water density, at T0 + 20 K
     n_side = int(np.ceil(2 * model.cutoff / 0.31)) + 1

@@ -105,7 +105,7 @@ def load_frames(path):
         raise
     except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as error:
         raise DamagedFileError.of(path, error) from error
-    out["units"] = json.loads(str(out["units"]))
+    out["units"] = json.loads(str(out["units"])) if "units" in out else {}  # a user's own archive may have none
     return out
 
 

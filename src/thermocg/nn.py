@@ -31,6 +31,8 @@ is one (nu, F_out) matrix and the layer reduces to a tiny product.
 
 import json
 import math
+import pickle
+import zipfile
 from io import BytesIO
 from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Tuple
@@ -849,11 +851,18 @@ def save_model(path, model, metadata):
 
 
 def load_model(path, map_location="cpu"):
-    """Read a file written by :func:`save_model` -> (CGModel in eval mode, metadata dict)."""
+    """Read a file written by :func:`save_model` -> (CGModel in eval mode, metadata dict). Another kind of
+    file raises ValueError saying so; a damaged model file raises DamagedFileError."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a {FILE_FORMAT} file (results/models/<name>/model.pt)")
+    _refuse_other_archives(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
+    except pickle.UnpicklingError as error:  # a file of another kind: text, a table
+        raise ValueError(f"{path} is not a {FILE_FORMAT} file (results/models/<name>/model.pt): {error}") from error
     except (OSError, RuntimeError, EOFError) as error:  # torch reports a damaged zip as RuntimeError
         raise DamagedFileError.of(path, error) from error
     if payload.get("format") != FILE_FORMAT:
@@ -861,3 +870,18 @@ def load_model(path, map_location="cpu"):
     model = CGModel(**payload["config"])
     model.load_state_dict(payload["state_dict"])
     return model.to(map_location).eval(), payload["metadata"]
+
+
+def _refuse_other_archives(path):
+    """ValueError for a readable zip archive that torch.save did not write, e.g. a bead archive (.npz) or an
+    exported TorchScript file: not a damaged model file, another kind of file."""
+    if not zipfile.is_zipfile(path):
+        return
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+    if any("/code/" in name for name in names):
+        raise ValueError(f"{path} is an exported TorchScript file, not a {FILE_FORMAT} file: load it with "
+                         "thermocg.export.load_exported")
+    if not any(name.endswith("/data.pkl") for name in names):
+        raise ValueError(f"{path} is a zip archive of {', '.join(names[:3])}..., not a {FILE_FORMAT} file "
+                         "(results/models/<name>/model.pt)")

@@ -87,6 +87,10 @@ def changed(path, value):
         (("water", "n_molecules"), 100, "must exceed twice 'water.cutoff' = 0.9 nm"),
         (("reference_temperature",), 310, "'reference_temperature' = 310: must be one of"),
         (("fg", "frame_interval"), 0.003, "whole multiple of 'fg.timestep'"),
+        (("fg", "production"), 30.05, "'fg.production' = 30.05 ps: must be a whole multiple of 'fg.frame_interval' = 0.1 ps"),
+        (("dynamics", "fine_frame_interval"), 0.003, "'dynamics.fine_frame_interval' = 0.003 ps: must be a whole multiple"),
+        (("cgmd", "production"), 10.04, "'cgmd.production' = 10.04 ps: must be a whole multiple of 'cgmd.frame_interval'"),
+        (("training",), {"validation_fraction": 0.5, "test_fraction": 0.5}, "leave no frame to train on"),
         # repeats: one training temperature twice gives mtfm no temperature change to learn from
         (("models", "mtfm", "temperatures"), [300, 300.0], "'models.mtfm.temperatures' = [300, 300.0]: must be a list without repeats"),
         (("diffsim", "temperatures"), [250, 250], "'diffsim.temperatures' = [250, 250]: must be a list without repeats"),

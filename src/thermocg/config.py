@@ -171,12 +171,19 @@ def _physics_problems(config):
             f"config key 'reference_temperature' = {config['reference_temperature']}: must be one of "
             f"'temperatures' = {config['temperatures']}"
         )
-    steps_per_frame = fg["frame_interval"] / fg["timestep"]
-    if abs(steps_per_frame - round(steps_per_frame)) > 1e-6 or round(steps_per_frame) < 1:
-        problems.append(
-            f"config key 'fg.frame_interval' = {fg['frame_interval']} ps: must be a whole multiple "
-            f"of 'fg.timestep' = {fg['timestep']} ps"
-        )
+    cg, dynamics = config["cgmd"], config["dynamics"]
+    # times that the code counts in whole steps or frames (a remainder would be rounded away unsaid)
+    for key, value, unit, unit_key in [
+        ("fg.frame_interval", fg["frame_interval"], fg["timestep"], "fg.timestep"),
+        *[(f"fg.{key}", fg[key], fg["frame_interval"], "fg.frame_interval")
+          for key in ("production", "reference_production", "score_production") if fg[key] is not None],
+        ("dynamics.fine_frame_interval", dynamics["fine_frame_interval"], fg["timestep"], "fg.timestep"),
+        ("dynamics.fine_production", dynamics["fine_production"], dynamics["fine_frame_interval"], "dynamics.fine_frame_interval"),
+        ("cgmd.frame_interval", cg["frame_interval"], cg["timestep"], "cgmd.timestep"),
+        ("cgmd.production", cg["production"], cg["frame_interval"], "cgmd.frame_interval"),
+    ]:
+        if not _whole_multiple(value, unit):
+            problems.append(f"config key '{key}' = {value} ps: must be a whole multiple of '{unit_key}' = {unit} ps")
     for key in ("production", "reference_production", "score_production"):
         if fg[key] is not None and fg[key] < 2 * fg["frame_interval"]:
             problems.append(f"config key 'fg.{key}' = {fg[key]} ps: must hold at least 2 frames")
@@ -214,13 +221,6 @@ def _physics_problems(config):
         if spec["kind"] in kinds.RESPONSE_KINDS and spec["response"] == "radial" and spec["r_min"] >= network["cutoff"]:
             problems.append(f"config key 'models.{name}.r_min' = {spec['r_min']} nm: must be below 'network.cutoff' = "
                             f"{network['cutoff']} nm (the radial terms end there)")
-    cg = config["cgmd"]
-    steps_per_frame = cg["frame_interval"] / cg["timestep"]
-    if abs(steps_per_frame - round(steps_per_frame)) > 1e-6 or round(steps_per_frame) < 1:
-        problems.append(
-            f"config key 'cgmd.frame_interval' = {cg['frame_interval']} ps: must be a whole multiple of "
-            f"'cgmd.timestep' = {cg['timestep']} ps"
-        )
     if obs["msd_fit_end"] > cg["production"]:
         problems.append(
             f"config key 'observables.msd_fit_end' = {obs['msd_fit_end']} ps: must be <= 'cgmd.production' = "
@@ -228,6 +228,10 @@ def _physics_problems(config):
         )
     if not cg["friction_fit_start"] < cg["friction_fit_end"] <= cg["friction_fit_time"]:
         problems.append("config keys 'cgmd.friction_fit_start' < 'cgmd.friction_fit_end' <= 'cgmd.friction_fit_time' must hold")
+    training = config["training"]
+    if training["validation_fraction"] + training["test_fraction"] >= 1:
+        problems.append(f"config keys 'training.validation_fraction' = {training['validation_fraction']} and "
+                        f"'training.test_fraction' = {training['test_fraction']}: leave no frame to train on")
     oracles = [name for name, spec in config["models"].items() if spec["kind"] == "fm_oracle"]
     if len(oracles) > 1:
         problems.append(f"config key 'models': entries {oracles} have kind fm_oracle; at most one may (the reference of every ratio)")
@@ -270,6 +274,12 @@ def _physics_problems(config):
                 "or a rate for each of the first's patterns too)"
             )
     return problems
+
+
+def _whole_multiple(value, unit):
+    """Whether ``value`` is one or more whole ``unit``s (to 1e-6 of a unit: 0.3 ps is three 0.1 ps frames)."""
+    count = value / unit
+    return abs(count - round(count)) <= 1e-6 and round(count) >= 1
 
 
 #: The columns of a sweep table (config key sweep.table), one row per combination.

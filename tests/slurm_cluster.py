@@ -158,7 +158,8 @@ def start_retry_run(workdir):
     # whatever the phase of slurmctld's check. A checkpoint every 10 ps (4-8 s). The tests that
     # run beside it slow it down, which only makes the first kill surer; a retry that reaches
     # its 10 minutes is retried once more, with 20 (profile `retries: 2`).
-    config["fg"] |= {"production": 300.0, "frame_interval": 2.0, "checkpoint_interval": 10.0}
+    config["fg"] |= {"production": 300.0, "frame_interval": 2.0, "checkpoint_interval": 10.0,
+                     "score_production": None}  # 1 ps would hold no frame 2 ps apart (the config check refuses it)
     (workdir / "retry.yaml").write_text(yaml.safe_dump(config))
 
     # The profile's own set-resources (a --set-resources option replaces all of them), except

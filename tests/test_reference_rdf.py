@@ -13,9 +13,9 @@ RMSE_BOUND = 0.03  # over 0.24-0.75 nm, as the foundation issue requires
 @pytest.mark.slow
 def test_spce_338K_oo_rdf_matches_reference(tmp_path):
     settings = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    # the atomistic stages only: no models, DiffSim or sweep at this single temperature
+    # the atomistic stages only: no models, DiffSim, dynamics comparison or sweep at this single temperature
     settings.update(temperatures=[338], reference_temperature=338, models={}, diffsim={"models": [], "temperatures": []},
-                    sweep={"table": None})
+                    dynamics={"models": []}, sweep={"table": None})
     settings["water"].update(model="spce", n_molecules=512, density=1.0, cutoff=0.9)
     # 338 K is T0 here, so its production is reference_production. 400 frames: with 100 (20 ps, 0.2 ps
     # apart) our 0.002 nm histogram's own noise dominated (a CI run: RMSE 0.030, its halves 0.035

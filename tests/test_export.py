@@ -10,7 +10,7 @@ import torch
 
 from thermocg import export, md, nn
 from thermocg.neighbors import NeighborList
-from thermocg.units import cubic_box_length
+from thermocg.units import KB, cubic_box_length
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -174,3 +174,17 @@ def test_openmm_runs_the_exported_file_at_any_temperature(tmp_path):
         np.testing.assert_allclose(state.getForces(asNumpy=True)._value, forces.numpy(),
                                    atol=2e-5 * float(forces.abs().max()))
 
+
+
+def test_a_reduced_expansion_model_refuses_another_t0(tmp_path):
+    """The reduced expansion's beta0/beta factor is built on the model's own T0: another T0 would move dbeta
+    only, a model of no kind. The beta series takes any T0 (a consistent, if different, model)."""
+    reduced = small_model(expansion="reduced", reference_beta=1.0 / (KB * T0))
+    positions, box = liquid_like(), np.full(3, BOX)
+    md.Simulation(reduced, positions, box, 350.0, reference_temperature=T0, device="cpu")  # its own T0
+    with pytest.raises(ValueError, match="reduced expansion is built on its own T0, 300 K"):
+        md.Simulation(reduced, positions, box, 350.0, reference_temperature=320.0, device="cpu")
+    with pytest.raises(ValueError, match="reduced expansion is built on its own T0"):
+        nn.save_model(tmp_path / "reduced.pt", reduced, {"name": "reduced", "kind": "trf1", "T0_K": T0})
+        export.export_model(tmp_path / "reduced.pt", tmp_path / "x.pt", reference_temperature=320.0)
+    md.Simulation(small_model(), positions, box, 350.0, reference_temperature=320.0, device="cpu")  # beta series

@@ -195,7 +195,7 @@ def steps_of(duration, dt, name):
 def command_md(args):
     import torch
 
-    from thermocg import md
+    from thermocg import md, nn
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -205,6 +205,10 @@ def command_md(args):
         fail(f"{args.model} stores no T0: give --reference-temperature (K)")
     if t0 <= 0:
         fail(f"--reference-temperature must be > 0 K, got {t0}")
+    try:
+        nn.check_reference_temperature(model, t0)
+    except ValueError as error:
+        fail(f"--reference-temperature: {error}")
     if args.temperature <= 0:
         fail(f"--temperature must be > 0 K, got {args.temperature}")
     if args.start is not None:
@@ -382,7 +386,8 @@ def parser():
     run.add_argument("--frame-interval", type=float, default=0.08, help="time between frames (ps, default 0.08)")
     run.add_argument("--checkpoint-interval", type=float, default=100.0, help="time between checkpoints (ps)")
     run.add_argument("--reference-temperature", type=float,
-                     help="T0 (K); default: the model file's (overriding it changes the model's physics)")
+                     help="T0 (K); default: the model file's (overriding it changes the model's physics; "
+                          "a model of the reduced expansion takes only its own)")
     run.add_argument("--seed", type=int, default=0, help="random seed (velocities and noise)")
     run.add_argument("--device", help="cpu or cuda (default: cuda if available)")
     run.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")

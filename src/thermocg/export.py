@@ -88,6 +88,7 @@ class ExportedModel(torch.nn.Module):
         super().__init__()
         if not reference_temperature or reference_temperature <= 0:
             raise ValueError(f"reference temperature T0 must be > 0 K, got {reference_temperature}")
+        nn.check_reference_temperature(model, reference_temperature)
         self.model = model
         self.cutoff = float(model.cutoff)
         self.reference_temperature = float(reference_temperature)

@@ -37,6 +37,7 @@ import torch
 from thermocg import checkpoints
 from thermocg.io import atomic_write, cg_topology, save_dcd, write_table
 from thermocg.neighbors import NeighborList, pair_displacements
+from thermocg.nn import check_reference_temperature
 from thermocg.units import KB, WATER_MASS
 
 log = logging.getLogger(__name__)
@@ -225,6 +226,8 @@ class Simulation:
         self.masses = (self._tensor(masses) * torch.ones(n, dtype=dtype, device=self.device)).reshape(n, 1)
         self.inv_mass = 1.0 / self.masses
         self.temperature = float(temperature)
+        if reference_temperature is not None:
+            check_reference_temperature(potential, reference_temperature)
         self.reference_temperature = float(temperature if reference_temperature is None else reference_temperature)
         self.dt = float(dt)
         self.friction = float(friction)

@@ -42,6 +42,7 @@ from torch import Tensor
 
 from thermocg.io import DamagedFileError, atomic_write
 from thermocg.pair import pinned_spline, pinned_spline_basis
+from thermocg.units import KB
 
 #: How the thermal terms extrapolate in beta (CGModel's ``expansion``).
 EXPANSIONS = ("beta", "reduced")
@@ -870,6 +871,17 @@ def load_model(path, map_location="cpu"):
     model = CGModel(**payload["config"])
     model.load_state_dict(payload["state_dict"])
     return model.to(map_location).eval(), payload["metadata"]
+
+
+def check_reference_temperature(model, reference_temperature):
+    """Raise ValueError where T0 = ``reference_temperature`` (K) is not one ``model`` can run with: the reduced
+    expansion's beta0/beta factor is built on the model's own T0, so another T0 would move dbeta but not that
+    factor (the beta series has no such factor: any T0 is a consistent, if different, model)."""
+    if isinstance(model, CGModel) and model.reduced_expansion:
+        own = 1.0 / (KB * model.reference_beta)
+        if not math.isclose(float(reference_temperature), own, rel_tol=1e-9):
+            raise ValueError(f"T0 = {float(reference_temperature):g} K: this model's reduced expansion is built on its "
+                             f"own T0, {own:g} K (another T0 would shift dbeta but not its beta0/beta factor)")
 
 
 def _refuse_other_archives(path):

@@ -306,6 +306,17 @@ def test_recording_every_step_leaves_the_run_the_same(tmp_path):
     assert every_step["mean_T_kin_K"] == every_20th["mean_T_kin_K"]
 
 
+def test_mean_kinetic_temperature_leaves_out_the_equilibration(tmp_path):
+    """The summary's mean T_kin is that of the production's thermo rows: the equilibration starts
+    from the drawn velocities and is left out, as it is left out of the trajectory."""
+    summary = run_small(tmp_path, 200, equilibration_steps=100)
+    thermo = read_table(tmp_path / "thermo.tsv")
+    production = thermo[thermo.step >= 100]
+    assert len(production) == 6 and len(thermo) == 11
+    assert summary["mean_T_kin_K"] == pytest.approx(production.T_kin_K.mean(), rel=1e-6)  # the table rounds
+    assert abs(thermo.T_kin_K.mean() - summary["mean_T_kin_K"]) > 1.0  # K: the equilibration rows differ
+
+
 class CrashAt(BlowUpGuard):
     """A guard that kills the run (as an exception would) when it reaches a given step."""
 

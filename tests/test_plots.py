@@ -170,6 +170,28 @@ def test_dynamics_marks_runs_that_blew_up(tmp_path, drawn):
     assert any("blew up" in text.get_text() for text in ratio_panel.get_legend().get_texts())
 
 
+def test_dynamics_draws_the_friction_floor_only_where_a_law_reaches_it(tmp_path, drawn):
+    """gamma at the floor is not a fitted value: the gamma panel draws the floor as a labelled line."""
+    from thermocg.friction import MINIMUM_FRICTION
+
+    vacf = pd.DataFrame({"lag_ps": np.linspace(0, 1, 11), "vacf": np.exp(-np.linspace(0, 5, 11))})
+
+    def gamma_panel(entropy_gammas):
+        rows = [{"model": "trf1", "law": law, "temperature_K": t, "gamma_per_ps": gamma, "D_FG": 0.002,
+                 "D_FG_error": 1e-4, "D_CG": 0.002, "D_CG_error": 1e-4, "ratio": 1.0, "ratio_error": 0.05,
+                 "stable": True}
+                for law, gammas in (("constant", (20.0, 20.0)), ("entropy", entropy_gammas))
+                for t, gamma in zip((300.0, 700.0), gammas)]
+        plots.plot_dynamics(pd.DataFrame(rows), {t: vacf for t in ("300", "700")}, {}, tmp_path / "d.png")
+        ax = drawn[-1]["figure"].axes[1]
+        return [line for line in ax.get_lines() if list(line.get_ydata()) == [MINIMUM_FRICTION] * 2], ax
+
+    floors, ax = gamma_panel((20.0, MINIMUM_FRICTION))
+    assert len(floors) == 1 and "floor" in floors[0].get_label()
+    assert any("floor" in text.get_text() for text in ax.get_legend().get_texts())
+    assert gamma_panel((20.0, 5.0))[0] == []
+
+
 def test_transferability_draws_the_spreads_as_error_bars(tmp_path, synthetic, drawn):
     plots.transferability(synthetic["table"], tmp_path / "a.png", tmp_path / "a.pdf")
     assert not any(isinstance(c, ErrorbarContainer) for ax in drawn[-1]["figure"].axes for c in ax.containers)

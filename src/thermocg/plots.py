@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from thermocg import io, transfer  # noqa: E402
+from thermocg.friction import MINIMUM_FRICTION  # noqa: E402
 
 
 def _save(figure, png, pdf=None):
@@ -782,6 +783,9 @@ def plot_dynamics(table, fg_vacf, cg_vacf, png, pdf=None):
     for law in laws:
         part = table[(table["law"] == law) & (table["model"] == models[0])]
         ax.plot(part["temperature_K"], part["gamma_per_ps"], marker="o", color=law_colours[law], label=law)
+    if (table["gamma_per_ps"].astype(float) <= MINIMUM_FRICTION).any():  # a law's value there is the floor, not its fit
+        ax.axhline(MINIMUM_FRICTION, color="0.4", ls=":", lw=1.0,
+                   label=f"floor {MINIMUM_FRICTION:g}/ps: a law's lower value is raised to it")
     ax.set(xlabel="T (K)", ylabel="$\\gamma$ (1/ps)", title=f"Friction law $\\gamma(T)$ ({models[0]})")
     ax.set_yscale("log")
     ax.legend(fontsize=8)

@@ -296,6 +296,27 @@ def test_tiny_pipeline_parameter_sweep(tiny_run):
 
 
 @pytest.mark.slow
+def test_cross_validation_gap_benchmark_without_a_gap_is_the_pipelines_fit(tiny_run):
+    """benchmarks/bench_cv_gap.py on the tiny run: with no gap it rebuilds the normal equations and
+    chooses every ridge as the pipeline's fit of trf2 did (its learning-curve table)."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, str(REPO / "benchmarks/bench_cv_gap.py"), "--config", str(REPO / "config/test.yaml"),
+                    "--model", "trf2", "--gaps", "0", "3"], cwd=tiny_run, check=True, capture_output=True, text=True,
+                   timeout=600)
+    table = io.read_table(tiny_run / "benchmarks/results/cv_gap.tsv")
+    fit = io.read_table(tiny_run / "results/models/trf2/learning_curve.tsv")
+    chosen = fit[fit["chosen"].astype(bool)].set_index("head")
+    no_gap = table[table["gap_frames"] == 0].set_index("head")
+    assert set(no_gap.index) == {"e", "W1", "W2"} and len(table) == 6
+    for head, fit_head in (("e", "e"), ("W1", "W1"), ("W2", "W2 + 2 W1/beta0")):
+        assert no_gap.loc[head, "chosen_relative_ridge"] == chosen.loc[fit_head, "relative_ridge"]
+        assert no_gap.loc[head, "cross_validation_mse"] == pytest.approx(chosen.loc[fit_head, "cross_validation_mse"],
+                                                                         rel=1e-3)  # the table keeps 4 digits
+
+
+@pytest.mark.slow
 def test_force_matching_against_structure_benchmark(tiny_run):
     """benchmarks/bench_fm_structure.py on the tiny run: a model with fm_ref's W0 has fm_ref's forces at
     T0 (dbeta = 0), so its paired difference is exactly zero, as is that of fm_ref's file given by

@@ -168,17 +168,20 @@ def test_a_kept_term_takes_the_ridge_with_the_least_cross_validated_error():
         assert chosen["cross_validation_mse"] == min(row["cross_validation_mse"] for row in rows)
 
 
-def test_cross_validation_scores_every_frame_with_a_fit_that_did_not_see_it():
+@pytest.mark.parametrize("gap", [0, 2])
+def test_cross_validation_scores_every_frame_with_a_fit_that_did_not_see_it(gap):
+    """... nor the ``gap`` frames on each side of its stretch."""
     system = noisy_linear_system(0.3, n_frames=23, seed=1)
     penalty = response.smoothness_penalty(3)
-    coefficients, rows = response.solve_ridge(system, penalty, n_folds=4)
+    coefficients, rows = response.solve_ridge(system, penalty, n_folds=4, gap_frames=gap)
     gram, rhs = system.gram, system.rhs
     scale = np.trace(gram) / 3
     for row in rows:
         ridge = row["relative_ridge"]
         errors = []
         for fold in np.array_split(np.arange(23), 4):  # stretches of consecutive frames
-            rest = [k for k in range(23) if k not in fold]
+            rest = [k for k in range(23) if not fold[0] - gap <= k <= fold[-1] + gap]
+            assert len(rest) == 23 - len(fold) - (gap if fold[0] == 0 or fold[-1] == 22 else 2 * gap)
             fit = (np.zeros(3) if np.isinf(ridge) else
                    np.linalg.solve(sum(system.frames[k][0] for k in rest) + ridge * scale * penalty,
                                    sum(system.frames[k][1] for k in rest)))

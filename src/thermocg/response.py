@@ -88,14 +88,16 @@ def smoothness_penalty(n_coefficients):
     return second.T @ second
 
 
-def solve_ridge(system, penalty, n_folds=N_FOLDS):
+def solve_ridge(system, penalty, n_folds=N_FOLDS, gap_frames=0):
     """Coefficients minimising the error + lambda c^T P c on all of ``system``'s frames, lambda chosen by cross-validation.
 
     The targets are as noisy on every frame, but unbiased, so the error a fit makes on frames it did
     not see measures |F_b - G c|^2 + noise. The frames (in time order) are cut into ``n_folds``
     stretches of consecutive frames; each candidate is fitted on all stretches but one and scored on
     that one, so that every frame scores a fit that did not see it (only the frames at a
-    stretch's ends have correlated neighbours in its fit). A term is kept only if its
+    stretch's ends have correlated neighbours in its fit; ``gap_frames`` leaves that many frames on
+    each side of the scored stretch out of its fit as well: on the default run gaps of up to 50 frames,
+    5 ps, choose the same ridges: benchmarks/bench_cv_gap.py). A term is kept only if its
     cross-validated error beats "no term" (c = 0) by more than two standard errors (paired, over
     blocks of consecutive frames), and then the ridge with the least cross-validated error is fitted on
     every frame. Not the strongest ridge within one standard error of the best (the one-standard-error
@@ -123,9 +125,11 @@ def solve_ridge(system, penalty, n_folds=N_FOLDS):
             coefficients[free] = np.linalg.solve((gram + ridge * scale * penalty)[np.ix_(free, free)], rhs[free])
         return coefficients
 
-    # each fold's frames, and the normal equations of all the others
-    folds = [(held, gram - held.gram, rhs - held.rhs)
-             for held in (system.subset(fold) for fold in np.array_split(np.arange(n_frames), n_folds))]
+    # each fold's frames, and the normal equations of all the others but the gap beside the fold
+    folds = []
+    for fold in np.array_split(np.arange(n_frames), n_folds):
+        left_out = system.subset(range(max(0, fold[0] - gap_frames), min(n_frames, fold[-1] + 1 + gap_frames)))
+        folds.append((system.subset(fold), gram - left_out.gram, rhs - left_out.rhs))
     candidates, errors = [], []
     for ridge in (float("inf"), *sorted(RELATIVE_RIDGES, reverse=True)):
         try:
@@ -233,11 +237,17 @@ def _mean_force(model, frame):
     return sum(forces.values())
 
 
-def _energy_fit(model, frames):
-    """Fit the e head to the per-bead FG energies u_J (local energy matching)."""
+def energy_system(model, frames):
+    """The normal equations of the e head's fit to the per-bead FG energies u_J (local energy matching)."""
     system = NormalEquations()
     for frame in frames:
         system.add(_energy_design(model, frame), _host(frame.bead_energies))
+    return system
+
+
+def _energy_fit(model, frames):
+    """Fit the e head to the per-bead FG energies u_J (local energy matching)."""
+    system = energy_system(model, frames)
     coefficients, rows = solve_ridge(system, penalty_for(model, "e", len(system.rhs)))
     set_coefficients(model, "e", coefficients)
     return coefficients, rows

@@ -4,7 +4,7 @@ T0 frames 0.1 ps apart are correlated. thermocg.response.solve_ridge scores each
 consecutive frames with a fit on all the others, so the frames at a stretch's ends have correlated
 neighbours in that fit, which could favour a weaker ridge. For one trf1 or trf2 entry of a finished
 default run, this builds the normal equations of its heads (e, W1 and, for trf2, the second-order
-term) from the run's T0 frames on the run's model, as the pipeline does, and chooses each head's
+term) from the run's T0 frames on the run's fm_ref W0, as the pipeline does, and chooses each head's
 ridge again with ``gap_frames`` frames on each side of the scored stretch left out of its fit.
 A gap of 0 is the pipeline's choice.
 
@@ -24,23 +24,8 @@ import results_table
 import torch
 
 from thermocg import config as configuration
-from thermocg import io, kinds, nn, response, train, units
+from thermocg import kinds, response, train
 from thermocg.config import model_spec_with_defaults, temperature_label
-
-
-def t0_frames(config, spec, results, model):
-    """The training + validation T0 frames a closed-form entry is fitted on (the pipeline's split)."""
-    label = temperature_label(config["reference_temperature"])
-    beads, energies = results / f"cg/T{label}/beads.npz", results / f"cg/T{label}/molecule_energies.npz"
-    training = config["training"]
-    n_frames = len(io.load_frames(beads)["time"])
-    split = train.split_indices(n_frames, training["validation_fraction"], training["test_fraction"],
-                                training["response_frame_stride"])
-    r_loc = spec.get("r_loc") if spec.get("estimator", "local") == "local" else None
-    dtype = next(model.parameters()).dtype
-    beta0 = float(units.beta(config["reference_temperature"]))
-    return train.load_frames(beads, [*split["train"], *split["validation"]], model.cutoff, beta0, dtype, "cpu",
-                             energies, r_loc)
 
 
 def main():
@@ -56,14 +41,19 @@ def main():
     if spec["kind"] not in kinds.RESPONSE_KINDS:
         parser.error(f"--model must name an entry of kind {' or '.join(sorted(kinds.RESPONSE_KINDS))} of {args.config}")
     results = Path(args.results)
-    model, _ = nn.load_model(results / f"models/{args.model}/model.pt", "cpu")
-    frames = t0_frames(config, spec, results, model)
+    label = temperature_label(config["reference_temperature"])
+    fm_ref = next(name for name, entry in config["models"].items() if entry["kind"] == "fm_ref")
+    # the entry's model on the run's fm_ref W0 and its frames, as the pipeline's fit takes them
+    model, sets, _, _ = train._prepare(args.model, spec, config, {label: results / f"cg/T{label}/beads.npz"},
+                                       {label: results / f"cg/T{label}/molecule_energies.npz"}, 1, None,
+                                       results / f"models/{fm_ref}/model.pt")
+    frames = sets["train"] + sets["validation"]
     print(f"{len(frames)} T0 frames; building the normal equations (minutes)", flush=True)
     systems = response.thermal_systems(model, spec.get("estimator", "local"), frames)
     heads = {"e": response.energy_system(model, frames), **systems.heads}
     rows = []
     for head, system in heads.items():
-        penalty = response.penalty_for(model, "e" if head == "e" else head, len(system.rhs))
+        penalty = response.penalty_for(model, head, len(system.rhs))
         for gap in args.gaps:
             _, candidates = response.solve_ridge(system, penalty, gap_frames=gap)
             chosen = next(row for row in candidates if row["chosen"])
